@@ -1,1 +1,134 @@
-fn main() {}
+// SPDX-License-Identifier: GPL-2.0
+
+//! `cargo xtask`: builds the task_kfuncs test kernel, boots it with
+//! virtme-ng and runs the tests. See README.md for the commands and
+//! `cargo xtask help <command>` for each one.
+
+mod kernel;
+mod module;
+mod run;
+mod setup;
+mod test;
+mod util;
+mod vm;
+
+use std::path::PathBuf;
+use std::process;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+
+use crate::kernel::Flavour;
+
+#[derive(Parser)]
+#[command(
+    name = "cargo xtask",
+    about = "Build, boot and test the task_kfuncs test kernel",
+    after_help = "The kernel builds and the virtme-ng venv live in \
+                  ${TASK_KFUNCS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/task_kfuncs}."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Install what the host lacks (Debian packages, bindgen-cli, virtme-ng);
+    /// does nothing when all is there. The other commands call it themselves.
+    Setup,
+    /// Build the test kernel (cached; rebuilt when its inputs change).
+    Kernel {
+        /// The debug flavour: KASAN, lockdep, PROVE_RCU, kmemleak.
+        #[arg(long)]
+        debug: bool,
+        /// Print only the build directory, for `make KDIR=$(cargo xtask kernel --print-path)`.
+        #[arg(long)]
+        print_path: bool,
+    },
+    /// Boot the test kernel and run a command in it as root; exits with the
+    /// command's exit code.
+    ///
+    /// The guest sees the host's root read-only at the same paths and
+    /// <checkout>/target/vm read-write (to bring files back). One argument
+    /// is a shell command line as is (`vm -- 'uname -r; ls /'`); several are
+    /// quoted (`vm -- ls -l /sys/kernel/btf`). KVM is used when a probe boot
+    /// shows that it works, TCG otherwise (TASK_KFUNCS_ACCEL=kvm|tcg forces
+    /// one). The boot console is kept in target/xtask/console.log.
+    Vm {
+        /// Boot the debug kernel.
+        #[arg(long)]
+        debug: bool,
+        /// Boot this kernel build directory instead of the cached one.
+        #[arg(long, value_name = "DIR")]
+        kernel: Option<PathBuf>,
+        /// Seconds allowed for the whole run (default 1800, debug 3600).
+        #[arg(long, value_name = "SECS")]
+        timeout: Option<u64>,
+        /// The command to run in the guest.
+        #[arg(last = true, required = true, value_name = "CMD")]
+        cmd: Vec<String>,
+    },
+    /// Build what is missing, boot, load task_kfuncs.ko and show what BPF
+    /// sees of it, unload it, power off.
+    Run,
+    /// Run every test (host `cargo test`, kernel checks, boot smoke tests,
+    /// the BPF selftests in the guest); ends with `N passed, N failed`.
+    Test {
+        /// Run the guest part on the debug kernel.
+        #[arg(long)]
+        debug: bool,
+    },
+}
+
+fn main() {
+    if let Err(e) = real_main() {
+        eprintln!("[xtask] error: {e:#}");
+        process::exit(2);
+    }
+}
+
+fn real_main() -> Result<()> {
+    let cli = Cli::parse();
+    let checkout = util::checkout();
+    let cache = util::cache_dir()?;
+    match cli.command {
+        Cmd::Setup => setup::setup(&cache),
+        Cmd::Kernel { debug, print_path } => {
+            let dir = kernel::ensure_built(&checkout, &cache, Flavour::new(debug))?;
+            if print_path {
+                println!("{}", dir.display());
+            } else {
+                say!("kernel: {}", dir.display());
+            }
+            Ok(())
+        }
+        Cmd::Vm {
+            debug,
+            kernel,
+            timeout,
+            cmd,
+        } => {
+            setup::ensure(&cache)?;
+            let kdir = match kernel {
+                Some(dir) => dir
+                    .canonicalize()
+                    .with_context(|| format!("--kernel {}: no such directory", dir.display()))?,
+                None => kernel::ensure_built(&checkout, &cache, Flavour::new(debug))?,
+            };
+            let mut opts = vm::VmOptions::new(kdir, debug);
+            if let Some(secs) = timeout {
+                opts.timeout = std::time::Duration::from_secs(secs);
+            }
+            let outcome = vm::run(&cache, &opts, &vm::command_line(&cmd))?;
+            say!(
+                "vm: command started {:.1} s after boot began; exit code {}",
+                outcome.boot_time.as_secs_f64(),
+                outcome.exit_code
+            );
+            process::exit(outcome.exit_code);
+        }
+        Cmd::Run => run::run(&checkout, &cache),
+        Cmd::Test { debug } => test::test(&checkout, &cache, debug),
+    }
+}

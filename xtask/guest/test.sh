@@ -1,0 +1,63 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# Runs inside the guest for `cargo xtask test`: checks the guest kernel,
+# runs the BPF selftest runner against task_kfuncs.ko, then scans the kernel
+# log (and kmemleak, on the debug kernel).
+#
+# xtask parses the lines starting with "xtask-guest: " and the runner's own
+# final "N passed, N failed" line; everything else is for the reader.
+#
+# Usage: test.sh RUNNER MODULE
+set -uo pipefail
+
+runner=$1
+module=$2
+
+check() {
+	local name=$1
+	shift
+	if "$@"; then
+		echo "xtask-guest: ok - $name"
+	else
+		echo "xtask-guest: not ok - $name"
+	fi
+}
+
+check "the guest runs a 6.12 kernel ($(uname -r))" grep -q '^6\.12\.' /proc/sys/kernel/osrelease
+check "vmlinux BTF is present" test -e /sys/kernel/btf/vmlinux
+check "CONFIG_RUST=y is live" sh -c 'zcat /proc/config.gz | grep -qx CONFIG_RUST=y'
+
+kmemleak=/sys/kernel/debug/kmemleak
+mountpoint -q /sys/kernel/debug || mount -t debugfs none /sys/kernel/debug 2>/dev/null
+# Forget what boot left behind, so that a report names only the suite's leaks.
+[ -e $kmemleak ] && echo clear >$kmemleak
+
+echo "=== $runner --module $module"
+"$runner" --module "$module"
+echo "xtask-guest: runner exit code $?"
+
+# Anything the kernel complained about during boot or the suite fails the run.
+pattern='refcount_t|WARNING:|BUG:|KASAN|suspicious RCU usage|Oops|Call Trace'
+if dmesg | grep -Eq "$pattern"; then
+	echo "=== kernel log lines matching: $pattern"
+	dmesg | grep -E -B2 -A20 "$pattern" | head -n 200
+	echo "xtask-guest: not ok - the kernel log is clean"
+else
+	echo "xtask-guest: ok - the kernel log is clean"
+fi
+
+if [ -e $kmemleak ]; then
+	# kmemleak only reports objects older than 5 s, found by two scans.
+	sleep 6
+	echo scan >$kmemleak
+	echo scan >$kmemleak
+	if grep -q 'unreferenced object' $kmemleak; then
+		echo "=== kmemleak"
+		head -n 200 $kmemleak
+		echo "xtask-guest: not ok - kmemleak finds no leak"
+	else
+		echo "xtask-guest: ok - kmemleak finds no leak"
+	fi
+fi
+exit 0

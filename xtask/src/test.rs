@@ -1,0 +1,438 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! `cargo xtask test`: every test the project has, one TAP-like line per
+//! case, and one final `N passed, N failed` line.
+//!
+//! 1. Host: `cargo test --workspace`, each test a case.
+//! 2. xtask's checks on the kernel in use: its .config, its cache key, and
+//!    two boots (`vm -- true` exits 0, `vm -- false` does not).
+//! 3. Guest: task_kfuncs.ko and the BPF selftest runner are built on the
+//!    host, then xtask/guest/test.sh runs the runner in the guest and scans
+//!    the kernel log. The runner's own `N passed, N failed` line is added to
+//!    the totals.
+//!
+//! Anything that cannot run counts as failed, with the reason.
+//! Output of tools and of the guest is echoed as `# ` comment lines, so the
+//! only summary line that is not a comment is ours.
+
+use std::env;
+use std::fs;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{self, Command, Stdio};
+use std::time::Instant;
+
+use anyhow::{anyhow, bail, Result};
+
+use crate::kernel::{self, Flavour};
+use crate::util::{fmt_duration, shell_quote};
+use crate::{module, say, vm};
+
+/// Where `cargo build -p bpf-tests --release` leaves the selftest runner.
+const RUNNER: &str = "target/release/task-kfuncs-selftests";
+
+/// Case counter and printer.
+#[derive(Default)]
+struct Tally {
+    passed: u32,
+    failed: u32,
+}
+
+impl Tally {
+    fn pass(&mut self, name: &str) {
+        self.passed += 1;
+        println!("ok {} - {name}", self.passed + self.failed);
+    }
+
+    fn fail(&mut self, name: &str, reason: &str) {
+        self.failed += 1;
+        println!("not ok {} - {name}", self.passed + self.failed);
+        for line in reason.lines() {
+            println!("#   {line}");
+        }
+    }
+
+    fn case(&mut self, name: &str, result: Result<()>) {
+        match result {
+            Ok(()) => self.pass(name),
+            Err(e) => self.fail(name, &format!("{e:#}")),
+        }
+    }
+}
+
+/// `cargo xtask test [--debug]`. Exits the process: 0 when nothing failed.
+pub fn test(checkout: &Path, cache: &Path, debug: bool) -> Result<()> {
+    let start = Instant::now();
+    let flavour = Flavour::new(debug);
+    let mut t = Tally::default();
+
+    let kdir = match kernel::ensure_built(checkout, cache, flavour) {
+        Ok(dir) => dir,
+        Err(e) => {
+            t.fail(
+                &format!("kernel: the {} kernel builds", flavour.name()),
+                &format!("{e:#}"),
+            );
+            return finish(&t, start);
+        }
+    };
+    println!("# kernel: {}", kdir.display());
+
+    // 1. Host tests.
+    println!(
+        "# host: cargo test --workspace (TASK_KFUNCS_KDIR={})",
+        kdir.display()
+    );
+    host_tests(&mut t, checkout, &kdir);
+
+    // 2. xtask's own checks on the kernel in use.
+    config_checks(&mut t, checkout, cache, flavour, &kdir);
+    let opts = vm::VmOptions {
+        echo_prefix: "# ",
+        ..vm::VmOptions::new(kdir.clone(), debug)
+    };
+    for (command, want_zero) in [("true", true), ("false", false)] {
+        let name = if want_zero {
+            "boot: `vm -- true` exits 0".to_string()
+        } else {
+            "boot: `vm -- false` exits non-zero".to_string()
+        };
+        let result = vm::run(cache, &opts, command).and_then(|o| {
+            println!("# boot to command: {:.1} s", o.boot_time.as_secs_f64());
+            match (want_zero, o.exit_code) {
+                (true, 0) => Ok(()),
+                (false, c) if c != 0 => Ok(()),
+                (_, c) => bail!("`{command}` in the guest gave exit code {c}"),
+            }
+        });
+        t.case(&name, result);
+    }
+
+    // 3. The module and the BPF selftests in the guest.
+    let ko = if module::exists(checkout) {
+        let ko = module::build(checkout, cache, &kdir);
+        match ko {
+            Ok(ko) => {
+                t.pass("module: task_kfuncs.ko builds against the test kernel");
+                Some(ko)
+            }
+            Err(e) => {
+                t.fail(
+                    "module: task_kfuncs.ko builds against the test kernel",
+                    &format!("{e:#}"),
+                );
+                None
+            }
+        }
+    } else {
+        t.fail(
+            "module: task_kfuncs.ko builds against the test kernel",
+            "no module source yet (Makefile and src/lib.rs are missing)",
+        );
+        None
+    };
+    let runner = build_runner(checkout, &kdir);
+    let runner = match runner {
+        Ok(path) => {
+            t.pass("selftests: the runner builds");
+            Some(path)
+        }
+        Err(e) => {
+            t.fail("selftests: the runner builds", &format!("{e:#}"));
+            None
+        }
+    };
+    match (ko, runner) {
+        (Some(ko), Some(runner)) => guest_suite(&mut t, checkout, cache, &opts, &runner, &ko),
+        _ => t.fail(
+            "guest: BPF selftest suite",
+            "not run: it needs both task_kfuncs.ko and the runner (see above)",
+        ),
+    }
+
+    finish(&t, start)
+}
+
+fn finish(t: &Tally, start: Instant) -> Result<()> {
+    say!("test: finished in {}", fmt_duration(start.elapsed()));
+    println!("{} passed, {} failed", t.passed, t.failed);
+    if t.failed > 0 {
+        process::exit(1);
+    }
+    Ok(())
+}
+
+/// Runs `cargo test --workspace`, turning each `test NAME ... ok|FAILED`
+/// line into a case.
+fn host_tests(t: &mut Tally, checkout: &Path, kdir: &Path) {
+    let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let spawned = Command::new(cargo)
+        .args(["test", "--workspace"])
+        .current_dir(checkout)
+        .env("TASK_KFUNCS_KDIR", kdir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn();
+    let mut child = match spawned {
+        Ok(child) => child,
+        Err(e) => {
+            return t.fail(
+                "host: cargo test --workspace",
+                &format!("cannot start cargo: {e}"),
+            )
+        }
+    };
+    let (before_passed, before_failed) = (t.passed, t.failed);
+    if let Some(stdout) = child.stdout.take() {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            match parse_test_line(&line) {
+                Some((name, TestVerdict::Ok)) => t.pass(&format!("host: {name}")),
+                Some((name, TestVerdict::Failed)) => {
+                    t.fail(&format!("host: {name}"), "see the cargo test output above")
+                }
+                Some((name, TestVerdict::Ignored)) => {
+                    println!("# skipped (ignored, not counted): host: {name}")
+                }
+                None => println!("# {line}"),
+            }
+        }
+    }
+    let status = child.wait();
+    let newly_failed = t.failed - before_failed;
+    let ran = t.passed - before_passed + newly_failed;
+    match status {
+        Ok(s) if s.success() && ran > 0 => {}
+        Ok(s) if s.success() => t.fail("host: cargo test --workspace", "ran no tests"),
+        Ok(s) if newly_failed == 0 => t.fail(
+            "host: cargo test --workspace",
+            &format!("cargo test failed ({s}) without a failing test: a build error, see above"),
+        ),
+        Ok(_) => {}
+        Err(e) => t.fail(
+            "host: cargo test --workspace",
+            &format!("cannot wait for cargo: {e}"),
+        ),
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum TestVerdict {
+    Ok,
+    Failed,
+    Ignored,
+}
+
+/// Parses libtest's `test NAME ... ok` lines.
+fn parse_test_line(line: &str) -> Option<(&str, TestVerdict)> {
+    let rest = line.strip_prefix("test ")?;
+    let (name, verdict) = rest.rsplit_once(" ... ")?;
+    let verdict = match verdict.trim() {
+        "ok" => TestVerdict::Ok,
+        "FAILED" => TestVerdict::Failed,
+        v if v.starts_with("ignored") => TestVerdict::Ignored,
+        _ => return None,
+    };
+    Some((name, verdict))
+}
+
+/// Checks of the kernel in use: config and cache key.
+fn config_checks(t: &mut Tally, checkout: &Path, cache: &Path, flavour: Flavour, kdir: &Path) {
+    let inputs = match kernel::key_inputs(checkout, cache, flavour) {
+        Ok(inputs) => inputs,
+        Err(e) => return t.fail("config: read the kernel's inputs", &format!("{e:#}")),
+    };
+    let config = fs::read_to_string(kdir.join(".config")).unwrap_or_default();
+    let fragments: Vec<&str> = inputs.fragments.iter().map(|(_, s)| s.as_str()).collect();
+    let names: Vec<String> = inputs
+        .fragments
+        .iter()
+        .map(|(n, _)| format!("qemu/{n}"))
+        .collect();
+
+    t.case(
+        &format!(
+            "config: every option of {} survived Kconfig",
+            names.join(" + ")
+        ),
+        dropped_to_result(kernel::check_config(&config, &fragments, &[])),
+    );
+    t.case(
+        &format!(
+            "config: required options are y ({})",
+            kernel::REQUIRED.join(" ")
+        ),
+        dropped_to_result(kernel::check_config(&config, &[], kernel::REQUIRED)),
+    );
+
+    let key = kernel::build_key(&inputs);
+    t.case(
+        "cache key: the kernel in use is keyed by today's patches, fragments and toolchain",
+        {
+            let expected = kernel::build_dir(cache, flavour, &inputs);
+            if expected == kdir {
+                Ok(())
+            } else {
+                Err(anyhow!(
+                    "in use {}, expected {}",
+                    kdir.display(),
+                    expected.display()
+                ))
+            }
+        },
+    );
+    t.case("cache key: changes when a patch changes", {
+        let mut changed = inputs.clone();
+        match changed.patches.last_mut() {
+            Some((_, text)) => {
+                text.push('\n');
+                if kernel::build_key(&changed) != key
+                    && kernel::source_key(&changed) != kernel::source_key(&inputs)
+                {
+                    Ok(())
+                } else {
+                    Err(anyhow!("key stayed {key}"))
+                }
+            }
+            None => Err(anyhow!("qemu/patches has no patch")),
+        }
+    });
+    t.case("cache key: changes when a config fragment changes", {
+        let mut changed = inputs.clone();
+        changed.fragments[0].1.push_str("CONFIG_XTASK_TEST=y\n");
+        if kernel::build_key(&changed) != key {
+            Ok(())
+        } else {
+            Err(anyhow!("key stayed {key}"))
+        }
+    });
+}
+
+fn dropped_to_result(dropped: Result<Vec<kernel::Dropped>>) -> Result<()> {
+    let dropped = dropped?;
+    if dropped.is_empty() {
+        return Ok(());
+    }
+    let list: Vec<String> = dropped.iter().map(ToString::to_string).collect();
+    bail!("{}", list.join("\n"))
+}
+
+/// `cargo build -p bpf-tests --release` with TASK_KFUNCS_KDIR set.
+fn build_runner(checkout: &Path, kdir: &Path) -> Result<PathBuf> {
+    let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.args(["build", "-p", "bpf-tests", "--release"])
+        .current_dir(checkout)
+        .env("TASK_KFUNCS_KDIR", kdir);
+    crate::util::run(&mut cmd)?;
+    let runner = checkout.join(RUNNER);
+    if !runner.exists() {
+        bail!("the build left no {RUNNER}: the bpf-tests crate must build a binary named task-kfuncs-selftests");
+    }
+    Ok(runner)
+}
+
+/// Boots once, runs xtask/guest/test.sh, and parses what it printed.
+fn guest_suite(
+    t: &mut Tally,
+    checkout: &Path,
+    cache: &Path,
+    opts: &vm::VmOptions,
+    runner: &Path,
+    ko: &Path,
+) {
+    let script = checkout.join("xtask/guest/test.sh");
+    let command = [
+        "bash",
+        &script.to_string_lossy(),
+        &runner.to_string_lossy(),
+        &ko.to_string_lossy(),
+    ]
+    .map(shell_quote)
+    .join(" ");
+    let outcome = match vm::run(cache, opts, &command) {
+        Ok(outcome) => outcome,
+        Err(e) => return t.fail("guest: BPF selftest suite", &format!("{e:#}")),
+    };
+    println!(
+        "# boot to command: {:.1} s",
+        outcome.boot_time.as_secs_f64()
+    );
+
+    let mut runner_exit = None;
+    let mut summary = None;
+    for line in outcome.stdout.lines() {
+        if let Some(rest) = line.strip_prefix("xtask-guest: ") {
+            if let Some(name) = rest.strip_prefix("ok - ") {
+                t.pass(&format!("guest: {name}"));
+            } else if let Some(name) = rest.strip_prefix("not ok - ") {
+                t.fail(&format!("guest: {name}"), "see the guest output above");
+            } else if let Some(code) = rest.strip_prefix("runner exit code ") {
+                runner_exit = code.trim().parse::<i32>().ok();
+            }
+        } else if let Some(counts) = parse_summary(line) {
+            summary = Some(counts);
+        }
+    }
+    match (summary, runner_exit) {
+        (Some((passed, failed)), Some(code)) => {
+            println!("# selftest runner: {passed} passed, {failed} failed, exit code {code}");
+            t.passed += passed;
+            t.failed += failed;
+            if code != 0 && failed == 0 {
+                t.fail("guest: selftest runner exit code", &format!("exit code {code} with no failed case"));
+            }
+        }
+        (None, Some(code)) => t.fail(
+            "guest: selftest runner",
+            &format!("it printed no `N passed, N failed` line (exit code {code})"),
+        ),
+        (_, None) => t.fail(
+            "guest: selftest runner",
+            "the guest script never reported the runner's end (did the guest crash? see target/xtask/console.log)",
+        ),
+    }
+    if outcome.exit_code != 0 {
+        t.fail(
+            "guest: test script",
+            &format!("exit code {}", outcome.exit_code),
+        );
+    }
+}
+
+/// Parses a `N passed, N failed` line.
+fn parse_summary(line: &str) -> Option<(u32, u32)> {
+    let (passed, failed) = line.trim().split_once(" passed, ")?;
+    let failed = failed.strip_suffix(" failed")?;
+    Some((passed.parse().ok()?, failed.parse().ok()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn libtest_lines() {
+        assert_eq!(
+            parse_test_line("test kernel::tests::x ... ok"),
+            Some(("kernel::tests::x", TestVerdict::Ok))
+        );
+        assert_eq!(
+            parse_test_line("test a::b ... FAILED"),
+            Some(("a::b", TestVerdict::Failed))
+        );
+        assert_eq!(
+            parse_test_line("test a ... ignored, slow"),
+            Some(("a", TestVerdict::Ignored))
+        );
+        assert_eq!(parse_test_line("test result: ok. 3 passed; 0 failed"), None);
+        assert_eq!(parse_test_line("running 3 tests"), None);
+    }
+
+    #[test]
+    fn summary_lines() {
+        assert_eq!(parse_summary("31 passed, 2 failed"), Some((31, 2)));
+        assert_eq!(parse_summary("0 passed, 0 failed\n"), Some((0, 0)));
+        assert_eq!(parse_summary("ok 1 - passed, failed"), None);
+        assert_eq!(parse_summary("test result: ok. 3 passed; 0 failed"), None);
+    }
+}
