@@ -1,1 +1,73 @@
-fn main() {}
+// SPDX-License-Identifier: GPL-2.0
+
+//! `btfgen --base <KDIR>/vmlinux <module.ko>`: adds BTF for a Rust module's kfuncs.
+//!
+//! Run it on the linked `.ko` after Kbuild's pahole step and before `resolve_btfids`; see
+//! docs/btf-pipeline.md.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+/// Give a Rust kernel module's kfuncs BTF (FUNC + FUNC_PROTO) derived from its DWARF.
+///
+/// The kfuncs are the __BTF_ID__func__* symbols of the module's .BTF_ids section (the sets
+/// declared with btf_kfunc_set!); their types must map to vmlinux BTF types. The module's .BTF
+/// section is rewritten in place; running twice changes nothing.
+#[derive(Parser, Debug)]
+#[command(version)]
+struct Cli {
+    /// vmlinux whose BTF the module's split BTF builds on (usually <KDIR>/vmlinux).
+    #[arg(long, value_name = "VMLINUX")]
+    base: PathBuf,
+    /// Write the result here instead of rewriting MODULE in place.
+    #[arg(short, long, value_name = "FILE")]
+    output: Option<PathBuf>,
+    /// objcopy used to replace the .BTF section (GNU or LLVM).
+    #[arg(long, env = "BTFGEN_OBJCOPY", default_value = "llvm-objcopy-19")]
+    objcopy: String,
+    /// Print each prototype added.
+    #[arg(short, long)]
+    verbose: bool,
+    /// The module (.ko) to process.
+    #[arg(value_name = "MODULE")]
+    module: PathBuf,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let opts = btfgen::Options {
+        base: cli.base,
+        module: cli.module.clone(),
+        output: cli.output,
+        objcopy: cli.objcopy,
+    };
+    match btfgen::run(&opts) {
+        Ok(outcome) => {
+            let module = cli.module.display();
+            if outcome.added.is_empty() {
+                println!(
+                    "btfgen: {module}: BTF already present for {} kfunc(s), nothing to do",
+                    outcome.already_present.len()
+                );
+            } else {
+                println!(
+                    "btfgen: {module}: added BTF for {} kfunc(s) of set(s) {}",
+                    outcome.added.len(),
+                    outcome.sets.join(", ")
+                );
+            }
+            if cli.verbose {
+                for (proto, id) in &outcome.added {
+                    println!("  [{id}] {}", btfgen::c_declaration(proto));
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("btfgen: error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,270 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! A small safe wrapper over libbpf's BTF reader and writer (`libbpf-sys`).
+//!
+//! Only what btfgen needs: parse vmlinux BTF, load a module's split BTF on top of it, look types
+//! up, add `FUNC_PROTO`/`FUNC`/`PTR` types and serialise the split part back to raw `.BTF` bytes.
+
+use std::ffi::{c_int, CStr, CString};
+use std::io;
+use std::marker::PhantomData;
+use std::path::Path;
+use std::ptr::NonNull;
+
+use anyhow::{anyhow, bail, Context, Result};
+use libbpf_sys as sys;
+
+/// BTF kinds btfgen looks up or writes (`BTF_KIND_*` of `include/uapi/linux/btf.h`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// `BTF_KIND_INT`.
+    Int,
+    /// `BTF_KIND_PTR`.
+    Ptr,
+    /// `BTF_KIND_STRUCT`.
+    Struct,
+    /// `BTF_KIND_UNION`.
+    Union,
+    /// `BTF_KIND_FUNC`.
+    Func,
+    /// `BTF_KIND_FUNC_PROTO`.
+    FuncProto,
+}
+
+impl Kind {
+    fn raw(self) -> u32 {
+        match self {
+            Kind::Int => sys::BTF_KIND_INT,
+            Kind::Ptr => sys::BTF_KIND_PTR,
+            Kind::Struct => sys::BTF_KIND_STRUCT,
+            Kind::Union => sys::BTF_KIND_UNION,
+            Kind::Func => sys::BTF_KIND_FUNC,
+            Kind::FuncProto => sys::BTF_KIND_FUNC_PROTO,
+        }
+    }
+}
+
+/// A decoded view of one BTF type, enough for checks and tests.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TypeInfo {
+    /// `BTF_KIND_*` value.
+    pub kind: u32,
+    /// The type's name ("" for anonymous types).
+    pub name: String,
+    /// `size` for INT/STRUCT/UNION, `type` for PTR/FUNC/FUNC_PROTO (return type).
+    pub size_or_type: u32,
+    /// `vlen` from `info` (number of parameters for FUNC_PROTO, linkage for FUNC).
+    pub vlen: u16,
+    /// FUNC_PROTO parameters as (name, type id).
+    pub params: Vec<(String, u32)>,
+    /// For INT: the encoding bits (`BTF_INT_SIGNED`, ...) and size in bits.
+    pub int_encoding: Option<(u8, u8)>,
+}
+
+/// An owned `struct btf` from libbpf.
+///
+/// # Invariants
+///
+/// `ptr` is a valid `struct btf` owned by this value; when `'base` is borrowed from a base
+/// [`Btf`], that base outlives `ptr` (libbpf keeps a pointer to it).
+pub struct Btf<'base> {
+    ptr: NonNull<sys::btf>,
+    _base: PhantomData<&'base Btf<'static>>,
+}
+
+fn last_error(what: &str) -> anyhow::Error {
+    anyhow!("{what}: {}", io::Error::last_os_error())
+}
+
+fn cstring(s: &str) -> Result<CString> {
+    CString::new(s).with_context(|| format!("name {s:?} contains a NUL byte"))
+}
+
+impl Btf<'static> {
+    /// Parses the `.BTF` section of an ELF file (vmlinux) or a raw BTF file.
+    pub fn parse(path: &Path) -> Result<Self> {
+        let cpath = cstring(&path.to_string_lossy())?;
+        // SAFETY: `cpath` is a valid NUL-terminated string; a NULL `btf_ext` out-pointer is
+        // allowed.
+        let ptr = unsafe { sys::btf__parse(cpath.as_ptr(), std::ptr::null_mut()) };
+        let ptr = NonNull::new(ptr)
+            .ok_or_else(|| last_error(&format!("cannot read BTF from {}", path.display())))?;
+        // INVARIANT: libbpf returned a new `struct btf` that we now own; it has no base.
+        Ok(Self {
+            ptr,
+            _base: PhantomData,
+        })
+    }
+}
+
+impl<'base> Btf<'base> {
+    /// Loads raw split BTF (the contents of a module's `.BTF`) on top of `base`.
+    ///
+    /// A section holding only the BTF header (no types, no strings), which is what pahole
+    /// writes for a module without C types, gives an empty split BTF.
+    pub fn new_split(data: &[u8], base: &'base Btf<'_>) -> Result<Self> {
+        let header_only = data.len() >= 24
+            && u32::from_ne_bytes(data[12..16].try_into()?) == 0
+            && u32::from_ne_bytes(data[20..24].try_into()?) == 0;
+        let ptr = if header_only || data.is_empty() {
+            // SAFETY: `base.ptr` is a valid `struct btf` (type invariant) that outlives the
+            // result thanks to the `'base` borrow.
+            unsafe { sys::btf__new_empty_split(base.ptr.as_ptr()) }
+        } else {
+            let size = u32::try_from(data.len()).context("module .BTF is larger than 4 GiB")?;
+            // SAFETY: `data` is valid for `size` bytes (libbpf copies it); `base.ptr` is valid
+            // and outlives the result as above.
+            unsafe { sys::btf__new_split(data.as_ptr().cast(), size, base.ptr.as_ptr()) }
+        };
+        let ptr = NonNull::new(ptr).ok_or_else(|| last_error("cannot parse the module's .BTF"))?;
+        // INVARIANT: a new `struct btf` we own, whose base is borrowed for `'base`.
+        Ok(Self {
+            ptr,
+            _base: PhantomData,
+        })
+    }
+
+    /// Number of types including the base's and the implicit `void` (id 0).
+    pub fn type_cnt(&self) -> u32 {
+        // SAFETY: `self.ptr` is valid (type invariant).
+        unsafe { sys::btf__type_cnt(self.ptr.as_ptr()) }
+    }
+
+    /// The first type id of this BTF (1 for a base, the base's `type_cnt()` for split BTF).
+    pub fn start_id(&self) -> u32 {
+        // SAFETY: `self.ptr` is valid; `btf__base_btf` returns NULL or the (valid) base.
+        let base = unsafe { sys::btf__base_btf(self.ptr.as_ptr()) };
+        if base.is_null() {
+            1
+        } else {
+            // SAFETY: `base` is the valid base BTF libbpf keeps for `self`.
+            unsafe { sys::btf__type_cnt(base) }
+        }
+    }
+
+    /// Finds a named type of the given kind, here or in the base; `None` when there is none.
+    pub fn find(&self, name: &str, kind: Kind) -> Result<Option<u32>> {
+        let cname = cstring(name)?;
+        // SAFETY: `self.ptr` is valid and `cname` is NUL-terminated.
+        let id =
+            unsafe { sys::btf__find_by_name_kind(self.ptr.as_ptr(), cname.as_ptr(), kind.raw()) };
+        Ok(u32::try_from(id).ok())
+    }
+
+    /// Decodes type `id`.
+    pub fn type_info(&self, id: u32) -> Result<TypeInfo> {
+        // SAFETY: `self.ptr` is valid; libbpf bounds-checks `id` and returns NULL when invalid.
+        let t = unsafe { sys::btf__type_by_id(self.ptr.as_ptr(), id) };
+        if t.is_null() {
+            bail!("BTF type id {id} does not exist");
+        }
+        // SAFETY: `t` points to a `struct btf_type` inside `self`, valid while `self` is not
+        // modified; we copy what we need before returning.
+        let raw = unsafe { &*t };
+        let kind = (raw.info >> 24) & 0x1f;
+        let vlen = (raw.info & 0xffff) as u16;
+        // SAFETY: both union members are `u32`; either reading is fine.
+        let size_or_type = unsafe { raw.__bindgen_anon_1.size };
+        let mut info = TypeInfo {
+            kind,
+            name: self.name(raw.name_off),
+            size_or_type,
+            vlen,
+            params: Vec::new(),
+            int_encoding: None,
+        };
+        if kind == sys::BTF_KIND_INT {
+            // SAFETY: an INT type is followed by one `u32` of encoding data.
+            let word = unsafe { *(t.add(1) as *const u32) };
+            info.int_encoding = Some((((word >> 24) & 0x0f) as u8, (word & 0xff) as u8));
+        } else if kind == sys::BTF_KIND_FUNC_PROTO {
+            // SAFETY: a FUNC_PROTO is followed by `vlen` `struct btf_param`s.
+            let params = unsafe {
+                std::slice::from_raw_parts(t.add(1) as *const sys::btf_param, usize::from(vlen))
+            };
+            info.params = params
+                .iter()
+                .map(|p| (self.name(p.name_off), p.type_))
+                .collect();
+        }
+        Ok(info)
+    }
+
+    fn name(&self, off: u32) -> String {
+        // SAFETY: `self.ptr` is valid; libbpf returns NULL for an out-of-range offset.
+        let s = unsafe { sys::btf__name_by_offset(self.ptr.as_ptr(), off) };
+        if s.is_null() {
+            return String::new();
+        }
+        // SAFETY: libbpf returned a NUL-terminated string inside the BTF's string section.
+        unsafe { CStr::from_ptr(s) }.to_string_lossy().into_owned()
+    }
+
+    fn check_id(ret: c_int, what: &str) -> Result<u32> {
+        u32::try_from(ret)
+            .map_err(|_| anyhow!("libbpf: {what}: {}", io::Error::from_raw_os_error(-ret)))
+    }
+
+    /// Adds `PTR -> target`.
+    pub fn add_ptr(&mut self, target: u32) -> Result<u32> {
+        // SAFETY: `self.ptr` is valid and uniquely borrowed.
+        let ret = unsafe { sys::btf__add_ptr(self.ptr.as_ptr(), target as c_int) };
+        Self::check_id(ret, "adding a PTR")
+    }
+
+    /// Adds `FUNC_PROTO` with the given return type and named parameters.
+    pub fn add_func_proto(&mut self, ret: u32, params: &[(String, u32)]) -> Result<u32> {
+        // SAFETY: `self.ptr` is valid and uniquely borrowed.
+        let id = unsafe { sys::btf__add_func_proto(self.ptr.as_ptr(), ret as c_int) };
+        let id = Self::check_id(id, "adding a FUNC_PROTO")?;
+        for (name, ty) in params {
+            let cname = cstring(name)?;
+            // SAFETY: `self.ptr` is valid, the last added type is the FUNC_PROTO as libbpf
+            // requires, and `cname` is NUL-terminated (libbpf copies it).
+            let ret = unsafe {
+                sys::btf__add_func_param(self.ptr.as_ptr(), cname.as_ptr(), *ty as c_int)
+            };
+            if ret < 0 {
+                bail!(
+                    "libbpf: adding parameter {name}: {}",
+                    io::Error::from_raw_os_error(-ret)
+                );
+            }
+        }
+        Ok(id)
+    }
+
+    /// Adds a global `FUNC` named `name` of prototype `proto`.
+    pub fn add_func(&mut self, name: &str, proto: u32) -> Result<u32> {
+        let cname = cstring(name)?;
+        // SAFETY: `self.ptr` is valid and uniquely borrowed; `cname` is NUL-terminated.
+        let ret = unsafe {
+            sys::btf__add_func(
+                self.ptr.as_ptr(),
+                cname.as_ptr(),
+                sys::BTF_FUNC_GLOBAL,
+                proto as c_int,
+            )
+        };
+        Self::check_id(ret, &format!("adding FUNC {name}"))
+    }
+
+    /// The raw BTF of this object (for split BTF: its own types and strings only).
+    pub fn raw_data(&self) -> Result<Vec<u8>> {
+        let mut size = 0u32;
+        // SAFETY: `self.ptr` is valid; `size` is a valid out-pointer.
+        let data = unsafe { sys::btf__raw_data(self.ptr.as_ptr(), &mut size) };
+        if data.is_null() {
+            return Err(last_error("cannot serialise BTF"));
+        }
+        // SAFETY: libbpf returned a buffer of `size` bytes owned by `self`; we copy it.
+        Ok(unsafe { std::slice::from_raw_parts(data.cast::<u8>(), size as usize) }.to_vec())
+    }
+}
+
+impl Drop for Btf<'_> {
+    fn drop(&mut self) {
+        // SAFETY: we own `self.ptr` (type invariant) and never use it again.
+        unsafe { sys::btf__free(self.ptr.as_ptr()) };
+    }
+}

@@ -1,0 +1,118 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The ELF side: the kfunc names a module lists in `.BTF_ids`, its `.BTF` section, and writing
+//! a new `.BTF` back.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+use object::{Object, ObjectSection, ObjectSymbol, SymbolKind};
+
+/// Prefix of every symbol `resolve_btfids` patches (`BTF_ID_PREFIX` in its main.c).
+const BTF_ID_PREFIX: &str = "__BTF_ID__";
+
+/// What a module's `.BTF_ids` section declares.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct BtfIds {
+    /// `set8` names (`__BTF_ID__set8__<name>`), in address order.
+    pub sets: Vec<String>,
+    /// Function names (`__BTF_ID__func__<name>__<unique>`), in address order, without repeats.
+    pub funcs: Vec<String>,
+}
+
+/// Cuts `<name>__<unique>` at the last `__`, as `get_id()` in resolve_btfids does.
+fn strip_unique(s: &str) -> Option<&str> {
+    let last = s.rfind('_')?;
+    if last == 0 || s.as_bytes()[last - 1] != b'_' {
+        return None;
+    }
+    let name = &s[..last - 1];
+    (!name.is_empty()).then_some(name)
+}
+
+/// Reads the `__BTF_ID__*` symbols of `.BTF_ids`.
+///
+/// Returns an empty [`BtfIds`] when the section does not exist.
+pub fn btf_ids(file: &object::File<'_>) -> Result<BtfIds> {
+    let mut ids = BtfIds::default();
+    let Some(section) = file.section_by_name(".BTF_ids") else {
+        return Ok(ids);
+    };
+    let mut syms: Vec<_> = file
+        .symbols()
+        .filter(|s| s.section_index() == Some(section.index()))
+        .filter_map(|s| {
+            let name = s.name().ok()?;
+            let rest = name.strip_prefix(BTF_ID_PREFIX)?;
+            Some((s.address(), rest.to_owned()))
+        })
+        .collect();
+    syms.sort();
+    for (_, rest) in syms {
+        if let Some(set) = rest.strip_prefix("set8__") {
+            ids.sets.push(set.to_owned());
+        } else if let Some(func) = rest.strip_prefix("func__") {
+            let name = strip_unique(func)
+                .with_context(|| format!("malformed symbol {BTF_ID_PREFIX}{rest} in .BTF_ids"))?;
+            if !ids.funcs.iter().any(|f| f == name) {
+                ids.funcs.push(name.to_owned());
+            }
+        }
+    }
+    Ok(ids)
+}
+
+/// Names of the functions the object defines.
+pub fn defined_functions(file: &object::File<'_>) -> BTreeSet<String> {
+    file.symbols()
+        .filter(|s| s.kind() == SymbolKind::Text && s.is_definition())
+        .filter_map(|s| s.name().ok().map(str::to_owned))
+        .collect()
+}
+
+/// The contents of `.BTF`, or `None` when the object has no such section.
+pub fn btf_section(file: &object::File<'_>) -> Result<Option<Vec<u8>>> {
+    let Some(section) = file.section_by_name(".BTF") else {
+        return Ok(None);
+    };
+    let data = section.data().context("cannot read .BTF")?;
+    Ok(Some(data.to_vec()))
+}
+
+/// Replaces the `.BTF` section of `input` with `data`, writing the result to `output`
+/// (which may be `input`), with `objcopy` (GNU or LLVM; both can resize a section of a
+/// relocatable object).
+pub fn write_btf_section(objcopy: &str, input: &Path, output: &Path, data: &[u8]) -> Result<()> {
+    let dir = output
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let tmp = dir.join(format!(
+        ".{}.btfgen.{}",
+        output
+            .file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default(),
+        std::process::id()
+    ));
+    std::fs::write(&tmp, data).with_context(|| format!("cannot write {}", tmp.display()))?;
+    let status = Command::new(objcopy)
+        .arg("--update-section")
+        .arg(format!(".BTF={}", tmp.display()))
+        .arg(input)
+        .arg(output)
+        .status();
+    let _ = std::fs::remove_file(&tmp);
+    let status = status.with_context(|| {
+        format!("cannot run {objcopy}; install llvm-19 or pass --objcopy <path to objcopy>")
+    })?;
+    if !status.success() {
+        bail!(
+            "{objcopy} --update-section .BTF failed on {} ({status})",
+            input.display()
+        );
+    }
+    Ok(())
+}
