@@ -16,30 +16,30 @@
 #![allow(dead_code)]
 
 /// `struct btf_id_set8.flags`: the set holds kfuncs (`BTF_SET8_KFUNCS`).
-pub const BTF_SET8_KFUNCS: u32 = 1 << 0;
+pub(crate) const BTF_SET8_KFUNCS: u32 = 1 << 0;
 
 /// The kfunc returns a new reference the program must release (`KF_ACQUIRE`).
-pub const KF_ACQUIRE: u32 = 1 << 0;
+pub(crate) const KF_ACQUIRE: u32 = 1 << 0;
 /// The kfunc releases the reference passed as its first argument (`KF_RELEASE`).
-pub const KF_RELEASE: u32 = 1 << 1;
+pub(crate) const KF_RELEASE: u32 = 1 << 1;
 /// The kfunc may return NULL; the program must check before use (`KF_RET_NULL`).
-pub const KF_RET_NULL: u32 = 1 << 2;
+pub(crate) const KF_RET_NULL: u32 = 1 << 2;
 /// The kfunc only takes trusted pointer arguments (`KF_TRUSTED_ARGS`).
-pub const KF_TRUSTED_ARGS: u32 = 1 << 4;
+pub(crate) const KF_TRUSTED_ARGS: u32 = 1 << 4;
 /// The kfunc may sleep: only sleepable programs can call it (`KF_SLEEPABLE`).
-pub const KF_SLEEPABLE: u32 = 1 << 5;
+pub(crate) const KF_SLEEPABLE: u32 = 1 << 5;
 /// The kfunc performs destructive actions (`KF_DESTRUCTIVE`).
-pub const KF_DESTRUCTIVE: u32 = 1 << 6;
+pub(crate) const KF_DESTRUCTIVE: u32 = 1 << 6;
 /// The kfunc takes RCU-protected or trusted pointer arguments (`KF_RCU`).
-pub const KF_RCU: u32 = 1 << 7;
+pub(crate) const KF_RCU: u32 = 1 << 7;
 /// The kfunc is a BPF iterator constructor (`KF_ITER_NEW`).
-pub const KF_ITER_NEW: u32 = 1 << 8;
+pub(crate) const KF_ITER_NEW: u32 = 1 << 8;
 /// The kfunc is a BPF iterator `next` method (`KF_ITER_NEXT`).
-pub const KF_ITER_NEXT: u32 = 1 << 9;
+pub(crate) const KF_ITER_NEXT: u32 = 1 << 9;
 /// The kfunc is a BPF iterator destructor (`KF_ITER_DESTROY`).
-pub const KF_ITER_DESTROY: u32 = 1 << 10;
+pub(crate) const KF_ITER_DESTROY: u32 = 1 << 10;
 /// The kfunc must be called inside an RCU read-side critical section (`KF_RCU_PROTECTED`).
-pub const KF_RCU_PROTECTED: u32 = 1 << 11;
+pub(crate) const KF_RCU_PROTECTED: u32 = 1 << 11;
 
 /// A kfunc id set emitted into `.BTF_ids` by [`btf_kfunc_set!`].
 ///
@@ -51,7 +51,7 @@ pub const KF_RCU_PROTECTED: u32 = 1 << 11;
 /// `start` is the address of the set's `struct btf_id_set8` in the `.BTF_ids` section, which
 /// lives as long as the module (or program) that contains it and holds [`BtfKfuncSet::len`]
 /// entries.
-pub struct BtfKfuncSet {
+pub(crate) struct BtfKfuncSet {
     start: *const u8,
     len: u32,
 }
@@ -68,7 +68,7 @@ impl BtfKfuncSet {
     /// `start` must be the address of a `struct btf_id_set8` with `len` entries in `.BTF_ids`
     /// that lives for `'static`.
     #[doc(hidden)]
-    pub const unsafe fn from_raw(start: *const u8, len: u32) -> Self {
+    pub(crate) const unsafe fn from_raw(start: *const u8, len: u32) -> Self {
         // INVARIANT: guaranteed by the caller.
         Self { start, len }
     }
@@ -77,17 +77,17 @@ impl BtfKfuncSet {
     ///
     /// The kernel only reads through this pointer; the C field is `struct btf_id_set8 *`
     /// without `const`, hence `*mut`.
-    pub fn as_ptr(&self) -> *mut core::ffi::c_void {
+    pub(crate) fn as_ptr(&self) -> *mut core::ffi::c_void {
         self.start.cast_mut().cast()
     }
 
     /// The number of kfuncs in the set.
-    pub const fn len(&self) -> u32 {
+    pub(crate) const fn len(&self) -> u32 {
         self.len
     }
 
     /// Whether the set has no kfuncs.
-    pub const fn is_empty(&self) -> bool {
+    pub(crate) const fn is_empty(&self) -> bool {
         self.len == 0
     }
 }
