@@ -87,7 +87,13 @@ pub struct VmOutcome {
 /// Boots `opts.kdir` and runs `command` (a shell command line) in it.
 pub fn run(cache: &Path, opts: &VmOptions, command: &str) -> Result<VmOutcome> {
     let accel = accel(cache, &opts.kdir)?;
-    boot(cache, opts, accel, command, true)
+    let outcome = boot(cache, opts, accel, command, true);
+    if outcome.is_err() && accel == Accel::Tcg {
+        // A kernel that cannot boot under TCG either may also have failed
+        // the KVM probe for its own reasons: probe again next time.
+        let _ = fs::remove_file(cache.join("kvm-probe"));
+    }
+    outcome
 }
 
 /// Joins `vm -- <args>` into one shell command: a single argument is taken
