@@ -175,8 +175,9 @@ fn load_section<'data>(file: &object::File<'data>, id: gimli::SectionId) -> Resu
 
 /// Finds the prototypes of `names` in the DWARF of `file`.
 ///
-/// Every name must have a `DW_TAG_subprogram` definition whose types map to [`CType`]s;
-/// anything else is an error that names the kfunc, the parameter and the type.
+/// Names without a `DW_TAG_subprogram` definition are left out of the result; a definition
+/// whose types do not map to [`CType`]s is an error that names the kfunc, the parameter and the
+/// type.
 pub fn prototypes(
     file: &object::File<'_>,
     names: &[String],
@@ -215,15 +216,6 @@ pub fn prototypes(
         }
     }
 
-    for name in names {
-        if !found.contains_key(name) {
-            bail!(
-                "kfunc {name}: no DW_TAG_subprogram definition in the module's DWARF; \
-                 build the module with debug info (CONFIG_DEBUG_INFO) and keep the function \
-                 #[no_mangle] extern \"C\""
-            );
-        }
-    }
     Ok(found)
 }
 

@@ -72,6 +72,27 @@ pub fn defined_functions(file: &object::File<'_>) -> BTreeSet<String> {
         .collect()
 }
 
+/// Other function symbols at the same place as function `name`: when LLVM's function merging
+/// folds two identical bodies, one name becomes an alias of the other and loses its DWARF.
+pub fn aliases(file: &object::File<'_>, name: &str) -> Vec<String> {
+    let functions: Vec<_> = file
+        .symbols()
+        .filter(|s| s.kind() == SymbolKind::Text && s.is_definition())
+        .collect();
+    let Some(sym) = functions.iter().find(|s| s.name() == Ok(name)) else {
+        return Vec::new();
+    };
+    functions
+        .iter()
+        .filter(|s| {
+            s.section_index() == sym.section_index()
+                && s.address() == sym.address()
+                && s.name() != Ok(name)
+        })
+        .filter_map(|s| s.name().ok().map(str::to_owned))
+        .collect()
+}
+
 /// The contents of `.BTF`, or `None` when the object has no such section.
 pub fn btf_section(file: &object::File<'_>) -> Result<Option<Vec<u8>>> {
     let Some(section) = file.section_by_name(".BTF") else {

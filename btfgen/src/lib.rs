@@ -143,6 +143,23 @@ pub fn run(opts: &Options) -> Result<Outcome> {
     }
 
     let protos = dwarf::prototypes(&file, &todo)?;
+    for name in &todo {
+        if protos.contains_key(name) {
+            continue;
+        }
+        if let Some(twin) = elf::aliases(&file, name).into_iter().next() {
+            bail!(
+                "kfunc {name} has no DWARF of its own: the compiler merged it with {twin} \
+                 (identical machine code), so its prototype cannot be derived; build the module \
+                 with `rustflags-y += -Zmerge-functions=disabled` in Kbuild"
+            );
+        }
+        bail!(
+            "kfunc {name}: no DW_TAG_subprogram definition in the module's DWARF; build the \
+             module with debug info (CONFIG_DEBUG_INFO) and keep the function \
+             #[no_mangle] extern \"C\""
+        );
+    }
     let mut ptr_cache = BTreeMap::new();
     for name in &todo {
         let proto = &protos[name];

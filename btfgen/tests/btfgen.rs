@@ -1,0 +1,366 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! btfgen against real objects: a Rust fixture compiled at test time (tests/fixtures/kfuncs.rs)
+//! and the vmlinux of `TASK_KFUNCS_KDIR`.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use btfgen::btf::{Btf, Kind, TypeInfo};
+use btfgen::{elf, Options, Outcome};
+use common::*;
+use object::{Object, ObjectSection, ObjectSymbol};
+
+const BTF_KIND_PTR: u32 = 2;
+const BTF_KIND_FUNC: u32 = 12;
+const BTF_KIND_FUNC_PROTO: u32 = 13;
+const BTF_FUNC_GLOBAL: u16 = 1;
+
+/// The fixture's set, with the flags `btf_kfunc_set!` lists.
+const KFUNCS: &[(&str, u32)] = &[
+    ("rust_task_acquire", 0x01 | 0x10 | 0x04),
+    ("rust_task_release", 0x02),
+    ("rust_task_from_pid", 0x01 | 0x04),
+    ("rust_test_ints", 0),
+];
+
+fn btfgen(module: &Path, output: &Path) -> anyhow::Result<Outcome> {
+    btfgen::run(&Options {
+        base: vmlinux(),
+        module: module.to_owned(),
+        output: Some(output.to_owned()),
+        objcopy: OBJCOPY.into(),
+    })
+}
+
+fn read_btf_section(path: &Path) -> Vec<u8> {
+    let data = std::fs::read(path).unwrap();
+    let file = object::File::parse(&*data).unwrap();
+    elf::btf_section(&file).unwrap().expect("no .BTF section")
+}
+
+/// The FUNC named `name` in `btf` and its FUNC_PROTO.
+fn func(btf: &Btf<'_>, name: &str) -> (u32, TypeInfo, TypeInfo) {
+    let id = btf
+        .find(name, Kind::Func)
+        .unwrap()
+        .unwrap_or_else(|| panic!("no FUNC {name}"));
+    let f = btf.type_info(id).unwrap();
+    assert_eq!(f.kind, BTF_KIND_FUNC);
+    let proto = btf.type_info(f.size_or_type).unwrap();
+    assert_eq!(
+        proto.kind, BTF_KIND_FUNC_PROTO,
+        "{name}: FUNC does not point at a FUNC_PROTO"
+    );
+    (id, f, proto)
+}
+
+/// Generates BTF for the fixture module; returns (dir, input, output).
+fn generated(cfgs: &[&str]) -> (PathBuf, PathBuf, PathBuf) {
+    let dir = scratch("btfgen");
+    let module = fixture_module(&dir, cfgs);
+    let out = dir.join("out.ko");
+    let outcome = btfgen(&module, &out).unwrap();
+    assert_eq!(outcome.added.len(), KFUNCS.len());
+    (dir, module, out)
+}
+
+#[test]
+fn finds_the_set_and_its_kfuncs() {
+    let dir = scratch("symbols");
+    let module = fixture_module(&dir, &["extra"]);
+    let data = std::fs::read(&module).unwrap();
+    let ids = elf::btf_ids(&object::File::parse(&*data).unwrap()).unwrap();
+    assert_eq!(ids.sets, ["TEST_KFUNC_SET", "EXTRA_SET"]);
+    let mut want: Vec<_> = KFUNCS.iter().map(|(n, _)| n.to_string()).collect();
+    want.push("rust_task_from_vpid".into());
+    assert_eq!(ids.funcs, want);
+}
+
+#[test]
+fn writes_a_func_and_proto_per_kfunc_on_vmlinux_types() {
+    let (_dir, _, out) = generated(&[]);
+    let base = Btf::parse(&vmlinux()).unwrap();
+    let btf = Btf::new_split(&read_btf_section(&out), &base).unwrap();
+    let start = btf.start_id();
+    assert_eq!(
+        start,
+        base.type_cnt(),
+        "module BTF must be split on vmlinux"
+    );
+
+    let task = base.find("task_struct", Kind::Struct).unwrap().unwrap();
+    let int = base.find("int", Kind::Int).unwrap().unwrap();
+    let is_task_ptr = |id: u32| {
+        let t = btf.type_info(id).unwrap();
+        t.kind == BTF_KIND_PTR && t.size_or_type == task
+    };
+
+    for (name, _) in KFUNCS {
+        let (id, f, _) = func(&btf, name);
+        assert!(
+            id >= start,
+            "{name}: FUNC must be in the module part, got id {id}"
+        );
+        assert_eq!(f.vlen, BTF_FUNC_GLOBAL, "{name}: linkage must be global");
+    }
+
+    let (_, _, acquire) = func(&btf, "rust_task_acquire");
+    assert!(
+        is_task_ptr(acquire.size_or_type),
+        "acquire must return struct task_struct *"
+    );
+    assert_eq!(acquire.params.len(), 1);
+    assert_eq!(acquire.params[0].0, "p");
+    assert!(is_task_ptr(acquire.params[0].1));
+
+    let (_, _, release) = func(&btf, "rust_task_release");
+    assert_eq!(release.size_or_type, 0, "release must return void");
+    assert_eq!(release.params[0].0, "p");
+    assert!(is_task_ptr(release.params[0].1));
+
+    let (_, _, from_pid) = func(&btf, "rust_task_from_pid");
+    assert!(is_task_ptr(from_pid.size_or_type));
+    assert_eq!(from_pid.params, [("pid".to_owned(), int)]);
+
+    let (_, _, ints) = func(&btf, "rust_test_ints");
+    assert_eq!(ints.size_or_type, int);
+    let names: Vec<_> = ints
+        .params
+        .iter()
+        .map(|(p, id)| (p.as_str(), base.type_info(*id).unwrap().name))
+        .collect();
+    // The spelling is clang's for a clang-built kernel, GCC's otherwise.
+    let expect = [
+        ("a", &["unsigned int"][..]),
+        ("b", &["long long", "long long int"]),
+        ("c", &["unsigned long long", "long long unsigned int"]),
+        ("d", &["unsigned long", "long unsigned int"]),
+        ("e", &["_Bool"]),
+    ];
+    assert_eq!(names.len(), expect.len());
+    for ((p, ty), (ep, ety)) in names.iter().zip(expect) {
+        assert_eq!(*p, ep);
+        assert!(
+            ety.contains(&ty.as_str()),
+            "parameter {p}: got vmlinux type {ty}"
+        );
+    }
+}
+
+#[test]
+fn bpftool_reads_the_generated_btf() {
+    let (_dir, _, out) = generated(&[]);
+    let bpftool = ["/usr/sbin/bpftool", "bpftool"]
+        .into_iter()
+        .find(|b| Command::new(b).arg("version").output().is_ok())
+        .expect("bpftool not found: install it (apt-get install bpftool)");
+    let dump = run(Command::new(bpftool)
+        .arg("-B")
+        .arg(vmlinux())
+        .args(["btf", "dump", "file"])
+        .arg(&out));
+    let dump = String::from_utf8(dump.stdout).unwrap();
+    for (name, _) in KFUNCS {
+        assert!(
+            dump.contains(&format!("FUNC '{name}' type_id=")) && dump.contains("linkage=global"),
+            "bpftool does not show FUNC {name}:\n{dump}"
+        );
+    }
+    assert!(dump.contains("'pid' type_id="), "{dump}");
+}
+
+#[test]
+fn a_second_run_changes_nothing() {
+    let (dir, _, out) = generated(&[]);
+    let again = dir.join("again.ko");
+    let outcome = btfgen(&out, &again).unwrap();
+    assert!(
+        outcome.added.is_empty(),
+        "second run added {:?}",
+        outcome.added
+    );
+    assert_eq!(outcome.already_present.len(), KFUNCS.len());
+    assert_eq!(read_btf_section(&out), read_btf_section(&again));
+}
+
+#[test]
+fn appends_to_existing_module_btf() {
+    let (dir, _, out) = generated(&[]);
+    // The fixture with one more kfunc, carrying the BTF of the first run, stands for a module
+    // whose .BTF already has types (from pahole for its C objects).
+    let obj = rustc_obj(&dir, "kfuncs.rs", &["extra"], true);
+    let old = read_btf_section(&out);
+    let old_path = dir.join("old.btf");
+    std::fs::write(&old_path, &old).unwrap();
+    let module = dir.join("extra.ko");
+    run(Command::new(OBJCOPY)
+        .arg("--add-section")
+        .arg(format!(".BTF={}", old_path.display()))
+        .arg(&obj)
+        .arg(&module));
+    let out2 = dir.join("extra-out.ko");
+    let outcome = btfgen(&module, &out2).unwrap();
+    let added: Vec<_> = outcome.added.iter().map(|(p, _)| p.name.as_str()).collect();
+    assert_eq!(added, ["rust_task_from_vpid"]);
+    assert_eq!(outcome.already_present.len(), KFUNCS.len());
+
+    let base = Btf::parse(&vmlinux()).unwrap();
+    let before = Btf::new_split(&old, &base).unwrap();
+    let after = Btf::new_split(&read_btf_section(&out2), &base).unwrap();
+    for (name, _) in KFUNCS {
+        assert_eq!(
+            func(&before, name).0,
+            func(&after, name).0,
+            "{name} changed id"
+        );
+    }
+    let (id, _, _) = func(&after, "rust_task_from_vpid");
+    assert!(id >= before.type_cnt(), "new FUNC must be appended");
+}
+
+#[test]
+fn resolve_btfids_patches_the_rust_set() {
+    let (_dir, _, out) = generated(&[]);
+    let resolve = kdir().join("tools/bpf/resolve_btfids/resolve_btfids");
+    run(Command::new(&resolve).arg("-b").arg(vmlinux()).arg(&out));
+
+    let base = Btf::parse(&vmlinux()).unwrap();
+    let btf = Btf::new_split(&read_btf_section(&out), &base).unwrap();
+    let data = std::fs::read(&out).unwrap();
+    let file = object::File::parse(&*data).unwrap();
+    let section = file.section_by_name(".BTF_ids").unwrap();
+    let bytes = section.data().unwrap();
+    let word =
+        |off: u64| u32::from_le_bytes(bytes[off as usize..off as usize + 4].try_into().unwrap());
+
+    // set8 header: cnt patched in, BTF_SET8_KFUNCS kept.
+    let set = file
+        .symbols()
+        .find(|s| s.name() == Ok("__BTF_ID__set8__TEST_KFUNC_SET"))
+        .unwrap();
+    assert_eq!(word(set.address()), KFUNCS.len() as u32, "cnt");
+    assert_eq!(word(set.address() + 4), 1, "BTF_SET8_KFUNCS");
+
+    // Each pair holds the FUNC id and, next to it, that kfunc's flags; pairs sorted by id.
+    let mut pairs = Vec::new();
+    for i in 0..KFUNCS.len() as u64 {
+        pairs.push((
+            word(set.address() + 8 + 8 * i),
+            word(set.address() + 12 + 8 * i),
+        ));
+    }
+    assert!(
+        pairs.windows(2).all(|w| w[0].0 < w[1].0),
+        "pairs not sorted: {pairs:?}"
+    );
+    for (name, flags) in KFUNCS {
+        let (id, _, _) = func(&btf, name);
+        assert!(
+            pairs.contains(&(id, *flags)),
+            "{name}: no pair ({id}, {flags:#x}) in {pairs:?}"
+        );
+    }
+}
+
+#[test]
+fn an_unmappable_type_is_an_error() {
+    let dir = scratch("badtype");
+    let module = fixture_module(&dir, &["bad_type"]);
+    let err = btfgen(&module, &dir.join("out.ko")).unwrap_err();
+    let msg = format!("{err:#}");
+    for part in ["rust_bad_float", "parameter x", "f32"] {
+        assert!(msg.contains(part), "error {msg:?} does not name {part:?}");
+    }
+    assert!(
+        !dir.join("out.ko").exists(),
+        "nothing must be written on error"
+    );
+}
+
+#[test]
+fn a_kfunc_without_dwarf_is_an_error() {
+    let dir = scratch("nodwarf");
+    let module = add_empty_btf(&rustc_obj(&dir, "kfuncs.rs", &[], false));
+    let err = btfgen(&module, &dir.join("out.ko")).unwrap_err();
+    let msg = format!("{err:#}");
+    assert!(
+        msg.contains("rust_task_acquire") && msg.contains("no DW_TAG_subprogram"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn a_kfunc_merged_into_another_is_an_error_that_says_why() {
+    let dir = scratch("merged");
+    let module = fixture_module(&dir, &["merged"]);
+    let msg = format!("{:#}", btfgen(&module, &dir.join("out.ko")).unwrap_err());
+    assert!(
+        msg.contains("rust_task_kptr_get")
+            && msg.contains("merged it with rust_task_acquire")
+            && msg.contains("-Zmerge-functions=disabled"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn a_kfunc_named_like_a_vmlinux_function_is_an_error() {
+    let dir = scratch("clash");
+    let module = fixture_module(&dir, &["bad_name"]);
+    let msg = format!("{:#}", btfgen(&module, &dir.join("out.ko")).unwrap_err());
+    assert!(
+        msg.contains("bpf_task_acquire") && msg.contains("vmlinux function"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn a_module_without_btf_section_is_an_error() {
+    let dir = scratch("nobtf");
+    let obj = rustc_obj(&dir, "kfuncs.rs", &[], true);
+    let msg = format!("{:#}", btfgen(&obj, &dir.join("out.ko")).unwrap_err());
+    assert!(msg.contains("CONFIG_DEBUG_INFO_BTF_MODULES"), "{msg}");
+}
+
+#[test]
+fn the_cli_rewrites_in_place() {
+    let dir = scratch("cli");
+    let module = fixture_module(&dir, &[]);
+    let before = read_btf_section(&module);
+    let out = run(Command::new(env!("CARGO_BIN_EXE_btfgen"))
+        .arg("--base")
+        .arg(vmlinux())
+        .arg("--objcopy")
+        .arg(OBJCOPY)
+        .arg("-v")
+        .arg(&module));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        stdout.contains("added BTF for 4 kfunc(s) of set(s) TEST_KFUNC_SET"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("struct task_struct *rust_task_acquire(struct task_struct *p)"),
+        "{stdout}"
+    );
+    assert_ne!(read_btf_section(&module), before, "module not rewritten");
+
+    let bad = fixture_module(&scratch("cli-bad"), &["bad_type"]);
+    let out = Command::new(env!("CARGO_BIN_EXE_btfgen"))
+        .arg("--base")
+        .arg(vmlinux())
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert!(
+        !out.status.success(),
+        "btfgen must fail on an unmappable kfunc"
+    );
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        stderr.contains("btfgen: error: kfunc rust_bad_float"),
+        "{stderr}"
+    );
+}
