@@ -1,0 +1,89 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Builds the BPF selftest programs in `progs/` into libbpf-rs skeletons.
+//!
+//! `vmlinux.h` is generated from the test kernel's own BTF
+//! (`bpftool btf dump file $TASK_KFUNCS_KDIR/vmlinux format c`), so the
+//! programs see exactly the types of the kernel they will run on. With the
+//! `c-kfuncs` feature the programs are compiled with `-DTASK_KFUNCS_C`, which
+//! maps the kfunc names onto the kernel's own C kfuncs.
+
+use std::env;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+use libbpf_cargo::SkeletonBuilder;
+
+/// The BPF objects, each built from `progs/<name>.bpf.c` into `<name>.skel.rs`.
+const PROGS: &[&str] = &["task_kfuncs_success", "task_kfuncs_failure"];
+
+/// The clang that compiles the programs; override with `BPF_CLANG`.
+const DEFAULT_CLANG: &str = "clang-19";
+
+fn main() -> Result<()> {
+    println!("cargo:rerun-if-env-changed=TASK_KFUNCS_KDIR");
+    println!("cargo:rerun-if-env-changed=BPF_CLANG");
+    println!("cargo:rerun-if-changed=progs");
+
+    let out = PathBuf::from(env::var_os("OUT_DIR").context("OUT_DIR is not set")?);
+    let Some(kdir) = env::var_os("TASK_KFUNCS_KDIR") else {
+        bail!(
+            "TASK_KFUNCS_KDIR is not set: point it at the test kernel's build directory \
+             (the one holding vmlinux), e.g. \
+             TASK_KFUNCS_KDIR=$(cargo xtask kernel --print-path) cargo build -p bpf-tests"
+        );
+    };
+    let vmlinux = Path::new(&kdir).join("vmlinux");
+    if !vmlinux.is_file() {
+        bail!(
+            "{} does not exist: TASK_KFUNCS_KDIR must be a built kernel tree \
+             (run `cargo xtask kernel` first)",
+            vmlinux.display()
+        );
+    }
+    println!("cargo:rerun-if-changed={}", vmlinux.display());
+    write_vmlinux_h(&vmlinux, &out.join("vmlinux.h"))?;
+
+    let clang = env::var("BPF_CLANG").unwrap_or_else(|_| DEFAULT_CLANG.to_owned());
+    let mut clang_args = vec![
+        format!("-I{}", out.display()),
+        "-Iprogs".to_owned(),
+        "-Wall".to_owned(),
+        "-Werror".to_owned(),
+    ];
+    if env::var_os("CARGO_FEATURE_C_KFUNCS").is_some() {
+        clang_args.push("-DTASK_KFUNCS_C".to_owned());
+    }
+
+    for name in PROGS {
+        let source = Path::new("progs").join(format!("{name}.bpf.c"));
+        SkeletonBuilder::new()
+            .source(&source)
+            .obj(out.join(format!("{name}.bpf.o")))
+            .clang(&clang)
+            .clang_args(&clang_args)
+            .build_and_generate(out.join(format!("{name}.skel.rs")))
+            .with_context(|| format!("building {} with {clang}", source.display()))?;
+    }
+    Ok(())
+}
+
+/// Dumps the BTF of `vmlinux` as C into `dest` with bpftool.
+fn write_vmlinux_h(vmlinux: &Path, dest: &Path) -> Result<()> {
+    let output = Command::new("bpftool")
+        .args(["btf", "dump", "file"])
+        .arg(vmlinux)
+        .args(["format", "c"])
+        .output()
+        .context("running bpftool (install the Debian package `bpftool`)")?;
+    if !output.status.success() {
+        bail!(
+            "bpftool btf dump file {} format c failed: {}",
+            vmlinux.display(),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    fs::write(dest, &output.stdout).with_context(|| format!("writing {}", dest.display()))
+}

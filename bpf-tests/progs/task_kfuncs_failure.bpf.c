@@ -1,0 +1,337 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Programs the verifier must reject: one per case, named for the mistake it
+ * makes, with the exact verifier message it must produce written above it.
+ * The runner loads each program alone and checks that the load fails and
+ * that the verifier log contains the message.
+ */
+
+#include "task_kfuncs_common.h"
+
+char _license[] SEC("license") = "GPL";
+
+/* Prototype of the tp_btf programs: see task_kfuncs_success.bpf.c. */
+
+SEC("tp_btf/task_newtask")
+__failure __msg("Possibly NULL pointer passed to trusted arg0")
+int BPF_PROG(acquire_null, struct task_struct *task, u64 clone_flags)
+{
+	struct task_struct *acquired;
+
+	acquired = rust_task_acquire(NULL);
+	if (acquired)
+		rust_task_release(acquired);
+	return 0;
+}
+
+SEC("tp_btf/task_newtask")
+__failure __msg("arg#0 pointer type STRUCT task_struct must point")
+int BPF_PROG(acquire_stack_pointer, struct task_struct *task, u64 clone_flags)
+{
+	struct task_struct *acquired, *on_stack = (struct task_struct *)&clone_flags;
+
+	acquired = rust_task_acquire((struct task_struct *)&on_stack);
+	if (acquired)
+		rust_task_release(acquired);
+	return 0;
+}
+
+SEC("tp_btf/task_newtask")
+__failure __msg("arg#0 pointer type STRUCT task_struct must point")
+int BPF_PROG(release_stack_pointer, struct task_struct *task, u64 clone_flags)
+{
+	struct task_struct *on_stack = (struct task_struct *)&clone_flags;
+
+	rust_task_release(on_stack);
+	return 0;
+}
+
+SEC("tp_btf/task_newtask")
+__failure __msg("Possibly NULL pointer passed to trusted arg0")
+int BPF_PROG(release_null, struct task_struct *task, u64 clone_flags)
+{
+	rust_task_release(NULL);
+	return 0;
+}
+
+/* A sleepable program outside bpf_rcu_read_lock(): the kptr load is untrusted. */
+SEC("syscall")
+__failure __msg(ACQUIRE_UNTRUSTED_MSG)
+int acquire_untrusted_kptr_load(void *ctx)
+{
+	struct task_struct *plain, *acquired;
+	struct task_slot *slot;
+
+	slot = task_slot();
+	if (!slot)
+		return 0;
+	plain = slot->task;
+	if (!plain)
+		return 0;
+	acquired = rust_task_acquire(plain);
+	if (acquired)
+		rust_task_release(acquired);
+	return 0;
+}
+
+/* fentry arguments are not trusted: acquire needs a trusted pointer. */
+SEC("fentry/wake_up_new_task")
+__failure __msg(ACQUIRE_UNTRUSTED_MSG)
+int BPF_PROG(acquire_untrusted_fentry_arg, struct task_struct *p)
+{
+	struct task_struct *acquired;
+
+	acquired = rust_task_acquire(p);
+	if (acquired)
+		rust_task_release(acquired);
+	return 0;
+}
+
+SEC("tp_btf/task_newtask")
+__failure __msg("Possibly NULL pointer passed to trusted arg0")
+int BPF_PROG(acquire_no_null_check, struct task_struct *task, u64 clone_flags)
+{
+	struct task_struct *acquired;
+
+	acquired = rust_task_acquire(task);
+	rust_task_release(acquired);
+	return 0;
+}
+
+SEC("tp_btf/task_newtask")
+__failure __msg("Possibly NULL pointer passed to trusted arg0")
+int BPF_PROG(from_pid_no_null_check, struct task_struct *task, u64 clone_flags)
+{
+	struct task_struct *found;
+
+	found = rust_task_from_pid(task->pid);
+	rust_task_release(found);
+	return 0;
+}
+
+SEC("tp_btf/task_newtask")
+__failure __msg("R0 invalid mem access 'ptr_or_null_'")
+int BPF_PROG(from_pid_deref_no_null_check, struct task_struct *task, u64 clone_flags)
+{
+	struct task_struct *found;
+	int pid;
+
+	found = rust_task_from_pid(task->pid);
+	pid = found->pid;
+	if (found)
+		rust_task_release(found);
+	return pid;
+}
+
+SEC("tp_btf/task_newtask")
+__failure __msg("Unreleased reference")
+int BPF_PROG(acquire_leaked, struct task_struct *task, u64 clone_flags)
+{
+	struct task_struct *acquired;
+
+	acquired = rust_task_acquire(task);
+	if (!acquired)
+		return 0;
+	return acquired->pid;
+}
+
+SEC("tp_btf/task_newtask")
+__failure __msg("Unreleased reference")
+int BPF_PROG(from_pid_leaked, struct task_struct *task, u64 clone_flags)
+{
+	struct task_struct *found;
+
+	found = rust_task_from_pid(task->pid);
+	if (!found)
+		return 0;
+	return found->pid;
+}
+
+SEC("tp_btf/task_newtask")
+__c_skip("6.12 has no C kfunc looking up a pid in the caller's namespace")
+__failure __msg("Unreleased reference")
+int BPF_PROG(from_vpid_leaked, struct task_struct *task, u64 clone_flags)
+{
+	struct task_struct *found;
+
+	found = rust_task_from_vpid(task->pid);
+	if (!found)
+		return 0;
+	return found->pid;
+}
+
+SEC("tp_btf/task_newtask")
+__failure __msg("Unreleased reference")
+int BPF_PROG(kptr_get_leaked, struct task_struct *task, u64 clone_flags)
+{
+	struct task_struct *stored, *got = NULL;
+	struct task_slot *slot;
+
+	if (task_slot_store(task))
+		return 0;
+	slot = task_slot();
+	if (!slot)
+		return 0;
+	bpf_rcu_read_lock();
+	stored = slot->task;
+	if (stored)
+		got = rust_task_kptr_get(stored);
+	bpf_rcu_read_unlock();
+	return got ? 1 : 0;
+}
+
+SEC("tp_btf/task_newtask")
+__failure __msg("Unreleased reference")
+int BPF_PROG(xchg_out_leaked, struct task_struct *task, u64 clone_flags)
+{
+	struct task_struct *out;
+	struct task_slot *slot;
+
+	if (task_slot_store(task))
+		return 0;
+	slot = task_slot();
+	if (!slot)
+		return 0;
+	out = bpf_kptr_xchg(&slot->task, NULL);
+	if (!out)
+		return 0;
+	return out->pid;
+}
+
+SEC("tp_btf/task_newtask")
+__failure __msg("arg#0 pointer type STRUCT task_struct must point")
+int BPF_PROG(double_release, struct task_struct *task, u64 clone_flags)
+{
+	struct task_struct *acquired;
+
+	acquired = rust_task_acquire(task);
+	if (!acquired)
+		return 0;
+	rust_task_release(acquired);
+	rust_task_release(acquired);
+	return 0;
+}
+
+SEC("tp_btf/task_newtask")
+__failure __msg("invalid mem access 'scalar'")
+int BPF_PROG(use_after_release, struct task_struct *task, u64 clone_flags)
+{
+	struct task_struct *acquired;
+
+	acquired = rust_task_acquire(task);
+	if (!acquired)
+		return 0;
+	rust_task_release(acquired);
+	return acquired->pid;
+}
+
+SEC("tp_btf/task_newtask")
+__failure __msg("release kernel function " KF_RELEASE_NAME " expects refcounted PTR_TO_BTF_ID")
+int BPF_PROG(release_unacquired_argument, struct task_struct *task, u64 clone_flags)
+{
+	rust_task_release(task);
+	return 0;
+}
+
+SEC("tp_btf/task_newtask")
+__failure __msg("R1 must be referenced or trusted")
+int BPF_PROG(release_kptr_still_in_map, struct task_struct *task, u64 clone_flags)
+{
+	struct task_struct *stored;
+	struct task_slot *slot;
+
+	if (task_slot_store(task))
+		return 0;
+	slot = task_slot();
+	if (!slot)
+		return 0;
+	bpf_rcu_read_lock();
+	stored = slot->task;
+	if (stored)
+		rust_task_release(stored);
+	bpf_rcu_read_unlock();
+	return 0;
+}
+
+/* rust_task_acquire is trusted-only: an RCU kptr must go through kptr_get. */
+SEC("tp_btf/task_newtask")
+__c_skip("bpf_task_acquire is KF_RCU and accepts RCU pointers by design")
+__failure __msg("R1 must be referenced or trusted")
+int BPF_PROG(acquire_rcu_kptr, struct task_struct *task, u64 clone_flags)
+{
+	struct task_struct *stored, *acquired;
+	struct task_slot *slot;
+
+	if (task_slot_store(task))
+		return 0;
+	slot = task_slot();
+	if (!slot)
+		return 0;
+	bpf_rcu_read_lock();
+	stored = slot->task;
+	if (stored) {
+		acquired = rust_task_acquire(stored);
+		if (acquired)
+			rust_task_release(acquired);
+	}
+	bpf_rcu_read_unlock();
+	return 0;
+}
+
+/* Sleepable program, no bpf_rcu_read_lock(): the kptr is not RCU protected. */
+SEC("syscall")
+__failure __msg("R1 must be a rcu pointer")
+int kptr_get_outside_rcu(void *ctx)
+{
+	struct task_struct *stored, *got;
+	struct task_slot *slot;
+
+	slot = task_slot();
+	if (!slot)
+		return 0;
+	stored = slot->task;
+	if (!stored)
+		return 0;
+	got = rust_task_kptr_get(stored);
+	if (got)
+		rust_task_release(got);
+	return 0;
+}
+
+/* Not registered for kprobes or socket filters. */
+
+SEC("kprobe/wake_up_new_task")
+__failure __msg("calling kernel function " KF_ACQUIRE_NAME " is not allowed")
+int BPF_KPROBE(kfunc_from_kprobe, struct task_struct *p)
+{
+	struct task_struct *acquired;
+
+	acquired = rust_task_acquire(bpf_get_current_task_btf());
+	if (acquired)
+		rust_task_release(acquired);
+	return 0;
+}
+
+SEC("kretprobe/wake_up_new_task")
+__failure __msg("calling kernel function " KF_FROM_PID_NAME " is not allowed")
+int BPF_KRETPROBE(kfunc_from_kretprobe)
+{
+	struct task_struct *found;
+
+	found = rust_task_from_pid(1);
+	if (found)
+		rust_task_release(found);
+	return 0;
+}
+
+SEC("socket")
+__failure __msg("calling kernel function " KF_FROM_PID_NAME " is not allowed")
+int kfunc_from_socket_filter(struct __sk_buff *skb)
+{
+	struct task_struct *found;
+
+	found = rust_task_from_pid(1);
+	if (found)
+		rust_task_release(found);
+	return 0;
+}

@@ -1,0 +1,572 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Programs the verifier must accept and that must behave: one program per
+ * case, named for what it proves. The runner loads only the case's own
+ * program, attaches it, triggers it (a fork for tp_btf/fentry, or
+ * BPF_PROG_TEST_RUN for syscall programs) and reads the verdict back from
+ * the globals below. A case whose program never ran fails.
+ */
+
+#include "task_kfuncs_common.h"
+
+char _license[] SEC("license") = "GPL";
+
+/* Set by the runner before the trigger. */
+int target_tgid;	/* the runner: only its forks count */
+int pid_max;		/* /proc/sys/kernel/pid_max */
+
+/* Read by the runner after the trigger. */
+int runs;		/* times the program body ran for the runner */
+int err;		/* first failed check (its line number), 0 if none */
+
+/* Observations the runner checks or prints. */
+int users_before, users_held, users_after;
+int found_pid, found_tgid;
+int kptr_get_null;
+
+/* Arguments of the syscall programs (BPF_PROG_TEST_RUN context). */
+struct syscall_args {
+	int op;
+	int pid;
+};
+
+enum slot_op {
+	SLOT_STORE = 1,		/* from_pid(pid) and move it into the slot */
+	SLOT_USERS = 2,		/* users_held = rcu_users(pid) without our ref */
+	SLOT_PEEK = 3,		/* users_before = rcu_users of the stored task */
+	SLOT_EMPTY_GET = 4,	/* empty the slot, then kptr_get the stale pointer */
+};
+
+#define CHECK(cond)						\
+	do {							\
+		if (!(cond) && !err)				\
+			err = __LINE__;				\
+	} while (0)
+
+/* True, and counted as a run, when the fork comes from the runner. */
+static inline bool runner_forked(void)
+{
+	if ((bpf_get_current_pid_tgid() >> 32) != target_tgid)
+		return false;
+	runs++;
+	return true;
+}
+
+static inline void acquire_release(struct task_struct *p)
+{
+	struct task_struct *acquired;
+
+	acquired = rust_task_acquire(p);
+	CHECK(acquired);
+	if (!acquired)
+		return;
+	CHECK(acquired->pid == p->pid);
+	rust_task_release(acquired);
+}
+
+/* Look @pid up with rust_task_from_pid(): it must find the task with @pid. */
+static inline void from_pid_finds(s32 pid)
+{
+	struct task_struct *found;
+
+	found = rust_task_from_pid(pid);
+	CHECK(found);
+	if (!found)
+		return;
+	found_pid = found->pid;
+	found_tgid = found->tgid;
+	CHECK(found->pid == pid);
+	rust_task_release(found);
+}
+
+/* rust_task_from_pid(@pid) must return NULL. */
+static inline void from_pid_misses(s32 pid)
+{
+	struct task_struct *found;
+
+	found = rust_task_from_pid(pid);
+	CHECK(!found);
+	if (found)
+		rust_task_release(found);
+}
+
+/*
+ * TRACE_EVENT(task_newtask, TP_PROTO(struct task_struct *task,
+ *					unsigned long clone_flags)):
+ * @task is the new child (trusted), current is the forking runner.
+ */
+
+SEC("tp_btf/task_newtask")
+int BPF_PROG(acquire_release_argument, struct task_struct *task, u64 clone_flags)
+{
+	if (runner_forked())
+		acquire_release(task);
+	return 0;
+}
+
+SEC("tp_btf/task_newtask")
+int BPF_PROG(acquire_release_current, struct task_struct *task, u64 clone_flags)
+{
+	if (runner_forked())
+		acquire_release(bpf_get_current_task_btf());
+	return 0;
+}
+
+SEC("tp_btf/task_newtask")
+int BPF_PROG(acquire_release_trusted_walked, struct task_struct *task, u64 clone_flags)
+{
+	/* task->group_leader is a trusted, non-NULL field of task_struct. */
+	if (runner_forked())
+		acquire_release(task->group_leader);
+	return 0;
+}
+
+SEC("tp_btf/task_newtask")
+int BPF_PROG(acquire_leave_in_map, struct task_struct *task, u64 clone_flags)
+{
+	/* The map's destructor drops the reference when the map goes away. */
+	if (runner_forked())
+		CHECK(!task_slot_store(task));
+	return 0;
+}
+
+SEC("tp_btf/task_newtask")
+int BPF_PROG(xchg_out_release, struct task_struct *task, u64 clone_flags)
+{
+	struct task_struct *out;
+	struct task_slot *slot;
+
+	if (!runner_forked())
+		return 0;
+
+	CHECK(!task_slot_store(task));
+	slot = task_slot();
+	if (!slot)
+		return 0;
+	out = bpf_kptr_xchg(&slot->task, NULL);
+	CHECK(out);
+	if (!out)
+		return 0;
+	CHECK(out->pid == task->pid);
+	rust_task_release(out);
+
+	out = bpf_kptr_xchg(&slot->task, NULL);
+	CHECK(!out);
+	if (out)
+		rust_task_release(out);
+	return 0;
+}
+
+SEC("tp_btf/task_newtask")
+int BPF_PROG(kptr_get_stored, struct task_struct *task, u64 clone_flags)
+{
+	struct task_struct *stored, *got;
+	struct task_slot *slot;
+
+	if (!runner_forked())
+		return 0;
+
+	CHECK(!task_slot_store(task));
+	slot = task_slot();
+	if (!slot)
+		return 0;
+
+	bpf_rcu_read_lock();
+	stored = slot->task;
+	if (!stored) {
+		CHECK(false);
+		goto out;
+	}
+	users_before = task_rcu_users(stored);
+	got = rust_task_kptr_get(stored);
+	CHECK(got);
+	if (!got)
+		goto out;
+	users_held = task_rcu_users(got);
+	CHECK(got->pid == task->pid);
+	CHECK(users_held == users_before + 1);
+	rust_task_release(got);
+	users_after = task_rcu_users(stored);
+	CHECK(users_after == users_before);
+out:
+	bpf_rcu_read_unlock();
+	return 0;
+}
+
+SEC("tp_btf/task_newtask")
+int BPF_PROG(from_pid_argument, struct task_struct *task, u64 clone_flags)
+{
+	if (runner_forked())
+		from_pid_finds(task->pid);
+	return 0;
+}
+
+SEC("tp_btf/task_newtask")
+int BPF_PROG(from_pid_current, struct task_struct *task, u64 clone_flags)
+{
+	if (runner_forked())
+		from_pid_finds(bpf_get_current_task_btf()->pid);
+	return 0;
+}
+
+SEC("tp_btf/task_newtask")
+int BPF_PROG(from_pid_invalid, struct task_struct *task, u64 clone_flags)
+{
+	if (!runner_forked())
+		return 0;
+
+	CHECK(pid_max > 0);
+	from_pid_misses(-1);
+	from_pid_misses(0);
+	from_pid_misses(INT_MAX);
+	from_pid_misses(INT_MIN);
+	from_pid_misses(pid_max);
+	from_pid_misses(pid_max + 1);
+	return 0;
+}
+
+SEC("tp_btf/task_newtask")
+__c_skip("6.12 has no C kfunc looking up a pid in the caller's namespace")
+int BPF_PROG(from_vpid_current, struct task_struct *task, u64 clone_flags)
+{
+	struct task_struct *current = bpf_get_current_task_btf(), *found;
+
+	if (!runner_forked())
+		return 0;
+
+	/* The runner lives in init_pid_ns: its vpid is its pid. */
+	found = rust_task_from_vpid(current->pid);
+	CHECK(found);
+	if (!found)
+		return 0;
+	found_pid = found->pid;
+	CHECK(found->pid == current->pid);
+	rust_task_release(found);
+
+	found = rust_task_from_vpid(-1);
+	CHECK(!found);
+	if (found)
+		rust_task_release(found);
+	found = rust_task_from_vpid(0);
+	CHECK(!found);
+	if (found)
+		rust_task_release(found);
+	return 0;
+}
+
+/* A reference from one side of the contract is dropped by the other. */
+
+SEC("tp_btf/task_newtask")
+int BPF_PROG(interop_acquire_rust_release_kernel, struct task_struct *task, u64 clone_flags)
+{
+	struct task_struct *acquired;
+
+	if (!runner_forked())
+		return 0;
+
+	users_before = task_rcu_users(task);
+	acquired = rust_task_acquire(task);
+	CHECK(acquired);
+	if (!acquired)
+		return 0;
+	users_held = task_rcu_users(acquired);
+	bpf_task_release(acquired);
+	users_after = task_rcu_users(task);
+	CHECK(users_held == users_before + 1);
+	CHECK(users_after == users_before);
+	return 0;
+}
+
+SEC("tp_btf/task_newtask")
+int BPF_PROG(interop_acquire_kernel_release_rust, struct task_struct *task, u64 clone_flags)
+{
+	struct task_struct *acquired;
+
+	if (!runner_forked())
+		return 0;
+
+	users_before = task_rcu_users(task);
+	acquired = bpf_task_acquire(task);
+	CHECK(acquired);
+	if (!acquired)
+		return 0;
+	users_held = task_rcu_users(acquired);
+	rust_task_release(acquired);
+	users_after = task_rcu_users(task);
+	CHECK(users_held == users_before + 1);
+	CHECK(users_after == users_before);
+	return 0;
+}
+
+SEC("tp_btf/task_newtask")
+int BPF_PROG(interop_from_pid_kernel_release_rust, struct task_struct *task, u64 clone_flags)
+{
+	struct task_struct *found;
+
+	if (!runner_forked())
+		return 0;
+
+	users_before = task_rcu_users(task);
+	found = bpf_task_from_pid(task->pid);
+	CHECK(found);
+	if (!found)
+		return 0;
+	users_held = task_rcu_users(found);
+	rust_task_release(found);
+	users_after = task_rcu_users(task);
+	CHECK(users_held == users_before + 1);
+	CHECK(users_after == users_before);
+	return 0;
+}
+
+SEC("tp_btf/task_newtask")
+int BPF_PROG(interop_from_pid_rust_release_kernel, struct task_struct *task, u64 clone_flags)
+{
+	struct task_struct *found;
+
+	if (!runner_forked())
+		return 0;
+
+	users_before = task_rcu_users(task);
+	found = rust_task_from_pid(task->pid);
+	CHECK(found);
+	if (!found)
+		return 0;
+	users_held = task_rcu_users(found);
+	bpf_task_release(found);
+	users_after = task_rcu_users(task);
+	CHECK(users_held == users_before + 1);
+	CHECK(users_after == users_before);
+	return 0;
+}
+
+SEC("tp_btf/task_newtask")
+int BPF_PROG(rcu_users_balanced, struct task_struct *task, u64 clone_flags)
+{
+	struct task_struct *current = bpf_get_current_task_btf(), *acquired;
+
+	if (!runner_forked())
+		return 0;
+
+	users_before = task_rcu_users(current);
+	acquired = rust_task_acquire(current);
+	CHECK(acquired);
+	if (!acquired)
+		return 0;
+	users_held = task_rcu_users(current);
+	rust_task_release(acquired);
+	users_after = task_rcu_users(current);
+	CHECK(users_held == users_before + 1);
+	CHECK(users_after == users_before);
+	return 0;
+}
+
+/*
+ * fentry arguments are not trusted (only tp_btf, iter, LSM and struct_ops
+ * ones are): take references through current and through a pid lookup.
+ */
+SEC("fentry/wake_up_new_task")
+int BPF_PROG(fentry_acquire_current_from_pid_arg, struct task_struct *p)
+{
+	if (!runner_forked())
+		return 0;
+
+	acquire_release(bpf_get_current_task_btf());
+	from_pid_finds(p->pid);
+	return 0;
+}
+
+/* BPF_PROG_TEST_RUN of a syscall program runs in the runner's context. */
+
+SEC("syscall")
+int syscall_acquire_release_current(struct syscall_args *args)
+{
+	runs++;
+	acquire_release(bpf_get_current_task_btf());
+	return 0;
+}
+
+SEC("syscall")
+int syscall_from_pid(struct syscall_args *args)
+{
+	runs++;
+	from_pid_finds(args->pid);
+	CHECK(found_tgid == (bpf_get_current_pid_tgid() >> 32));
+	return 0;
+}
+
+/*
+ * Run by a child the runner cloned with CLONE_NEWPID, with args->pid = 1:
+ * in its namespace the child is pid 1, in init_pid_ns it is not.
+ */
+SEC("syscall")
+__c_skip("6.12 has no C kfunc looking up a pid in the caller's namespace")
+int syscall_from_vpid_new_pidns(struct syscall_args *args)
+{
+	struct task_struct *current = bpf_get_current_task_btf(), *found;
+
+	runs++;
+	found = rust_task_from_vpid(args->pid);
+	CHECK(found);
+	if (!found)
+		return 0;
+	found_pid = found->pid;
+	CHECK(found->pid == current->pid);
+	rust_task_release(found);
+
+	/* The same number in init_pid_ns is another task (init). */
+	found = rust_task_from_pid(args->pid);
+	CHECK(found);
+	if (!found)
+		return 0;
+	found_tgid = found->pid;
+	CHECK(found->pid != current->pid);
+	rust_task_release(found);
+	return 0;
+}
+
+/* Slot operations for the cases that span several runs (see enum slot_op). */
+SEC("syscall")
+int syscall_task_slot(struct syscall_args *args)
+{
+	struct task_struct *task, *stale, *got;
+	struct task_slot *slot;
+
+	runs++;
+	slot = task_slot();
+	if (!slot)
+		return 0;
+
+	switch (args->op) {
+	case SLOT_STORE:
+		task = rust_task_from_pid(args->pid);
+		CHECK(task);
+		if (!task)
+			return 0;
+		task = bpf_kptr_xchg(&slot->task, task);
+		CHECK(!task);
+		if (task)
+			rust_task_release(task);
+		break;
+	case SLOT_USERS:
+		task = rust_task_from_pid(args->pid);
+		CHECK(task);
+		if (!task)
+			return 0;
+		users_held = task_rcu_users(task) - 1;
+		rust_task_release(task);
+		break;
+	case SLOT_PEEK:
+		bpf_rcu_read_lock();
+		stale = slot->task;
+		if (stale)
+			users_before = task_rcu_users(stale);
+		else
+			CHECK(false);
+		bpf_rcu_read_unlock();
+		break;
+	case SLOT_EMPTY_GET:
+		bpf_rcu_read_lock();
+		stale = slot->task;
+		if (!stale) {
+			CHECK(false);
+			goto unlock;
+		}
+		users_before = task_rcu_users(stale);
+		task = bpf_kptr_xchg(&slot->task, NULL);
+		if (!task) {
+			CHECK(false);
+			goto unlock;
+		}
+		/* May drop the last reference: freed after a grace period. */
+		rust_task_release(task);
+		got = rust_task_kptr_get(stale);
+		kptr_get_null = !got;
+		if (got)
+			rust_task_release(got);
+unlock:
+		bpf_rcu_read_unlock();
+		break;
+	default:
+		CHECK(false);
+	}
+	return 0;
+}
+
+/*
+ * Issue 3 acceptance: one program that calls every kfunc on a fork and
+ * reports through a map which ones behaved (one bit per kfunc).
+ */
+enum {
+	ACCEPT_ACQUIRE = 1 << 0,
+	ACCEPT_RELEASE = 1 << 1,
+	ACCEPT_KPTR_GET = 1 << 2,
+	ACCEPT_FROM_PID = 1 << 3,
+	ACCEPT_FROM_VPID = 1 << 4,
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, int);
+	__type(value, u32);
+	__uint(max_entries, 1);
+} acceptance SEC(".maps");
+
+SEC("tp_btf/task_newtask")
+__c_skip("calls rust_task_from_vpid, which has no C twin in 6.12")
+int BPF_PROG(acceptance_all_kfuncs, struct task_struct *task, u64 clone_flags)
+{
+	struct task_struct *current = bpf_get_current_task_btf(), *t, *stored;
+	struct task_slot *slot;
+	u32 *mask;
+	int zero = 0, before;
+
+	if (!runner_forked())
+		return 0;
+	mask = bpf_map_lookup_elem(&acceptance, &zero);
+	if (!mask)
+		return 0;
+
+	before = task_rcu_users(task);
+	t = rust_task_acquire(task);
+	if (!t)
+		return 0;
+	if (task_rcu_users(task) == before + 1)
+		*mask |= ACCEPT_ACQUIRE;
+	rust_task_release(t);
+	t = rust_task_acquire(current);
+	if (!t)
+		return 0;
+	rust_task_release(t);
+	if (task_rcu_users(task) == before)
+		*mask |= ACCEPT_RELEASE;
+
+	t = rust_task_from_pid(current->pid);
+	if (t) {
+		if (t->pid == current->pid)
+			*mask |= ACCEPT_FROM_PID;
+		rust_task_release(t);
+	}
+	t = rust_task_from_vpid(current->pid);
+	if (t) {
+		if (t->pid == current->pid)
+			*mask |= ACCEPT_FROM_VPID;
+		rust_task_release(t);
+	}
+
+	slot = task_slot();
+	if (!slot || task_slot_store(task))
+		return 0;
+	bpf_rcu_read_lock();
+	stored = slot->task;
+	if (stored) {
+		t = rust_task_kptr_get(stored);
+		if (t) {
+			if (t->pid == task->pid)
+				*mask |= ACCEPT_KPTR_GET;
+			rust_task_release(t);
+		}
+	}
+	bpf_rcu_read_unlock();
+	return 0;
+}

@@ -1,0 +1,64 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Cases the verifier must reject: every program of
+//! `progs/task_kfuncs_failure.bpf.c` annotated `__failure`, loaded alone.
+//! The load must fail and the verifier log must contain each `__msg`.
+
+use std::mem::MaybeUninit;
+
+use anyhow::{bail, Context, Result};
+use libbpf_rs::skel::{OpenSkel, SkelBuilder};
+
+use crate::bpf::failure_skel::TaskKfuncsFailureSkelBuilder;
+use crate::bpf::{self, Annotations};
+use crate::{Case, Outcome};
+
+/// The rejection cases, one per annotated program, in source order.
+pub fn cases() -> Result<Vec<Case>> {
+    let annotations = bpf::annotations("task_kfuncs_failure", bpf::FAILURE_OBJ)?;
+    let mut cases = Vec::new();
+    for (name, ann) in annotations {
+        if !ann.failure {
+            continue;
+        }
+        if ann.msgs.is_empty() {
+            bail!(
+                "{name} is marked __failure but has no __msg(): say what it must be rejected with"
+            );
+        }
+        let prog = name.clone();
+        cases.push(Case::new(name, move |_| check(&prog, ann)));
+    }
+    Ok(cases)
+}
+
+fn check(prog: &str, ann: Annotations) -> Outcome {
+    if let Some(why) = ann.skip {
+        return Outcome::Skip(why);
+    }
+    match try_load(prog) {
+        Err(e) => Outcome::Fail(format!("{e:#}"), bpf::take_log()),
+        Ok(true) => Outcome::Fail(
+            "the verifier accepted the program".to_owned(),
+            bpf::take_log(),
+        ),
+        Ok(false) => {
+            let log = bpf::take_log();
+            match ann.msgs.iter().find(|msg| !log.contains(msg.as_str())) {
+                None => Outcome::Pass,
+                Some(missing) => Outcome::Fail(format!("verifier log lacks \"{missing}\""), log),
+            }
+        }
+    }
+}
+
+/// Loads `prog` alone; returns whether the load succeeded.
+fn try_load(prog: &str) -> Result<bool> {
+    let mut storage = MaybeUninit::uninit();
+    let mut open = TaskKfuncsFailureSkelBuilder::default()
+        .open(&mut storage)
+        .context("opening the failure skeleton")?;
+    bpf::select_program(open.open_object_mut(), prog)?;
+    let loaded = open.load().is_ok();
+    Ok(loaded)
+}

@@ -1,0 +1,148 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! What the cases left in the kernel: the kernel log since the run started
+//! (refcount, RCU and KASAN splats), and kmemleak's report on debug kernels.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+use std::thread::sleep;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+
+use crate::module;
+use crate::Outcome;
+
+/// Kernel log lines that fail the run.
+const BAD: &[&str] = &[
+    "refcount_t",
+    "WARNING:",
+    "BUG:",
+    "KASAN",
+    "suspicious RCU usage",
+];
+
+const KMEMLEAK: &str = "/sys/kernel/debug/kmemleak";
+
+/// A position in the kernel log, taken when the run starts.
+pub struct Mark {
+    kmsg: File,
+}
+
+impl Mark {
+    /// Remembers the end of the kernel log, and clears kmemleak's list of
+    /// already known leaks so that only this run's are reported.
+    pub fn now() -> Result<Self> {
+        let mut kmsg = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open("/dev/kmsg")
+            .context("opening /dev/kmsg (the runner must run as root in the test kernel)")?;
+        kmsg.seek(SeekFrom::End(0))
+            .context("seeking to the end of /dev/kmsg")?;
+        if kmemleak_available() {
+            fs::write(KMEMLEAK, "clear").context("clearing kmemleak")?;
+        }
+        Ok(Mark { kmsg })
+    }
+
+    /// Fails if the kernel logged any [`BAD`] line since [`Mark::now`].
+    pub fn check(mut self) -> Outcome {
+        let mut hits = Vec::new();
+        let mut buf = vec![0u8; 8192];
+        loop {
+            // Each read returns one record: "prio,seq,time,flags;message\n".
+            match self.kmsg.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    let record = String::from_utf8_lossy(&buf[..n]);
+                    let text = record.split_once(';').map_or(&*record, |(_, m)| m);
+                    let line = text.lines().next().unwrap_or_default();
+                    if BAD.iter().any(|bad| line.contains(bad)) {
+                        hits.push(line.to_owned());
+                    }
+                }
+                // Overwritten records: keep reading from the oldest left.
+                Err(e) if e.raw_os_error() == Some(libc::EPIPE) => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => return Outcome::fail(format!("reading /dev/kmsg: {e}")),
+            }
+        }
+        if hits.is_empty() {
+            Outcome::Pass
+        } else {
+            Outcome::fail(format!(
+                "{} bad kernel log line(s)\n{}",
+                hits.len(),
+                hits.join("\n")
+            ))
+        }
+    }
+}
+
+/// Whether kmemleak is there, mounting debugfs if needed.
+fn kmemleak_available() -> bool {
+    if !Path::new(KMEMLEAK).exists() {
+        // SAFETY: all pointers are NUL-terminated strings that outlive the call.
+        unsafe {
+            libc::mount(
+                c"debugfs".as_ptr(),
+                c"/sys/kernel/debug".as_ptr(),
+                c"debugfs".as_ptr(),
+                0,
+                std::ptr::null(),
+            );
+        }
+    }
+    Path::new(KMEMLEAK).exists()
+}
+
+/// Scans for leaks; fails on those that involve the module or a task_struct.
+pub fn kmemleak_check() -> Outcome {
+    if !kmemleak_available() {
+        return Outcome::Skip("no kmemleak in this kernel (only the debug kernel has it)".into());
+    }
+    match kmemleak_report() {
+        Ok(report) => {
+            let leaks: Vec<&str> = report.split("unreferenced object").skip(1).collect();
+            let ours: Vec<&str> = leaks
+                .iter()
+                .copied()
+                .filter(|l| l.contains(module::NAME) || l.contains("task_struct"))
+                .collect();
+            if ours.is_empty() {
+                for other in &leaks {
+                    println!(
+                        "# kmemleak (not ours): unreferenced object{}",
+                        other.trim_end()
+                    );
+                }
+                Outcome::Pass
+            } else {
+                Outcome::fail(format!(
+                    "{} leak(s) involving {} or task_struct\nunreferenced object{}",
+                    ours.len(),
+                    module::NAME,
+                    ours.join("unreferenced object")
+                ))
+            }
+        }
+        Err(e) => Outcome::fail(format!("{e:#}")),
+    }
+}
+
+fn kmemleak_report() -> Result<String> {
+    // kmemleak reports objects older than 5 s that were unreferenced and
+    // unchanged across two scans.
+    sleep(Duration::from_secs(6));
+    for _ in 0..2 {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .open(KMEMLEAK)
+            .context("opening kmemleak")?;
+        f.write_all(b"scan").context("triggering a kmemleak scan")?;
+    }
+    fs::read_to_string(KMEMLEAK).context("reading kmemleak")
+}

@@ -1,0 +1,476 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Cases the verifier must accept: each loads only its own program from
+//! `progs/task_kfuncs_success.bpf.c`, attaches it, triggers it and reads the
+//! verdict the program left in its globals. A program that never ran fails
+//! its case.
+
+use std::fs;
+use std::mem::MaybeUninit;
+use std::process;
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use libbpf_rs::skel::{OpenSkel, SkelBuilder};
+use libbpf_rs::{MapCore, MapFlags, ProgramInput, ProgramMut};
+
+use crate::bpf::success_skel::{types, TaskKfuncsSuccessSkel, TaskKfuncsSuccessSkelBuilder};
+use crate::bpf::{self, Annotations};
+use crate::{Case, Outcome};
+
+/// How a case makes its program run.
+#[derive(Clone, Copy)]
+enum Trigger {
+    /// Attach, fork a child that exits at once, reap it.
+    Fork,
+    /// BPF_PROG_TEST_RUN of a syscall program with the runner's pid.
+    TestRun,
+    /// A child cloned into a new pid namespace test-runs the program.
+    NewPidNs,
+    /// Fork, then the acceptance map must have one bit per kfunc.
+    Acceptance,
+    /// kptr_get on a slot's stale pointer once the last reference is gone.
+    KptrGetEmptied,
+    /// A reference left in the map is dropped by the map's destructor.
+    MapDestructor,
+}
+
+/// (case, program, trigger). The case name is the program's name unless a
+/// case drives a multi-purpose program through several runs.
+const CASES: &[(&str, &str, Trigger)] = &[
+    (
+        "acquire_release_argument",
+        "acquire_release_argument",
+        Trigger::Fork,
+    ),
+    (
+        "acquire_release_current",
+        "acquire_release_current",
+        Trigger::Fork,
+    ),
+    (
+        "acquire_release_trusted_walked",
+        "acquire_release_trusted_walked",
+        Trigger::Fork,
+    ),
+    (
+        "acquire_leave_in_map",
+        "acquire_leave_in_map",
+        Trigger::Fork,
+    ),
+    (
+        "map_destructor_drops_ref",
+        "syscall_task_slot",
+        Trigger::MapDestructor,
+    ),
+    ("xchg_out_release", "xchg_out_release", Trigger::Fork),
+    ("kptr_get_stored", "kptr_get_stored", Trigger::Fork),
+    (
+        "kptr_get_after_slot_emptied",
+        "syscall_task_slot",
+        Trigger::KptrGetEmptied,
+    ),
+    ("from_pid_argument", "from_pid_argument", Trigger::Fork),
+    ("from_pid_current", "from_pid_current", Trigger::Fork),
+    ("from_pid_invalid", "from_pid_invalid", Trigger::Fork),
+    ("from_vpid_current", "from_vpid_current", Trigger::Fork),
+    (
+        "syscall_from_vpid_new_pidns",
+        "syscall_from_vpid_new_pidns",
+        Trigger::NewPidNs,
+    ),
+    (
+        "interop_acquire_rust_release_kernel",
+        "interop_acquire_rust_release_kernel",
+        Trigger::Fork,
+    ),
+    (
+        "interop_acquire_kernel_release_rust",
+        "interop_acquire_kernel_release_rust",
+        Trigger::Fork,
+    ),
+    (
+        "interop_from_pid_kernel_release_rust",
+        "interop_from_pid_kernel_release_rust",
+        Trigger::Fork,
+    ),
+    (
+        "interop_from_pid_rust_release_kernel",
+        "interop_from_pid_rust_release_kernel",
+        Trigger::Fork,
+    ),
+    ("rcu_users_balanced", "rcu_users_balanced", Trigger::Fork),
+    (
+        "fentry_acquire_current_from_pid_arg",
+        "fentry_acquire_current_from_pid_arg",
+        Trigger::Fork,
+    ),
+    (
+        "syscall_acquire_release_current",
+        "syscall_acquire_release_current",
+        Trigger::TestRun,
+    ),
+    ("syscall_from_pid", "syscall_from_pid", Trigger::TestRun),
+    (
+        "acceptance_all_kfuncs",
+        "acceptance_all_kfuncs",
+        Trigger::Acceptance,
+    ),
+];
+
+/// `enum slot_op` of the program.
+const SLOT_STORE: i32 = 1;
+const SLOT_USERS: i32 = 2;
+const SLOT_PEEK: i32 = 3;
+const SLOT_EMPTY_GET: i32 = 4;
+
+/// All five bits of the acceptance map.
+const ACCEPT_ALL: u32 = 0x1f;
+
+/// The success cases, in order.
+pub fn cases() -> Result<Vec<Case>> {
+    let annotations = bpf::annotations("task_kfuncs_success", bpf::SUCCESS_OBJ)?;
+    let pid_max: i32 = fs::read_to_string("/proc/sys/kernel/pid_max")
+        .context("reading /proc/sys/kernel/pid_max")?
+        .trim()
+        .parse()
+        .context("parsing /proc/sys/kernel/pid_max")?;
+    Ok(CASES
+        .iter()
+        .map(|&(name, prog, trigger)| {
+            let skip = annotations
+                .iter()
+                .find(|(func, _)| func == prog)
+                .and_then(|(_, a): &(String, Annotations)| a.skip.clone());
+            Case::new(name, move |_| match skip {
+                Some(why) => Outcome::Skip(why),
+                None => match run(prog, trigger, pid_max) {
+                    Ok(outcome) => outcome,
+                    Err(e) => Outcome::Fail(format!("{e:#}"), bpf::take_log()),
+                },
+            })
+        })
+        .collect())
+}
+
+/// Opens the skeleton with only `prog` to load, sets the inputs, loads it.
+fn load<'obj>(
+    storage: &'obj mut MaybeUninit<libbpf_rs::OpenObject>,
+    prog: &str,
+    pid_max: i32,
+) -> Result<TaskKfuncsSuccessSkel<'obj>> {
+    let mut open = TaskKfuncsSuccessSkelBuilder::default()
+        .open(storage)
+        .context("opening the success skeleton")?;
+    bpf::select_program(open.open_object_mut(), prog)?;
+    let bss = open
+        .maps
+        .bss_data
+        .as_deref_mut()
+        .context("the skeleton has no .bss")?;
+    bss.target_tgid = process::id() as i32;
+    bss.pid_max = pid_max;
+    open.load().with_context(|| format!("loading {prog}"))
+}
+
+fn program<'a>(skel: &'a TaskKfuncsSuccessSkel<'_>, name: &str) -> Result<ProgramMut<'a>> {
+    use libbpf_rs::skel::Skel;
+    skel.object()
+        .progs_mut()
+        .find(|p| p.name() == name)
+        .with_context(|| format!("no program {name} in the loaded skeleton"))
+}
+
+fn bss<'a>(skel: &'a TaskKfuncsSuccessSkel<'_>) -> Result<&'a types::bss> {
+    skel.maps
+        .bss_data
+        .as_deref()
+        .context("the skeleton has no .bss")
+}
+
+/// The verdict the program left: it must have run, and passed its checks.
+fn verdict(skel: &TaskKfuncsSuccessSkel<'_>, expect_runs: bool) -> Result<Outcome> {
+    let b = bss(skel)?;
+    let observed = format!(
+        "rcu_users before/held/after {}/{}/{}, found pid {} tgid {}",
+        b.users_before, b.users_held, b.users_after, b.found_pid, b.found_tgid
+    );
+    Ok(if expect_runs && b.runs == 0 {
+        Outcome::fail("the program never ran")
+    } else if b.err != 0 {
+        Outcome::fail(format!(
+            "check at task_kfuncs_success.bpf.c:{} failed\n{observed}",
+            b.err
+        ))
+    } else {
+        Outcome::Pass
+    })
+}
+
+/// Forks a child that exits at once, and reaps it.
+fn fork_and_reap() -> Result<i32> {
+    // SAFETY: the runner is single-threaded; the child only calls _exit.
+    let pid = unsafe { libc::fork() };
+    match pid {
+        -1 => bail!("fork: {}", std::io::Error::last_os_error()),
+        // SAFETY: _exit never returns and touches no Rust state.
+        0 => unsafe { libc::_exit(0) },
+        _ => reap(pid).map(|_| pid),
+    }
+}
+
+/// Waits for child `pid`; returns its exit status.
+fn reap(pid: i32) -> Result<i32> {
+    let mut status = 0;
+    // SAFETY: status is a valid out-pointer for waitpid.
+    if unsafe { libc::waitpid(pid, &mut status, 0) } != pid {
+        bail!("waitpid({pid}): {}", std::io::Error::last_os_error());
+    }
+    Ok(if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else {
+        -1
+    })
+}
+
+/// Test-runs a syscall program with `struct syscall_args { op, pid }`.
+fn test_run(prog: &ProgramMut<'_>, op: i32, pid: i32) -> Result<()> {
+    let mut args = [op.to_ne_bytes(), pid.to_ne_bytes()].concat();
+    let input = ProgramInput {
+        context_in: Some(&mut args),
+        ..Default::default()
+    };
+    let output = prog.test_run(input).context("BPF_PROG_TEST_RUN")?;
+    if output.return_value != 0 {
+        bail!("program returned {}", output.return_value);
+    }
+    Ok(())
+}
+
+fn run(prog: &str, trigger: Trigger, pid_max: i32) -> Result<Outcome> {
+    let mut storage = MaybeUninit::uninit();
+    let skel = load(&mut storage, prog, pid_max)?;
+    let me = process::id() as i32;
+    match trigger {
+        Trigger::Fork => {
+            let _link = program(&skel, prog)?.attach().context("attaching")?;
+            fork_and_reap()?;
+            verdict(&skel, true)
+        }
+        Trigger::TestRun => {
+            test_run(&program(&skel, prog)?, 0, me)?;
+            verdict(&skel, true)
+        }
+        Trigger::NewPidNs => new_pidns(&skel, prog),
+        Trigger::Acceptance => {
+            let _link = program(&skel, prog)?.attach().context("attaching")?;
+            fork_and_reap()?;
+            let value = skel
+                .maps
+                .acceptance
+                .lookup(&0u32.to_ne_bytes(), MapFlags::ANY)
+                .context("reading the acceptance map")?
+                .context("no acceptance entry")?;
+            let mask = u32::from_ne_bytes(value[..4].try_into()?);
+            if bss(&skel)?.runs == 0 {
+                Ok(Outcome::fail("the program never ran"))
+            } else if mask != ACCEPT_ALL {
+                Ok(Outcome::fail(format!(
+                    "kfunc mask {mask:#x}, want {ACCEPT_ALL:#x} \
+                     (acquire 1, release 2, kptr_get 4, from_pid 8, from_vpid 0x10)"
+                )))
+            } else {
+                Ok(Outcome::Pass)
+            }
+        }
+        Trigger::KptrGetEmptied => kptr_get_emptied(&skel, prog),
+        Trigger::MapDestructor => map_destructor(&skel, prog, pid_max),
+    }
+}
+
+/// A child parked on a pipe until dropped, so that tests can hold
+/// references on a live task that is not the runner.
+struct Parked {
+    pid: i32,
+    write_end: i32,
+}
+
+impl Parked {
+    fn spawn() -> Result<Self> {
+        let mut fds = [0; 2];
+        // SAFETY: fds is a valid array of two ints.
+        if unsafe { libc::pipe(fds.as_mut_ptr()) } != 0 {
+            bail!("pipe: {}", std::io::Error::last_os_error());
+        }
+        // SAFETY: single-threaded runner; the child only uses read/_exit.
+        let pid = unsafe { libc::fork() };
+        if pid == -1 {
+            bail!("fork: {}", std::io::Error::last_os_error());
+        }
+        if pid == 0 {
+            let mut byte = 0u8;
+            // SAFETY: plain syscalls on fds this process owns; _exit never returns.
+            unsafe {
+                libc::close(fds[1]);
+                libc::read(fds[0], (&mut byte as *mut u8).cast(), 1);
+                libc::_exit(0);
+            }
+        }
+        // SAFETY: closing the read end this process no longer needs.
+        unsafe { libc::close(fds[0]) };
+        Ok(Parked {
+            pid,
+            write_end: fds[1],
+        })
+    }
+
+    /// Lets the child exit and reaps it.
+    fn finish(self) -> Result<()> {
+        // SAFETY: write_end is an fd this process owns; the child sees EOF.
+        unsafe { libc::close(self.write_end) };
+        reap(self.pid).map(|_| ())
+    }
+}
+
+/// Stores a task in the slot, lets it exit so that the slot holds its last
+/// reference, then (under RCU) empties the slot, drops that reference and
+/// calls kptr_get on the stale pointer: it must return NULL.
+fn kptr_get_emptied(skel: &TaskKfuncsSuccessSkel<'_>, prog: &str) -> Result<Outcome> {
+    let p = program(skel, prog)?;
+    let child = Parked::spawn()?;
+    let pid = child.pid;
+    test_run(&p, SLOT_STORE, pid)?;
+    child.finish()?;
+    // The dead child drops its last own reference in its final schedule,
+    // which can come after waitpid returns: wait until only ours is left.
+    let start = Instant::now();
+    loop {
+        test_run(&p, SLOT_PEEK, 0)?;
+        let users = bss(skel)?.users_before;
+        if users == 1 {
+            break;
+        }
+        if start.elapsed() > Duration::from_secs(5) {
+            return Ok(Outcome::fail(format!(
+                "the exited child still has rcu_users {users} (want 1, the slot's) after 5 s"
+            )));
+        }
+        sleep(Duration::from_millis(10));
+    }
+    test_run(&p, SLOT_EMPTY_GET, 0)?;
+    let b = bss(skel)?;
+    if b.users_before != 1 {
+        return Ok(Outcome::fail(format!(
+            "rcu_users was {} when the slot was emptied (want 1)",
+            b.users_before
+        )));
+    }
+    if b.kptr_get_null == 0 {
+        return Ok(Outcome::fail(
+            "kptr_get took a reference on a task whose rcu_users had reached zero",
+        ));
+    }
+    verdict(skel, true)
+}
+
+/// Leaves a reference on a parked child in the slot and closes the skeleton:
+/// the map's destructor must bring the child's rcu_users back to where it was.
+fn map_destructor(skel: &TaskKfuncsSuccessSkel<'_>, prog: &str, pid_max: i32) -> Result<Outcome> {
+    let child = Parked::spawn()?;
+    let pid = child.pid;
+    let outcome = (|| -> Result<Outcome> {
+        let p = program(skel, prog)?;
+        test_run(&p, SLOT_USERS, pid)?;
+        let baseline = bss(skel)?.users_held;
+        // A second object with its own map holds the reference to drop.
+        let mut storage = MaybeUninit::uninit();
+        let holder = load(&mut storage, prog, pid_max)?;
+        test_run(&program(&holder, prog)?, SLOT_STORE, pid)?;
+        test_run(&p, SLOT_USERS, pid)?;
+        let held = bss(skel)?.users_held;
+        if held != baseline + 1 {
+            return Ok(Outcome::fail(format!(
+                "storing in the map took rcu_users {baseline} -> {held}, want +1"
+            )));
+        }
+        if let Outcome::Fail(why, log) = verdict(&holder, true)? {
+            return Ok(Outcome::Fail(why, log));
+        }
+        drop(holder);
+        // The map is freed from a workqueue after the last fd is closed.
+        let start = Instant::now();
+        loop {
+            test_run(&p, SLOT_USERS, pid)?;
+            let now = bss(skel)?.users_held;
+            if now == baseline {
+                return verdict(skel, true);
+            }
+            if start.elapsed() > Duration::from_secs(5) {
+                return Ok(Outcome::fail(format!(
+                    "rcu_users {now}, want {baseline}, 5 s after the map was closed"
+                )));
+            }
+            sleep(Duration::from_millis(10));
+        }
+    })();
+    child.finish()?;
+    outcome
+}
+
+/// Clones a child into a new pid namespace, where it is pid 1, and has it
+/// test-run the program with vpid 1: from_vpid must find the child itself
+/// (whose pid in init_pid_ns is not 1), from_pid(1) must find init.
+fn new_pidns(skel: &TaskKfuncsSuccessSkel<'_>, prog: &str) -> Result<Outcome> {
+    let p = program(skel, prog)?;
+    // SAFETY: clone without CLONE_VM behaves like fork (the runner is
+    // single-threaded); the child only test-runs the program and _exits.
+    let pid = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            libc::CLONE_NEWPID | libc::SIGCHLD,
+            0usize,
+            0usize,
+            0usize,
+            0usize,
+        )
+    } as i32;
+    if pid == -1 {
+        bail!("clone(CLONE_NEWPID): {}", std::io::Error::last_os_error());
+    }
+    if pid == 0 {
+        // SAFETY: getpid has no preconditions.
+        let code = if unsafe { libc::getpid() } != 1 {
+            3
+        } else if test_run(&p, 0, 1).is_ok() {
+            0
+        } else {
+            4
+        };
+        // SAFETY: _exit never returns.
+        unsafe { libc::_exit(code) };
+    }
+    match reap(pid)? {
+        0 => {}
+        3 => return Ok(Outcome::fail("the child is not pid 1 in its new namespace")),
+        4 => return Ok(Outcome::fail("the child could not test-run the program")),
+        code => return Ok(Outcome::fail(format!("the child exited with {code}"))),
+    }
+    let b = bss(skel)?;
+    if b.runs == 0 {
+        return Ok(Outcome::fail("the program never ran"));
+    }
+    if b.found_pid != pid {
+        return Ok(Outcome::fail(format!(
+            "from_vpid(1) in the child's namespace found pid {}, want the child's pid {pid}",
+            b.found_pid
+        )));
+    }
+    if b.found_tgid != 1 {
+        return Ok(Outcome::fail(format!(
+            "from_pid(1) found pid {}, want init (1)",
+            b.found_tgid
+        )));
+    }
+    verdict(skel, true)
+}
