@@ -280,3 +280,40 @@ fn verify(base: &Btf<'_>, path: &Path, outcome: &Outcome) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dwarf::Param;
+
+    #[test]
+    fn c_declarations_read_like_c() {
+        let task = CType::Ptr {
+            name: "task_struct".into(),
+            union: false,
+        };
+        let int = CType::Int {
+            names: &["int"],
+            size: 4,
+            encoding: IntEncoding::Signed,
+        };
+        let proto = Prototype {
+            name: "rust_task_from_pid".into(),
+            ret: task.clone(),
+            params: vec![Param {
+                name: "pid".into(),
+                ty: int,
+            }],
+        };
+        assert_eq!(
+            c_declaration(&proto),
+            "struct task_struct *rust_task_from_pid(int pid)"
+        );
+        let proto = Prototype {
+            name: "f".into(),
+            ret: CType::Void,
+            params: Vec::new(),
+        };
+        assert_eq!(c_declaration(&proto), "void f(void)");
+    }
+}
