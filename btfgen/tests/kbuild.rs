@@ -1,0 +1,133 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! End to end with Kbuild: a Rust module using `btf_kfunc_set!` (tests/fixtures/module.rs) is
+//! built against `TASK_KFUNCS_KDIR` the way the project's Makefile builds task_kfuncs.ko, then
+//! btfgen and resolve_btfids run on it, and bpftool and the `.BTF_ids` bytes are checked.
+//!
+//! The kernel's Rust toolchain is taken from `TASK_KFUNCS_RUST_BINDIR` (default /usr/bin, Debian's
+//! rustc-web), LLVM=-19.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use btfgen::btf::{Btf, Kind};
+use common::*;
+use object::{Object, ObjectSection, ObjectSymbol};
+
+const KFUNCS: &[(&str, u32)] = &[
+    ("btf_kfunc_task_acquire", 0x01 | 0x10 | 0x04),
+    ("btf_kfunc_task_release", 0x02),
+    ("btf_kfunc_task_kptr_get", 0x01 | 0x80 | 0x04),
+    ("btf_kfunc_task_from_pid", 0x01 | 0x04),
+];
+
+#[test]
+fn kbuild_btfgen_resolve_btfids() {
+    let kdir = kdir();
+    let dir = scratch("kbuild");
+    let btf_ids = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../src/btf_ids.rs");
+    let source = std::fs::read_to_string(fixture("module.rs"))
+        .unwrap()
+        .replace(
+            "BTF_IDS_RS",
+            &btf_ids.canonicalize().unwrap().to_string_lossy(),
+        );
+    std::fs::write(dir.join("btfgen_test.rs"), source).unwrap();
+    std::fs::write(
+        dir.join("Kbuild"),
+        "obj-m := btfgen_test.o\nrustflags-y += -Zmerge-functions=disabled\n",
+    )
+    .unwrap();
+
+    let bindir = std::env::var("TASK_KFUNCS_RUST_BINDIR").unwrap_or("/usr/bin".into());
+    let make = run(Command::new("make")
+        .arg("-C")
+        .arg(&kdir)
+        .arg(format!("M={}", dir.display()))
+        .arg("LLVM=-19")
+        .arg(format!("RUSTC={bindir}/rustc"))
+        .arg(format!("HOSTRUSTC={bindir}/rustc"))
+        .arg("RESOLVE_BTFIDS=true")
+        .arg("-j2")
+        .arg("modules"));
+    let log =
+        String::from_utf8_lossy(&make.stdout).into_owned() + &String::from_utf8_lossy(&make.stderr);
+    assert!(!log.contains("warning:"), "the module build warns:\n{log}");
+    let ko = dir.join("btfgen_test.ko");
+
+    let out = run(Command::new(env!("CARGO_BIN_EXE_btfgen"))
+        .arg("--base")
+        .arg(kdir.join("vmlinux"))
+        .arg(&ko));
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .contains("added BTF for 4 kfunc(s) of set(s) BTFGEN_TEST_SET"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    run(
+        Command::new(kdir.join("tools/bpf/resolve_btfids/resolve_btfids"))
+            .arg("-b")
+            .arg(kdir.join("vmlinux"))
+            .arg(&ko),
+    );
+
+    // The FUNCs, as BPF sees them.
+    let base = Btf::parse(&kdir.join("vmlinux")).unwrap();
+    let data = std::fs::read(&ko).unwrap();
+    let file = object::File::parse(&*data).unwrap();
+    let btf = Btf::new_split(&btfgen::elf::btf_section(&file).unwrap().unwrap(), &base).unwrap();
+    let task = base.find("task_struct", Kind::Struct).unwrap().unwrap();
+    let mut ids = Vec::new();
+    for (name, flags) in KFUNCS {
+        let id = btf
+            .find(name, Kind::Func)
+            .unwrap()
+            .unwrap_or_else(|| panic!("no FUNC {name}"));
+        let proto = btf
+            .type_info(btf.type_info(id).unwrap().size_or_type)
+            .unwrap();
+        let first = btf.type_info(proto.params[0].1).unwrap();
+        if name.ends_with("from_pid") {
+            assert_eq!(proto.params[0].0, "pid");
+        } else {
+            assert_eq!(proto.params[0].0, "p");
+            assert_eq!(
+                first.size_or_type, task,
+                "{name}: p must be struct task_struct *"
+            );
+        }
+        ids.push((id, *flags));
+    }
+
+    // The set, as the kernel will read it: cnt, BTF_SET8_KFUNCS, (id, flags) sorted by id.
+    let section = file.section_by_name(".BTF_ids").unwrap();
+    let set = file
+        .symbols()
+        .find(|s| s.name() == Ok("__BTF_ID__set8__BTFGEN_TEST_SET"))
+        .unwrap();
+    let bytes = &section.data().unwrap()[set.address() as usize..];
+    let words: Vec<u32> = bytes
+        .chunks(4)
+        .take(2 + 2 * KFUNCS.len())
+        .map(|w| u32::from_le_bytes(w.try_into().unwrap()))
+        .collect();
+    ids.sort();
+    let mut want = vec![KFUNCS.len() as u32, 1];
+    for (id, flags) in ids {
+        want.extend([id, flags]);
+    }
+    assert_eq!(words, want);
+
+    let dump = run(Command::new("bpftool")
+        .arg("-B")
+        .arg(kdir.join("vmlinux"))
+        .args(["btf", "dump", "file"])
+        .arg(&ko));
+    let dump = String::from_utf8_lossy(&dump.stdout);
+    for (name, _) in KFUNCS {
+        assert!(dump.contains(&format!("FUNC '{name}'")), "{dump}");
+    }
+}
