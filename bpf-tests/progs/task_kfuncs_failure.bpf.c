@@ -278,6 +278,20 @@ int BPF_PROG(acquire_rcu_kptr, struct task_struct *task, u64 clone_flags)
 	return 0;
 }
 
+/* task->group_leader is RCU protected, not trusted, in 6.12. */
+SEC("tp_btf/task_newtask")
+__c_skip("bpf_task_acquire is KF_RCU and accepts RCU pointers by design")
+__failure __msg("R1 must be referenced or trusted")
+int BPF_PROG(acquire_rcu_walked_pointer, struct task_struct *task, u64 clone_flags)
+{
+	struct task_struct *acquired;
+
+	acquired = rust_task_acquire(task->group_leader);
+	if (acquired)
+		rust_task_release(acquired);
+	return 0;
+}
+
 /* Sleepable program, no bpf_rcu_read_lock(): the kptr is not RCU protected. */
 SEC("syscall")
 __failure __msg("R1 must be a rcu pointer")

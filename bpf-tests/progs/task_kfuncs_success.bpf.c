@@ -112,12 +112,27 @@ int BPF_PROG(acquire_release_current, struct task_struct *task, u64 clone_flags)
 	return 0;
 }
 
+/*
+ * In 6.12 task->group_leader is an RCU-safe field (BTF_TYPE_SAFE_RCU in
+ * kernel/bpf/verifier.c), not a trusted one: the RCU path, kptr_get, takes
+ * the reference (rust_task_acquire is rejected, see the failure cases).
+ */
 SEC("tp_btf/task_newtask")
-int BPF_PROG(acquire_release_trusted_walked, struct task_struct *task, u64 clone_flags)
+int BPF_PROG(kptr_get_rcu_walked, struct task_struct *task, u64 clone_flags)
 {
-	/* task->group_leader is a trusted, non-NULL field of task_struct. */
-	if (runner_forked())
-		acquire_release(task->group_leader);
+	struct task_struct *leader;
+
+	if (!runner_forked())
+		return 0;
+
+	leader = rust_task_kptr_get(task->group_leader);
+	CHECK(leader);
+	if (!leader)
+		return 0;
+	found_pid = leader->pid;
+	/* A forked child leads its own thread group. */
+	CHECK(leader->pid == task->pid);
+	rust_task_release(leader);
 	return 0;
 }
 

@@ -24,8 +24,8 @@ const PINNING_PROG: &str = "acquire_release_argument";
 /// The lifecycle cases.
 pub fn cases() -> Vec<Case> {
     vec![
-        Case::new("rmmod_busy_while_program_loaded", |ctx| {
-            guarded(ctx.module.as_deref(), rmmod_busy_while_loaded)
+        Case::new("rmmod_refused_while_program_loaded", |ctx| {
+            guarded(ctx.module.as_deref(), rmmod_refused_while_loaded)
         }),
         Case::new("second_insmod_fails", |ctx| {
             guarded(ctx.module.as_deref(), second_insmod_fails)
@@ -78,11 +78,13 @@ fn ensure_loaded(path: &Path) -> Result<()> {
     Ok(())
 }
 
-fn rmmod_busy_while_loaded(path: &Path) -> Result<()> {
+fn rmmod_refused_while_loaded(path: &Path) -> Result<()> {
     ensure_loaded(path)?;
     with_program(|| match module::rmmod() {
-        Err(e) if e.raw_os_error() == Some(libc::EBUSY) => Ok(()),
-        Err(e) => bail!("rmmod with a program loaded failed with {e}, want EBUSY"),
+        // kernel/module/main.c: try_stop_module() refuses a module with
+        // references with EWOULDBLOCK (what rmmod reports as "in use").
+        Err(e) if e.raw_os_error() == Some(libc::EWOULDBLOCK) => Ok(()),
+        Err(e) => bail!("rmmod with a program loaded failed with {e}, want EWOULDBLOCK (in use)"),
         Ok(()) => bail!("rmmod succeeded while a program using the kfuncs was loaded"),
     })?;
     if !module::is_loaded() {

@@ -39,7 +39,8 @@ pub fn insmod(path: &Path) -> io::Result<()> {
     }
 }
 
-/// Unloads the module once (rmmod); fails with EBUSY while it is in use.
+/// Unloads the module once (rmmod). While the module is in use this fails
+/// with EWOULDBLOCK (delete_module with O_NONBLOCK, as rmmod calls it).
 pub fn rmmod() -> io::Result<()> {
     // SAFETY: delete_module takes a NUL-terminated module name and flags.
     let ret = unsafe { libc::syscall(libc::SYS_delete_module, NAME_C.as_ptr(), libc::O_NONBLOCK) };
@@ -56,7 +57,7 @@ pub fn rmmod_waiting(grace: Duration) -> Result<Duration> {
     loop {
         match rmmod() {
             Ok(()) => return Ok(start.elapsed()),
-            Err(e) if e.raw_os_error() == Some(libc::EBUSY) && start.elapsed() < grace => {
+            Err(e) if e.raw_os_error() == Some(libc::EWOULDBLOCK) && start.elapsed() < grace => {
                 sleep(Duration::from_millis(20));
             }
             Err(e) => {

@@ -49,11 +49,7 @@ const CASES: &[(&str, &str, Trigger)] = &[
         "acquire_release_current",
         Trigger::Fork,
     ),
-    (
-        "acquire_release_trusted_walked",
-        "acquire_release_trusted_walked",
-        Trigger::Fork,
-    ),
+    ("kptr_get_rcu_walked", "kptr_get_rcu_walked", Trigger::Fork),
     (
         "acquire_leave_in_map",
         "acquire_leave_in_map",
