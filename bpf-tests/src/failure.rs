@@ -27,12 +27,12 @@ pub fn cases() -> Result<Vec<Case>> {
             );
         }
         let prog = name.clone();
-        cases.push(Case::new(name, move |_| check(&prog, ann)));
+        cases.push(Case::new(name, move |ctx| check(&prog, ann, ctx.verbose)));
     }
     Ok(cases)
 }
 
-fn check(prog: &str, ann: Annotations) -> Outcome {
+fn check(prog: &str, ann: Annotations, verbose: bool) -> Outcome {
     if let Some(why) = ann.skip {
         return Outcome::Skip(why);
     }
@@ -45,7 +45,12 @@ fn check(prog: &str, ann: Annotations) -> Outcome {
         Ok(false) => {
             let log = bpf::take_log();
             match ann.msgs.iter().find(|msg| !log.contains(msg.as_str())) {
-                None => Outcome::Pass,
+                None => {
+                    if verbose {
+                        println!("# {prog}: rejected with: {}", verifier_verdict(&log));
+                    }
+                    Outcome::Pass
+                }
                 Some(missing) => Outcome::Fail(format!("verifier log lacks \"{missing}\""), log),
             }
         }
@@ -61,4 +66,19 @@ fn try_load(prog: &str) -> Result<bool> {
     bpf::select_program(open.open_object_mut(), prog)?;
     let loaded = open.load().is_ok();
     Ok(loaded)
+}
+
+/// The verifier's last word: its last line before libbpf's end-of-log
+/// marker, skipping the statistics it appends.
+fn verifier_verdict(log: &str) -> &str {
+    log.lines()
+        .take_while(|line| !line.contains("-- END PROG LOAD LOG --"))
+        .filter(|line| {
+            !line.trim().is_empty()
+                && !line.starts_with("processed ")
+                && !line.starts_with("verification time")
+                && !line.starts_with("stack depth")
+        })
+        .last()
+        .unwrap_or("(no verifier log)")
 }

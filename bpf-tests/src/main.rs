@@ -64,6 +64,8 @@ impl Outcome {
 pub struct Ctx {
     /// `--module PATH`, if given.
     pub module: Option<PathBuf>,
+    /// `-v`: cases may print extra `#` comment lines.
+    pub verbose: bool,
 }
 
 /// One named case of a suite.
@@ -136,6 +138,7 @@ fn run(cli: Cli) -> Result<bool> {
 
     let ctx = Ctx {
         module: cli.module.clone(),
+        verbose: cli.verbose,
     };
     let mut cases = success::cases()?;
     cases.extend(failure::cases()?);

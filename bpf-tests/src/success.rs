@@ -364,7 +364,7 @@ fn kptr_get_emptied(skel: &TaskKfuncsSuccessSkel<'_>, prog: &str) -> Result<Outc
     }
     if b.kptr_get_null == 0 {
         return Ok(Outcome::fail(
-            "kptr_get took a reference on a task whose rcu_users had reached zero",
+            "kptr_get returned a task after the slot's last reference to it was released",
         ));
     }
     verdict(skel, true)
