@@ -82,3 +82,50 @@ fn verifier_verdict(log: &str) -> &str {
         .last()
         .unwrap_or("(no verifier log)")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_program_is_an_annotated_rejection_case() {
+        let ann = bpf::annotations("task_kfuncs_failure", bpf::FAILURE_OBJ).unwrap();
+        let open = libbpf_rs::ObjectBuilder::default()
+            .open_memory(bpf::FAILURE_OBJ)
+            .expect("the failure object opens");
+        let mut progs = 0;
+        for prog in open.progs() {
+            progs += 1;
+            let name = prog.name().to_string_lossy();
+            let (_, a) = ann
+                .iter()
+                .find(|(n, _)| *n == name)
+                .unwrap_or_else(|| panic!("{name} has no annotations"));
+            assert!(a.failure, "{name} lacks __failure");
+            assert!(!a.msgs.is_empty(), "{name} lacks __msg()");
+        }
+        assert!(progs >= 15, "issue 4 asks for at least 15 rejection cases");
+    }
+
+    #[test]
+    fn messages_name_the_kfuncs_of_this_build() {
+        let ann = bpf::annotations("task_kfuncs_failure", bpf::FAILURE_OBJ).unwrap();
+        let (_, a) = ann
+            .iter()
+            .find(|(n, _)| n == "release_unacquired_argument")
+            .unwrap();
+        let want = if crate::C_KFUNCS {
+            "bpf_task_release"
+        } else {
+            "rust_task_release"
+        };
+        assert!(a.msgs[0].contains(want), "{:?}", a.msgs);
+    }
+
+    #[test]
+    fn verdict_skips_statistics() {
+        let log = "0: R1=ctx()\nR1 must be a rcu pointer\nprocessed 10 insns\n\
+                   -- END PROG LOAD LOG --\nlibbpf: failed";
+        assert_eq!(verifier_verdict(log), "R1 must be a rcu pointer");
+    }
+}

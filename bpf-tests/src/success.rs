@@ -470,3 +470,51 @@ fn new_pidns(skel: &TaskKfuncsSuccessSkel<'_>, prog: &str) -> Result<Outcome> {
     }
     verdict(skel, true)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    fn programs(obj: &[u8]) -> Vec<String> {
+        let open = libbpf_rs::ObjectBuilder::default()
+            .open_memory(obj)
+            .expect("the success object opens");
+        open.progs()
+            .map(|p| p.name().to_string_lossy().into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn every_program_has_a_case_and_every_case_a_program() {
+        let progs: HashSet<String> = programs(bpf::SUCCESS_OBJ).into_iter().collect();
+        let used: HashSet<String> = CASES.iter().map(|(_, p, _)| p.to_string()).collect();
+        assert_eq!(progs, used, "programs vs. programs used by CASES");
+    }
+
+    #[test]
+    fn case_names_are_unique() {
+        let names: HashSet<&str> = CASES.iter().map(|(n, _, _)| *n).collect();
+        assert_eq!(names.len(), CASES.len());
+        assert!(
+            CASES.len() >= 15,
+            "issue 4 asks for at least 15 success cases"
+        );
+    }
+
+    #[test]
+    fn vpid_cases_are_skipped_only_against_the_c_kfuncs() {
+        let ann = bpf::annotations("task_kfuncs_success", bpf::SUCCESS_OBJ).unwrap();
+        let skip = |name: &str| {
+            ann.iter()
+                .find(|(n, _)| n == name)
+                .and_then(|(_, a)| a.skip.clone())
+        };
+        assert_eq!(skip("from_vpid_current").is_some(), crate::C_KFUNCS);
+        assert_eq!(
+            skip("syscall_from_vpid_new_pidns").is_some(),
+            crate::C_KFUNCS
+        );
+        assert!(skip("acquire_release_argument").is_none());
+    }
+}
