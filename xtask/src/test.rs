@@ -374,8 +374,10 @@ fn guest_suite(
         }
     }
     match (summary, runner_exit) {
-        (Some((passed, failed)), Some(code)) => {
-            println!("# selftest runner: {passed} passed, {failed} failed, exit code {code}");
+        (Some((passed, failed, skipped)), Some(code)) => {
+            println!(
+                "# selftest runner: {passed} passed, {failed} failed, {skipped} skipped (not counted), exit code {code}"
+            );
             t.passed += passed;
             t.failed += failed;
             if code != 0 && failed == 0 {
@@ -399,11 +401,19 @@ fn guest_suite(
     }
 }
 
-/// Parses a `N passed, N failed` line.
-fn parse_summary(line: &str) -> Option<(u32, u32)> {
-    let (passed, failed) = line.trim().split_once(" passed, ")?;
-    let failed = failed.strip_suffix(" failed")?;
-    Some((passed.parse().ok()?, failed.parse().ok()?))
+/// Parses a `N passed, N failed` line, optionally followed by
+/// `, N skipped` (skipped cases are reported, never counted as passed).
+fn parse_summary(line: &str) -> Option<(u32, u32, u32)> {
+    let (passed, rest) = line.trim().split_once(" passed, ")?;
+    let (failed, skipped) = match rest.split_once(" failed") {
+        Some((failed, "")) => (failed, 0),
+        Some((failed, tail)) => {
+            let skipped = tail.strip_prefix(", ")?.strip_suffix(" skipped")?;
+            (failed, skipped.parse().ok()?)
+        }
+        None => return None,
+    };
+    Some((passed.parse().ok()?, failed.parse().ok()?, skipped))
 }
 
 #[cfg(test)]
@@ -430,8 +440,14 @@ mod tests {
 
     #[test]
     fn summary_lines() {
-        assert_eq!(parse_summary("31 passed, 2 failed"), Some((31, 2)));
-        assert_eq!(parse_summary("0 passed, 0 failed\n"), Some((0, 0)));
+        assert_eq!(parse_summary("31 passed, 2 failed"), Some((31, 2, 0)));
+        assert_eq!(parse_summary("0 passed, 0 failed\n"), Some((0, 0, 0)));
+        assert_eq!(
+            parse_summary("40 passed, 1 failed, 3 skipped"),
+            Some((40, 1, 3))
+        );
+        assert_eq!(parse_summary("40 passed, 1 failed, many skipped"), None);
+        assert_eq!(parse_summary("40 passed, 1 failedx"), None);
         assert_eq!(parse_summary("ok 1 - passed, failed"), None);
         assert_eq!(parse_summary("test result: ok. 3 passed; 0 failed"), None);
     }

@@ -10,7 +10,7 @@ use std::collections::VecDeque;
 use std::env;
 use std::ffi::OsString;
 use std::fs::{self, File, OpenOptions};
-use std::io::{BufRead, BufReader, Write};
+use std::io::{self, BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::thread;
@@ -104,11 +104,12 @@ pub fn shell_quote(word: &str) -> String {
     }
 }
 
-/// Runs `cmd` with its output streamed to ours; fails naming the command.
+/// Runs `cmd` with its output streamed to our stderr (stdout is kept for
+/// what callers parse); fails naming the command.
 pub fn run(cmd: &mut Command) -> Result<()> {
     let shown = display(cmd);
     say!("$ {shown}");
-    let status = cmd.status().with_context(|| {
+    let status = cmd.stdout(io::stderr()).status().with_context(|| {
         format!("cannot start `{shown}`: is it installed? (`cargo xtask setup`)")
     })?;
     check_status(status, &shown)
