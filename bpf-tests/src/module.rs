@@ -19,7 +19,7 @@ const NAME_C: &CStr = c"task_kfuncs";
 
 /// How long an rmmod may be refused while freed programs drop their module
 /// references (program teardown is deferred past an RCU grace period).
-pub const UNLOAD_GRACE: Duration = Duration::from_secs(10);
+pub const UNLOAD_GRACE: Duration = Duration::from_secs(20);
 
 /// Whether the module is loaded.
 pub fn is_loaded() -> bool {
