@@ -47,7 +47,7 @@ if [ -n "$module" ]; then
 	echo "unloaded"
 
 	heading "kernel log of the module"
-	dmesg | grep -i task_kfuncs || echo "(nothing)"
+	dmesg | grep 'task_kfuncs: ' || echo "(nothing)"
 fi
 
 heading "summary"
