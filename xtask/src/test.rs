@@ -17,7 +17,7 @@
 
 use std::env;
 use std::fs;
-use std::io::{BufRead, BufReader};
+use std::io::{self, BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{self, Command, Stdio};
 use std::time::Instant;
@@ -162,19 +162,29 @@ fn finish(t: &Tally, start: Instant) -> Result<()> {
     Ok(())
 }
 
-/// Runs `cargo test --workspace`, turning each `test NAME ... ok|FAILED`
-/// line into a case.
+/// Runs `cargo test --workspace --no-fail-fast`, turning each
+/// `test NAME ... ok|FAILED` line into a case named after its test binary.
+///
+/// cargo's stderr (which names the test binary) and the tests' stdout share
+/// one pipe, so that each test line follows the `Running` line of its
+/// binary; everything that is not a test line goes to our stderr.
 fn host_tests(t: &mut Tally, checkout: &Path, kdir: &Path) {
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let spawned = Command::new(cargo)
-        .args(["test", "--workspace"])
+    let mut cmd = Command::new(cargo);
+    cmd.args(["test", "--workspace", "--no-fail-fast"])
         .current_dir(checkout)
         .env("TASK_KFUNCS_KDIR", kdir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .spawn();
-    let mut child = match spawned {
-        Ok(child) => child,
+        .stdin(Stdio::null());
+    let spawned = io::pipe().and_then(|(reader, writer)| {
+        cmd.stdout(writer.try_clone()?).stderr(writer);
+        let child = cmd.spawn()?;
+        // `cmd` still holds the pipe's write ends: drop them so that the
+        // reader sees the end of the output when cargo exits.
+        drop(cmd);
+        Ok((child, reader))
+    });
+    let (mut child, reader) = match spawned {
+        Ok(spawned) => spawned,
         Err(e) => {
             return t.fail(
                 "host: cargo test --workspace",
@@ -183,18 +193,21 @@ fn host_tests(t: &mut Tally, checkout: &Path, kdir: &Path) {
         }
     };
     let (before_passed, before_failed) = (t.passed, t.failed);
-    if let Some(stdout) = child.stdout.take() {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            match parse_test_line(&line) {
-                Some((name, TestVerdict::Ok)) => t.pass(&format!("host: {name}")),
-                Some((name, TestVerdict::Failed)) => {
-                    t.fail(&format!("host: {name}"), "see the cargo test output above")
-                }
-                Some((name, TestVerdict::Ignored)) => {
-                    println!("# skipped (ignored, not counted): host: {name}")
-                }
-                None => println!("# {line}"),
+    let mut binary = String::from("?");
+    for line in BufReader::new(reader).lines().map_while(Result::ok) {
+        if let Some(name) = test_binary(&line) {
+            binary = name;
+        }
+        match parse_test_line(&line) {
+            Some((name, TestVerdict::Ok)) => t.pass(&format!("host: {binary}: {name}")),
+            Some((name, TestVerdict::Failed)) => t.fail(
+                &format!("host: {binary}: {name}"),
+                "see the cargo test output above",
+            ),
+            Some((name, TestVerdict::Ignored)) => {
+                println!("# skipped (ignored, not counted): host: {binary}: {name}")
             }
+            None => eprintln!("{line}"),
         }
     }
     let status = child.wait();
@@ -220,6 +233,24 @@ enum TestVerdict {
     Ok,
     Failed,
     Ignored,
+}
+
+/// The test binary a cargo `Running ...` or `Doc-tests` line announces:
+/// `Running unittests src/lib.rs (target/debug/deps/btfgen-0123abcd)` is
+/// `btfgen`, `Doc-tests btfgen` is `btfgen (doc)`.
+fn test_binary(line: &str) -> Option<String> {
+    let line = line.trim();
+    if let Some(krate) = line.strip_prefix("Doc-tests ") {
+        return Some(format!("{krate} (doc)"));
+    }
+    let path = line
+        .strip_prefix("Running ")?
+        .rsplit_once('(')?
+        .1
+        .strip_suffix(')')?;
+    let file = path.rsplit('/').next()?;
+    let name = file.rsplit_once('-').map_or(file, |(name, _hash)| name);
+    Some(name.to_string())
 }
 
 /// Parses libtest's `test NAME ... ok` lines.
@@ -436,6 +467,28 @@ mod tests {
         );
         assert_eq!(parse_test_line("test result: ok. 3 passed; 0 failed"), None);
         assert_eq!(parse_test_line("running 3 tests"), None);
+    }
+
+    #[test]
+    fn test_binaries() {
+        assert_eq!(
+            test_binary(
+                "     Running unittests src/main.rs (target/debug/deps/xtask-63ebecb94df3ca1f)"
+            ),
+            Some("xtask".to_string())
+        );
+        assert_eq!(
+            test_binary("     Running tests/btf_ids.rs (target/debug/deps/btf_ids-0a1b2c)"),
+            Some("btf_ids".to_string())
+        );
+        assert_eq!(
+            test_binary("   Doc-tests btfgen"),
+            Some("btfgen (doc)".to_string())
+        );
+        assert_eq!(
+            test_binary("   Compiling xtask v0.1.0 (/work/main/xtask)"),
+            None
+        );
     }
 
     #[test]

@@ -233,7 +233,14 @@ fn boot(
     cmd.env("PATH", util::prepend_path(&venv_bin)?)
         .arg("--run")
         .arg(&opts.kdir)
-        .args(["--user", "root", "--verbose", "--force-9p", "--memory", "2G"])
+        .args([
+            "--user",
+            "root",
+            "--verbose",
+            "--force-9p",
+            "--memory",
+            "2G",
+        ])
         .arg(format!("--rwdir={}", rwdir.display()));
     if accel == Accel::Tcg {
         cmd.arg("--disable-kvm");
