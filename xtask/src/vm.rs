@@ -339,7 +339,8 @@ fn boot(
         }
         let started = console.lock().expect("console state").started.is_some();
         let elapsed = start.elapsed();
-        if (!started && elapsed > opts.boot_timeout) || elapsed > opts.timeout {
+        let boot_timeout = opts.boot_timeout.min(opts.timeout);
+        if (!started && elapsed > boot_timeout) || elapsed > opts.timeout {
             util::kill_tree(&mut child);
             let _ = out_thread.join();
             let _ = err_thread.join();
@@ -353,7 +354,7 @@ fn boot(
             } else {
                 format!(
                     "the guest did not reach the command within {} s",
-                    opts.boot_timeout.as_secs()
+                    boot_timeout.as_secs()
                 )
             };
             bail!(
