@@ -45,10 +45,13 @@ pub const APT_PACKAGES: &[&str] = &[
     "rust-web-src",
     "rust-web-clippy",
     "rustfmt-web",
-    // BTF and BPF
+    // BTF and BPF; libbpf-sys (the selftest runner) builds its vendored
+    // libbpf with gcc, make and pkg-config
     "dwarves",
     "bpftool",
     "libbpf-dev",
+    "gcc",
+    "pkg-config",
     // the guest: QEMU, virtme-ng's helpers, its venv, module tools
     "qemu-system-x86",
     "busybox-static",
