@@ -87,13 +87,16 @@ pub struct VmOutcome {
 /// Boots `opts.kdir` and runs `command` (a shell command line) in it.
 pub fn run(cache: &Path, opts: &VmOptions, command: &str) -> Result<VmOutcome> {
     let accel = accel(cache, &opts.kdir)?;
-    let outcome = boot(cache, opts, accel, command, true);
-    if outcome.is_err() && accel == Accel::Tcg {
-        // A kernel that cannot boot under TCG either may also have failed
-        // the KVM probe for its own reasons: probe again next time.
+    boot(cache, opts, accel, command, true)
+}
+
+/// Called when a guest never reached its command under TCG: a kernel that
+/// cannot boot at all may also have failed the KVM probe for that reason,
+/// so the probe is redone next time.
+fn forget_probe(cache: &Path, accel: Accel) {
+    if accel == Accel::Tcg {
         let _ = fs::remove_file(cache.join("kvm-probe"));
     }
-    outcome
 }
 
 /// Joins `vm -- <args>` into one shell command: a single argument is taken
@@ -342,6 +345,9 @@ fn boot(
         let boot_timeout = opts.boot_timeout.min(opts.timeout);
         if (!started && elapsed > boot_timeout) || elapsed > opts.timeout {
             util::kill_tree(&mut child);
+            if !started {
+                forget_probe(cache, accel);
+            }
             let _ = out_thread.join();
             let _ = err_thread.join();
             let state = console.lock().expect("console state");
@@ -370,6 +376,7 @@ fn boot(
 
     let state = console.lock().expect("console state");
     let Some(started) = state.started else {
+        forget_probe(cache, accel);
         let tail: Vec<&str> = state.tail.iter().map(String::as_str).collect();
         bail!(
             "vng exited ({status}) before the guest ran the command.\n\
