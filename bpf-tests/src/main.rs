@@ -38,7 +38,8 @@ struct Cli {
     /// Print the verifier log (and libbpf output) of failing cases.
     #[arg(short, long)]
     verbose: bool,
-    /// Run only the cases whose name contains this string.
+    /// Run only the case with this name, or else the cases whose name
+    /// contains it.
     filter: Option<String>,
 }
 
@@ -143,8 +144,18 @@ fn run(cli: Cli) -> Result<bool> {
     let mut cases = success::cases()?;
     cases.extend(failure::cases()?);
     cases.extend(lifecycle::cases());
-    let selected = |name: &str| cli.filter.as_deref().is_none_or(|f| name.contains(f));
-    cases.retain(|case| selected(&case.name));
+    if let Some(filter) = cli.filter.as_deref() {
+        // A case's full name runs just that case, anything else every case
+        // whose name contains it.
+        let exact = cases.iter().any(|case| case.name == filter);
+        cases.retain(|case| {
+            if exact {
+                case.name == filter
+            } else {
+                case.name.contains(filter)
+            }
+        });
+    }
 
     // The kernel log checks run last and always: they judge the cases above.
     let count = cases.len() + 2 + usize::from(module.by_us());
