@@ -52,10 +52,17 @@ impl Tally {
         }
     }
 
-    fn case(&mut self, name: &str, result: Result<()>) {
+    /// Records a case from its result and hands on the value.
+    fn case<T>(&mut self, name: &str, result: Result<T>) -> Option<T> {
         match result {
-            Ok(()) => self.pass(name),
-            Err(e) => self.fail(name, &format!("{e:#}")),
+            Ok(value) => {
+                self.pass(name);
+                Some(value)
+            }
+            Err(e) => {
+                self.fail(name, &format!("{e:#}"));
+                None
+            }
         }
     }
 }
@@ -92,10 +99,9 @@ pub fn test(checkout: &Path, cache: &Path, debug: bool) -> Result<()> {
         ..vm::VmOptions::new(kdir.clone(), debug)
     };
     for (command, want_zero) in [("true", true), ("false", false)] {
-        let name = if want_zero {
-            "boot: `vm -- true` exits 0".to_string()
-        } else {
-            "boot: `vm -- false` exits non-zero".to_string()
+        let name = match want_zero {
+            true => "boot: `vm -- true` exits 0",
+            false => "boot: `vm -- false` exits non-zero",
         };
         let result = vm::run(cache, &opts, command).and_then(|o| {
             println!("# boot to command: {:.1} s", o.boot_time.as_secs_f64());
@@ -105,43 +111,22 @@ pub fn test(checkout: &Path, cache: &Path, debug: bool) -> Result<()> {
                 (_, c) => bail!("`{command}` in the guest gave exit code {c}"),
             }
         });
-        t.case(&name, result);
+        t.case(name, result);
     }
 
     // 3. The module and the BPF selftests in the guest.
     let ko = if module::exists(checkout) {
-        let ko = module::build(checkout, cache, &kdir);
-        match ko {
-            Ok(ko) => {
-                t.pass("module: task_kfuncs.ko builds against the test kernel");
-                Some(ko)
-            }
-            Err(e) => {
-                t.fail(
-                    "module: task_kfuncs.ko builds against the test kernel",
-                    &format!("{e:#}"),
-                );
-                None
-            }
-        }
+        module::build(checkout, cache, &kdir)
     } else {
-        t.fail(
-            "module: task_kfuncs.ko builds against the test kernel",
-            "no module source yet (Makefile and src/lib.rs are missing)",
-        );
-        None
+        Err(anyhow!(
+            "no module source yet (Makefile and src/lib.rs are missing)"
+        ))
     };
-    let runner = build_runner(checkout, &kdir);
-    let runner = match runner {
-        Ok(path) => {
-            t.pass("selftests: the runner builds");
-            Some(path)
-        }
-        Err(e) => {
-            t.fail("selftests: the runner builds", &format!("{e:#}"));
-            None
-        }
-    };
+    let ko = t.case("module: task_kfuncs.ko builds against the test kernel", ko);
+    let runner = t.case(
+        "selftests: the runner builds",
+        build_runner(checkout, &kdir),
+    );
     match (ko, runner) {
         (Some(ko), Some(runner)) => guest_suite(&mut t, checkout, cache, &opts, &runner, &ko),
         _ => t.fail(
