@@ -346,7 +346,7 @@ pub fn ensure_built(checkout: &Path, cache: &Path, flavour: Flavour) -> Result<P
     say!("kernel: this takes about 10 minutes on 2 cores (debug: 12); later runs reuse it");
     fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let log = dir.join("xtask-build.log");
-    let src = ensure_source(cache, &inputs, &log)?;
+    let src = ensure_source(checkout, cache, &inputs, &log)?;
 
     let make = |args: &[&str]| -> Result<Command> {
         let mut cmd = util::kernel_make(cache)?;
@@ -404,6 +404,15 @@ pub fn ensure_built(checkout: &Path, cache: &Path, flavour: Flavour) -> Result<P
         stamp.push_str(&format!("tool {tool}\n"));
     }
     fs::write(dir.join(STAMP), stamp)?;
+    let old = other_builds(cache, flavour, &dir);
+    if !old.is_empty() {
+        let list: Vec<String> = old.iter().map(|p| p.display().to_string()).collect();
+        say!(
+            "kernel: older {} builds (about 1 GB each) can go: rm -rf {}",
+            flavour.name(),
+            list.join(" ")
+        );
+    }
     say!(
         "kernel: {} kernel built in {}",
         flavour.name(),
@@ -437,51 +446,77 @@ pub fn verify_config(dir: &Path, inputs: &KeyInputs) -> Result<()> {
 }
 
 /// Extracts and patches the source tree once per source key.
-fn ensure_source(cache: &Path, inputs: &KeyInputs, log: &Path) -> Result<PathBuf> {
-    let src = cache.join(format!("src-{}", source_key(inputs)));
+fn ensure_source(checkout: &Path, cache: &Path, inputs: &KeyInputs, log: &Path) -> Result<PathBuf> {
+    let key = source_key(inputs);
+    let src = cache.join(format!("src-{key}"));
     if src.join(STAMP).exists() {
         return Ok(src);
     }
     if !Path::new(SOURCE_TARBALL).exists() {
         bail!("{SOURCE_TARBALL} is missing: run `cargo xtask setup` (package {SOURCE_PACKAGE})");
     }
-    let tmp = cache.join(format!("src-{}.partial", source_key(inputs)));
-    if tmp.exists() {
-        fs::remove_dir_all(&tmp).with_context(|| format!("cannot remove {}", tmp.display()))?;
+    // Work in a scratch directory renamed into place at the end, so that a
+    // half-extracted or half-patched tree is never used.
+    let tmp = cache.join(format!("src-{key}.partial"));
+    for dir in [&tmp, &src] {
+        if dir.exists() {
+            fs::remove_dir_all(dir).with_context(|| format!("cannot remove {}", dir.display()))?;
+        }
     }
-    if src.exists() {
-        fs::remove_dir_all(&src).with_context(|| format!("cannot remove {}", src.display()))?;
-    }
-    fs::create_dir_all(&tmp)?;
-    run_logged(
-        Command::new("tar")
-            .args(["-xf", SOURCE_TARBALL, "--strip-components=1", "-C"])
-            .arg(&tmp),
-        "extract source",
-        log,
-    )?;
-    let patches = util::checkout().join("qemu/patches");
-    for (name, _) in &inputs.patches {
+    fs::create_dir_all(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+    let prepared = (|| -> Result<()> {
         run_logged(
-            Command::new("patch")
-                .args(["-p1", "--forward", "--batch", "-i"])
-                .arg(patches.join(name))
-                .current_dir(&tmp)
-                .stdin(Stdio::null()),
-            &format!("apply {name}"),
+            Command::new("tar")
+                .args(["-xf", SOURCE_TARBALL, "--strip-components=1", "-C"])
+                .arg(&tmp),
+            "extract source",
             log,
-        )
-        .map_err(|e| {
-            e.context(format!(
-                "qemu/patches/{name} does not apply to {SOURCE_PACKAGE} {}",
-                inputs.source_version
-            ))
-        })?;
+        )?;
+        for (name, _) in &inputs.patches {
+            run_logged(
+                Command::new("patch")
+                    .args(["-p1", "--forward", "--batch", "-i"])
+                    .arg(checkout.join("qemu/patches").join(name))
+                    .current_dir(&tmp)
+                    .stdin(Stdio::null()),
+                &format!("apply {name}"),
+                log,
+            )
+            .map_err(|e| {
+                e.context(format!(
+                    "qemu/patches/{name} does not apply to {SOURCE_PACKAGE} {}",
+                    inputs.source_version
+                ))
+            })?;
+        }
+        fs::write(tmp.join(STAMP), format!("{}\n", inputs.source_version))?;
+        Ok(())
+    })();
+    if let Err(e) = prepared {
+        // 1.7 GB of unusable tree: do not leave it behind.
+        let _ = fs::remove_dir_all(&tmp);
+        return Err(e);
     }
-    fs::write(tmp.join(STAMP), format!("{}\n", inputs.source_version))?;
     fs::rename(&tmp, &src)
         .with_context(|| format!("cannot rename {} to {}", tmp.display(), src.display()))?;
     Ok(src)
+}
+
+/// Build directories of the flavour other than `current`, for a hint.
+fn other_builds(cache: &Path, flavour: Flavour, current: &Path) -> Vec<PathBuf> {
+    let prefix = format!("build-{}-", flavour.name());
+    let Ok(entries) = fs::read_dir(cache) else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| Some(e.ok()?.path()))
+        .filter(|p| p != current)
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(&prefix))
+        })
+        .collect()
 }
 
 #[cfg(test)]
