@@ -23,6 +23,7 @@ use crate::kernel::Flavour;
 #[derive(Parser)]
 #[command(
     name = "cargo xtask",
+    bin_name = "cargo xtask",
     about = "Build, boot and test the task_kfuncs test kernel",
     after_help = "The kernel builds and the virtme-ng venv live in \
                   ${TASK_KFUNCS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/task_kfuncs}."
