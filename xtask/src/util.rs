@@ -25,8 +25,15 @@ macro_rules! say {
 }
 
 /// The root of the checkout (the directory holding the workspace Cargo.toml).
+///
+/// `cargo run` (and so `cargo xtask`) tells us where xtask/ is at run time;
+/// the path it was built at is only the fallback, since a copied or moved
+/// checkout may reuse a binary built elsewhere.
 pub fn checkout() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    let xtask = env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    xtask
         .parent()
         .expect("xtask/ is a subdirectory of the checkout")
         .to_path_buf()
