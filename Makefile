@@ -1,0 +1,73 @@
+# SPDX-License-Identifier: GPL-2.0
+#
+# Builds task_kfuncs.ko against a kernel build directory:
+#
+#   make KDIR=<kernel build dir>         # e.g. KDIR=$(cargo xtask kernel --print-path)
+#   make KDIR=<kernel build dir> CLIPPY=1
+#   make clean
+#
+# The kernel must have CONFIG_RUST, CONFIG_DEBUG_INFO_BTF_MODULES and the
+# put_task_struct_rcu_user() export (qemu/patches/0001). After Kbuild links
+# the module, btfgen adds BTF for the Rust kfuncs (pahole skips Rust
+# compilation units) and the kernel's resolve_btfids fills in the kfunc id
+# set; see docs/btf-pipeline.md.
+
+KDIR ?= /lib/modules/$(shell uname -r)/build
+LLVM ?= -19
+
+# The Rust toolchain must be the one the kernel was configured with (Debian's
+# rustc-web on the test kernel). Naming it explicitly keeps a rustup rustc
+# that comes first in PATH out of the module build.
+RUST_BINDIR ?= /usr/bin
+BINDGEN ?= $(firstword $(shell command -v bindgen 2>/dev/null) $(wildcard $(HOME)/.cargo/bin/bindgen) bindgen)
+KTOOLS := RUSTC=$(RUST_BINDIR)/rustc HOSTRUSTC=$(RUST_BINDIR)/rustc \
+	RUSTDOC=$(RUST_BINDIR)/rustdoc RUSTFMT=$(RUST_BINDIR)/rustfmt \
+	CLIPPY_DRIVER=$(RUST_BINDIR)/clippy-driver BINDGEN=$(BINDGEN)
+
+CARGO ?= cargo
+BTFGEN := $(CURDIR)/target/release/btfgen
+RESOLVE_BTFIDS_BIN := $(KDIR)/tools/bpf/resolve_btfids/resolve_btfids
+MODULE := task_kfuncs.ko
+
+all: modules
+
+# Fail early, with the fix, on a kernel the module cannot work with.
+check-kdir:
+	@test -f "$(KDIR)/Makefile" || { echo "error: KDIR=$(KDIR) is not a kernel build directory." >&2; \
+		echo "  Build the test kernel with 'cargo xtask kernel' and use KDIR=\$$(cargo xtask kernel --print-path)." >&2; exit 1; }
+	@test -f "$(KDIR)/.config" || { echo "error: $(KDIR) has no .config: configure and build that kernel first." >&2; exit 1; }
+	@grep -q '^CONFIG_RUST=y' "$(KDIR)/.config" || { echo "error: $(KDIR) was built without CONFIG_RUST=y." >&2; \
+		echo "  task_kfuncs is a Rust module; use the test kernel from 'cargo xtask kernel' (qemu/kernel.config)." >&2; exit 1; }
+	@grep -q '^CONFIG_DEBUG_INFO_BTF_MODULES=y' "$(KDIR)/.config" || { echo "error: $(KDIR) lacks CONFIG_DEBUG_INFO_BTF_MODULES=y:" >&2; \
+		echo "  without module BTF the kernel cannot register kfuncs from a module." >&2; exit 1; }
+	@test -f "$(KDIR)/Module.symvers" || { echo "error: $(KDIR)/Module.symvers is missing: finish building that kernel first." >&2; exit 1; }
+	@grep -qw 'put_task_struct_rcu_user' "$(KDIR)/Module.symvers" || { \
+		echo "error: $(KDIR) does not export put_task_struct_rcu_user()." >&2; \
+		echo "  task_kfuncs releases task references exactly like bpf_task_release() and needs that export;" >&2; \
+		echo "  apply qemu/patches/0001-exit-export-put_task_struct_rcu_user.patch to the kernel and rebuild it." >&2; exit 1; }
+	@test -x "$(RESOLVE_BTFIDS_BIN)" || { echo "error: $(RESOLVE_BTFIDS_BIN) is missing: the kernel build is incomplete." >&2; exit 1; }
+	@test -x "$(RUST_BINDIR)/rustc" || { echo "error: no rustc in RUST_BINDIR=$(RUST_BINDIR) (Debian: apt-get install rustc-web rust-web-src)." >&2; exit 1; }
+
+$(BTFGEN): FORCE
+	$(CARGO) build --quiet --release --package btfgen
+
+modules: check-kdir $(BTFGEN)
+	$(MAKE) -C "$(KDIR)" M="$(CURDIR)" LLVM=$(LLVM) $(KTOOLS) RESOLVE_BTFIDS=true modules
+	$(BTFGEN) --base "$(KDIR)/vmlinux" $(MODULE)
+	$(RESOLVE_BTFIDS_BIN) -b "$(KDIR)/vmlinux" $(MODULE)
+
+clean:
+	@if [ -f "$(KDIR)/Makefile" ]; then $(MAKE) -C "$(KDIR)" M="$(CURDIR)" LLVM=$(LLVM) clean; fi
+	rm -rf src/generated
+
+.PHONY: all modules check-kdir clean FORCE
+
+# Format / check the module's Rust code the way the kernel does (rustfmt,
+# edition 2021, the kernel's .rustfmt.toml defaults).
+rustfmt:
+	$(RUST_BINDIR)/rustfmt --edition 2021 src/*.rs
+
+rustfmtcheck:
+	$(RUST_BINDIR)/rustfmt --check --edition 2021 src/*.rs
+
+.PHONY: rustfmt rustfmtcheck

@@ -1,0 +1,27 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Out-of-line wrappers for static inline kernel functions used by the Rust
+ * side of task_kfuncs. rcu_read_lock()/rcu_read_unlock() are wrapped rather
+ * than open-coded from __rcu_read_lock() so that lockdep (PROVE_RCU) sees
+ * the read-side critical sections exactly as it does for C callers.
+ */
+
+#include <linux/rcupdate.h>
+#include <linux/refcount.h>
+
+#include "helpers.h"
+
+void task_kfuncs_rcu_read_lock(void)
+{
+	rcu_read_lock();
+}
+
+void task_kfuncs_rcu_read_unlock(void)
+{
+	rcu_read_unlock();
+}
+
+bool task_kfuncs_refcount_inc_not_zero(refcount_t *r)
+{
+	return refcount_inc_not_zero(r);
+}

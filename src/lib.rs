@@ -1,0 +1,39 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! BPF kfuncs for `struct task_struct`, written in Rust.
+//!
+//! The module gives BPF programs the task kfunc family (acquire, release,
+//! kptr_get, from_pid, from_vpid) that `kernel/bpf/helpers.c` provides in C,
+//! registered for tracing, struct_ops and syscall programs through a BTF
+//! kfunc id set declared in Rust ([`btf_ids`]). References are taken on
+//! `task->rcu_users`, the same counter the kernel's own `bpf_task_acquire()`
+//! uses, so the two families interoperate; see `docs/refcount-rcu.md`.
+//!
+//! C header: [include/linux/btf.h](srctree/include/linux/btf.h)
+
+use kernel::prelude::*;
+
+mod bindings;
+mod btf_ids;
+mod kfuncs;
+mod rcu;
+
+module! {
+    type: TaskKfuncs,
+    name: "task_kfuncs",
+    author: "task_kfuncs developers",
+    description: "BPF kfuncs for struct task_struct written in Rust",
+    license: "GPL",
+}
+
+/// The loaded module. Registration of kfunc sets cannot be undone; the
+/// kernel drops the set together with the module's BTF on unload.
+struct TaskKfuncs;
+
+impl kernel::Module for TaskKfuncs {
+    fn init(module: &'static ThisModule) -> Result<Self> {
+        kfuncs::register(module)?;
+        pr_info!("task kfuncs registered for tracing, struct_ops and syscall programs\n");
+        Ok(TaskKfuncs)
+    }
+}
