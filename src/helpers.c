@@ -4,10 +4,17 @@
  * side of task_kfuncs. rcu_read_lock()/rcu_read_unlock() are wrapped rather
  * than open-coded from __rcu_read_lock() so that lockdep (PROVE_RCU) sees
  * the read-side critical sections exactly as it does for C callers.
+ *
+ * task_kfuncs_task_rcu_users() is the one accessor for a task_struct field:
+ * bindgen's layout of struct task_struct is not trustworthy that deep into
+ * the struct (with this config it places rcu_users 16 bytes early, after
+ * cacheline-aligned members), so the field address is taken by the C
+ * compiler, which owns the layout.
  */
 
 #include <linux/rcupdate.h>
 #include <linux/refcount.h>
+#include <linux/sched.h>
 
 #include "helpers.h"
 
@@ -19,6 +26,11 @@ void task_kfuncs_rcu_read_lock(void)
 void task_kfuncs_rcu_read_unlock(void)
 {
 	rcu_read_unlock();
+}
+
+refcount_t *task_kfuncs_task_rcu_users(struct task_struct *p)
+{
+	return &p->rcu_users;
 }
 
 bool task_kfuncs_refcount_inc_not_zero(refcount_t *r)

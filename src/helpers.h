@@ -9,8 +9,11 @@
 #include <linux/refcount.h>
 #include <linux/types.h>
 
+struct task_struct;
+
 void task_kfuncs_rcu_read_lock(void);
 void task_kfuncs_rcu_read_unlock(void);
+refcount_t *task_kfuncs_task_rcu_users(struct task_struct *p);
 bool task_kfuncs_refcount_inc_not_zero(refcount_t *r);
 
 #endif /* TASK_KFUNCS_HELPERS_H */

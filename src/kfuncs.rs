@@ -72,10 +72,13 @@ pub(crate) fn register(module: &'static ThisModule) -> Result {
 /// a pointer the verifier trusts, or one loaded inside an RCU read-side
 /// critical section that is still open.
 unsafe fn tryget_rcu_users(p: *mut task_struct) -> *mut task_struct {
-    // SAFETY: `p` points to a live `task_struct` by the caller's contract, so
-    // its `rcu_users` field may be read and atomically updated.
-    let taken =
-        unsafe { bindings::task_kfuncs_refcount_inc_not_zero(addr_of_mut!((*p).rcu_users)) };
+    // SAFETY: `p` points to a live `task_struct` by the caller's contract.
+    // The field address comes from C: bindgen's `task_struct` layout is not
+    // reliable this deep into the struct (see `helpers.c`).
+    let rcu_users = unsafe { bindings::task_kfuncs_task_rcu_users(p) };
+    // SAFETY: `rcu_users` points into that live task, and refcount
+    // operations are atomic.
+    let taken = unsafe { bindings::task_kfuncs_refcount_inc_not_zero(rcu_users) };
     if taken {
         p
     } else {
