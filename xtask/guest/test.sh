@@ -8,11 +8,15 @@
 # xtask parses the lines starting with "xtask-guest: " and the runner's own
 # final "N passed, N failed" line; everything else is for the reader.
 #
-# Usage: test.sh RUNNER MODULE
+# Usage: test.sh RUNNER MODULE C_RUNNER
+#
+# C_RUNNER is the same suite built with --features c-kfuncs (the kernel's
+# own bpf_task_* kfuncs): its lines are prefixed with "c-kfuncs: ".
 set -uo pipefail
 
 runner=$1
 module=$2
+c_runner=$3
 
 check() {
 	local name=$1
@@ -36,6 +40,12 @@ mountpoint -q /sys/kernel/debug || mount -t debugfs none /sys/kernel/debug 2>/de
 echo "=== $runner --module $module"
 "$runner" --module "$module"
 echo "xtask-guest: runner exit code $?"
+
+# The same cases against the kernel's own C kfuncs, where the contract is
+# the same: proof that the suite tests the contract, not our code.
+echo "=== $c_runner (kernel C kfuncs)"
+"$c_runner" 2>&1 | sed -u 's/^/c-kfuncs: /'
+echo "xtask-guest: c-kfuncs: runner exit code ${PIPESTATUS[0]}"
 
 # Anything the kernel complained about during boot or the suite fails the run.
 pattern='refcount_t|WARNING:|BUG:|KASAN|suspicious RCU usage|Oops|Call Trace'

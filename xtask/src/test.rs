@@ -9,7 +9,8 @@
 //! 3. Guest: task_kfuncs.ko and the BPF selftest runner are built on the
 //!    host, then xtask/guest/test.sh runs the runner in the guest and scans
 //!    the kernel log. The runner's own `N passed, N failed` line is added to
-//!    the totals.
+//!    the totals. The same suite built against the kernel's own C kfuncs
+//!    (`--features c-kfuncs`) runs in the same guest and counts too.
 //!
 //! Anything that cannot run counts as failed, with the reason.
 //! Output of tools and of the guest is echoed as `# ` comment lines, so the
@@ -30,6 +31,8 @@ use crate::{module, say, vm};
 
 /// Where `cargo build -p bpf-tests --release` leaves the selftest runner.
 const RUNNER: &str = "target/release/task-kfuncs-selftests";
+/// The target dir of the runner built against the kernel's C kfuncs.
+const C_TARGET_DIR: &str = "target/c-kfuncs";
 
 /// Case counter and printer.
 #[derive(Default)]
@@ -125,10 +128,16 @@ pub fn test(checkout: &Path, cache: &Path, debug: bool) -> Result<()> {
     let ko = t.case("module: task_kfuncs.ko builds against the test kernel", ko);
     let runner = t.case(
         "selftests: the runner builds",
-        build_runner(checkout, &kdir),
+        build_runner(checkout, &kdir, None),
     );
-    match (ko, runner) {
-        (Some(ko), Some(runner)) => guest_suite(&mut t, checkout, cache, &opts, &runner, &ko),
+    let c_runner = t.case(
+        "selftests: the runner builds against the kernel's C kfuncs",
+        build_runner(checkout, &kdir, Some(C_TARGET_DIR)),
+    );
+    match (ko, runner, c_runner) {
+        (Some(ko), Some(runner), Some(c_runner)) => {
+            guest_suite(&mut t, checkout, cache, &opts, [&runner, &c_runner], &ko)
+        }
         _ => t.fail(
             "guest: BPF selftest suite",
             "not run: it needs both task_kfuncs.ko and the runner (see above)",
@@ -332,17 +341,27 @@ fn dropped_to_result(dropped: Result<Vec<kernel::Dropped>>) -> Result<()> {
     bail!("{}", list.join("\n"))
 }
 
-/// `cargo build -p bpf-tests --release` with TASK_KFUNCS_KDIR set.
-fn build_runner(checkout: &Path, kdir: &Path) -> Result<PathBuf> {
+/// `cargo build -p bpf-tests --release` with TASK_KFUNCS_KDIR set; with
+/// `c_target_dir`, the `c-kfuncs` build into that target dir.
+fn build_runner(checkout: &Path, kdir: &Path, c_target_dir: Option<&str>) -> Result<PathBuf> {
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.args(["build", "-p", "bpf-tests", "--release"])
         .current_dir(checkout)
         .env("TASK_KFUNCS_KDIR", kdir);
+    let runner = match c_target_dir {
+        Some(dir) => {
+            cmd.args(["--features", "c-kfuncs", "--target-dir", dir]);
+            checkout.join(RUNNER.replacen("target", dir, 1))
+        }
+        None => checkout.join(RUNNER),
+    };
     crate::util::run(&mut cmd)?;
-    let runner = checkout.join(RUNNER);
     if !runner.exists() {
-        bail!("the build left no {RUNNER}: the bpf-tests crate must build a binary named task-kfuncs-selftests");
+        bail!(
+            "the build left no {}: the bpf-tests crate must build a binary named task-kfuncs-selftests",
+            runner.display()
+        );
     }
     Ok(runner)
 }
@@ -353,7 +372,7 @@ fn guest_suite(
     checkout: &Path,
     cache: &Path,
     opts: &vm::VmOptions,
-    runner: &Path,
+    [runner, c_runner]: [&Path; 2],
     ko: &Path,
 ) {
     let script = checkout.join("xtask/guest/test.sh");
@@ -362,6 +381,7 @@ fn guest_suite(
         &script.to_string_lossy(),
         &runner.to_string_lossy(),
         &ko.to_string_lossy(),
+        &c_runner.to_string_lossy(),
     ]
     .map(shell_quote)
     .join(" ");
@@ -374,46 +394,63 @@ fn guest_suite(
         outcome.boot_time.as_secs_f64()
     );
 
-    let mut runner_exit = None;
-    let mut summary = None;
     for line in outcome.stdout.lines() {
         if let Some(rest) = line.strip_prefix("xtask-guest: ") {
             if let Some(name) = rest.strip_prefix("ok - ") {
                 t.pass(&format!("guest: {name}"));
             } else if let Some(name) = rest.strip_prefix("not ok - ") {
                 t.fail(&format!("guest: {name}"), "see the guest output above");
-            } else if let Some(code) = rest.strip_prefix("runner exit code ") {
-                runner_exit = code.trim().parse::<i32>().ok();
-            }
-        } else if let Some(counts) = parse_summary(line) {
-            summary = Some(counts);
-        }
-    }
-    match (summary, runner_exit) {
-        (Some((passed, failed, skipped)), Some(code)) => {
-            println!(
-                "# selftest runner: {passed} passed, {failed} failed, {skipped} skipped (not counted), exit code {code}"
-            );
-            t.passed += passed;
-            t.failed += failed;
-            if code != 0 && failed == 0 {
-                t.fail("guest: selftest runner exit code", &format!("exit code {code} with no failed case"));
             }
         }
-        (None, Some(code)) => t.fail(
-            "guest: selftest runner",
-            &format!("it printed no `N passed, N failed` line (exit code {code})"),
-        ),
-        (_, None) => t.fail(
-            "guest: selftest runner",
-            "the guest script never reported the runner's end (did the guest crash? see target/xtask/console.log)",
-        ),
     }
+    runner_result(t, &outcome.stdout, "", "selftest runner");
+    runner_result(
+        t,
+        &outcome.stdout,
+        "c-kfuncs: ",
+        "selftest runner (kernel C kfuncs)",
+    );
     if outcome.exit_code != 0 {
         t.fail(
             "guest: test script",
             &format!("exit code {}", outcome.exit_code),
         );
+    }
+}
+
+/// Adds one runner's `N passed, N failed` line (its output lines carry
+/// `prefix`) to the totals, and fails when it never finished or its exit
+/// code disagrees with its counts.
+fn runner_result(t: &mut Tally, stdout: &str, prefix: &str, what: &str) {
+    let exit_key = format!("xtask-guest: {prefix}runner exit code ");
+    let mut summary = None;
+    let mut exit = None;
+    for line in stdout.lines() {
+        if let Some(code) = line.strip_prefix(exit_key.as_str()) {
+            exit = code.trim().parse::<i32>().ok();
+        } else if let Some(counts) = line.strip_prefix(prefix).and_then(parse_summary) {
+            summary = Some(counts);
+        }
+    }
+    match (summary, exit) {
+        (Some((passed, failed, skipped)), Some(code)) => {
+            println!(
+                "# {what}: {passed} passed, {failed} failed, {skipped} skipped (not counted), exit code {code}"
+            );
+            t.passed += passed;
+            t.failed += failed;
+            if code != 0 && failed == 0 {
+                t.fail(&format!("guest: {what} exit code"), &format!("exit code {code} with no failed case"));
+            }
+        }
+        (None, Some(code)) => t.fail(
+            &format!("guest: {what}"),
+            &format!("it printed no `N passed, N failed` line (exit code {code})"),
+        ),
+        (_, None) => t.fail(
+            &format!("guest: {what}"),
+            "the guest script never reported the runner's end (did the guest crash? see target/xtask/console.log)",
+        ),
     }
 }
 
