@@ -17,7 +17,11 @@ use anyhow::{bail, Context, Result};
 use libbpf_cargo::SkeletonBuilder;
 
 /// The BPF objects, each built from `progs/<name>.bpf.c` into `<name>.skel.rs`.
-const PROGS: &[&str] = &["task_kfuncs_success", "task_kfuncs_failure"];
+const PROGS: &[&str] = &[
+    "task_kfuncs_success",
+    "task_kfuncs_failure",
+    "task_kfuncs_bench",
+];
 
 /// The clang that compiles the programs; override with `BPF_CLANG`.
 const DEFAULT_CLANG: &str = "clang-19";

@@ -4,6 +4,7 @@
 //! virtme-ng and runs the tests. See README.md for the commands and
 //! `cargo xtask help <command>` for each one.
 
+mod bench;
 mod kernel;
 mod module;
 mod run;
@@ -80,6 +81,13 @@ enum Cmd {
         #[arg(long)]
         debug: bool,
     },
+    /// Benchmark the Rust kfuncs against the kernel's C kfuncs in the guest
+    /// and print the ratios (`bench -- --iters N --rounds N` to tune).
+    Bench {
+        /// Arguments for task-kfuncs-bench.
+        #[arg(last = true, value_name = "ARGS")]
+        args: Vec<String>,
+    },
 }
 
 fn main() {
@@ -131,5 +139,6 @@ fn real_main() -> Result<()> {
         }
         Cmd::Run => run::run(&checkout, &cache),
         Cmd::Test { debug } => test::test(&checkout, &cache, debug),
+        Cmd::Bench { args } => bench::bench(&checkout, &cache, &args),
     }
 }

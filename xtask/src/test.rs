@@ -343,7 +343,11 @@ fn dropped_to_result(dropped: Result<Vec<kernel::Dropped>>) -> Result<()> {
 
 /// `cargo build -p bpf-tests --release` with TASK_KFUNCS_KDIR set; with
 /// `c_target_dir`, the `c-kfuncs` build into that target dir.
-fn build_runner(checkout: &Path, kdir: &Path, c_target_dir: Option<&str>) -> Result<PathBuf> {
+pub(crate) fn build_runner(
+    checkout: &Path,
+    kdir: &Path,
+    c_target_dir: Option<&str>,
+) -> Result<PathBuf> {
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.args(["build", "-p", "bpf-tests", "--release"])
