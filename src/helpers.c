@@ -7,9 +7,12 @@
  *
  * task_kfuncs_task_rcu_users() is the one accessor for a task_struct field:
  * bindgen's layout of struct task_struct is not trustworthy that deep into
- * the struct (with this config it places rcu_users 16 bytes early, after
- * cacheline-aligned members), so the field address is taken by the C
- * compiler, which owns the layout.
+ * the struct: with the test kernel's config it places rcu_users at 0x8c8
+ * where the C compiler has 0x8d8. Members that are empty structs in this
+ * configuration (struct sched_statistics without CONFIG_SCHEDSTATS) have
+ * size 0 in GNU C but at least 1 byte in Rust, which is the likely cause;
+ * the offset also changes with the config. So the field address is taken
+ * by the C compiler, which owns the layout.
  */
 
 #include <linux/rcupdate.h>
