@@ -40,82 +40,33 @@ int bench_empty(void *ctx)
 	return 0;
 }
 
-SEC("syscall")
-int bench_rust_acquire_release(void *ctx)
-{
-	struct task_struct *cur = bpf_get_current_task_btf(), *t;
-	u64 t0 = bpf_ktime_get_ns();
-	int i;
-
-	misses = 0;
-	bpf_for(i, 0, iters) {
-		t = rust_task_acquire(cur);
-		if (!t) {
-			misses++;
-			continue;
-		}
-		rust_task_release(t);
-	}
-	elapsed_ns = bpf_ktime_get_ns() - t0;
-	return 0;
+/*
+ * One benchmark program: `get` (an expression yielding a referenced task or
+ * NULL) then `put` on it, `iters` times.
+ */
+#define BENCH(name, get, put)					\
+SEC("syscall")							\
+int name(void *ctx)						\
+{								\
+	struct task_struct *cur = bpf_get_current_task_btf(), *t;	\
+	u64 t0 = bpf_ktime_get_ns();				\
+	int i;							\
+								\
+	misses = 0;						\
+	bpf_for(i, 0, iters) {					\
+		t = get;					\
+		if (!t) {					\
+			misses++;				\
+			continue;				\
+		}						\
+		put(t);						\
+	}							\
+	elapsed_ns = bpf_ktime_get_ns() - t0;			\
+	(void)cur;						\
+	return 0;						\
 }
 
-SEC("syscall")
-int bench_c_acquire_release(void *ctx)
-{
-	struct task_struct *cur = bpf_get_current_task_btf(), *t;
-	u64 t0 = bpf_ktime_get_ns();
-	int i;
-
-	misses = 0;
-	bpf_for(i, 0, iters) {
-		t = bpf_task_acquire(cur);
-		if (!t) {
-			misses++;
-			continue;
-		}
-		bpf_task_release(t);
-	}
-	elapsed_ns = bpf_ktime_get_ns() - t0;
-	return 0;
-}
-
-SEC("syscall")
-int bench_rust_from_pid(void *ctx)
-{
-	struct task_struct *t;
-	u64 t0 = bpf_ktime_get_ns();
-	int i;
-
-	misses = 0;
-	bpf_for(i, 0, iters) {
-		t = rust_task_from_pid(pid);
-		if (!t) {
-			misses++;
-			continue;
-		}
-		rust_task_release(t);
-	}
-	elapsed_ns = bpf_ktime_get_ns() - t0;
-	return 0;
-}
-
-SEC("syscall")
-int bench_c_from_pid(void *ctx)
-{
-	struct task_struct *t;
-	u64 t0 = bpf_ktime_get_ns();
-	int i;
-
-	misses = 0;
-	bpf_for(i, 0, iters) {
-		t = bpf_task_from_pid(pid);
-		if (!t) {
-			misses++;
-			continue;
-		}
-		bpf_task_release(t);
-	}
-	elapsed_ns = bpf_ktime_get_ns() - t0;
-	return 0;
-}
+BENCH(bench_rust_acquire_release, rust_task_acquire(cur), rust_task_release)
+BENCH(bench_c_acquire_release, bpf_task_acquire(cur), bpf_task_release)
+BENCH(bench_rust_from_pid, rust_task_from_pid(pid), rust_task_release)
+BENCH(bench_c_from_pid, bpf_task_from_pid(pid), bpf_task_release)
