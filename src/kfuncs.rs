@@ -231,7 +231,12 @@ pub(crate) unsafe extern "C" fn rust_task_from_pid(pid: i32) -> *mut task_struct
 /// Flags: `KF_ACQUIRE | KF_RET_NULL`. Like [`rust_task_from_pid`], but
 /// `vpid` is looked up in `task_active_pid_ns(current)`, the namespace the
 /// current task sees: inside a container, `vpid` 1 is the container's init.
-/// Returns NULL for any number without a task in that namespace.
+/// Returns NULL for any number without a task in that namespace, and when
+/// the current task has no pid namespace any more: an exiting thread that
+/// reaps itself detaches its `struct pid` in `exit_notify()` and then still
+/// runs (its last `schedule()`, `sched_switch`), so `current` has no
+/// namespace there. `find_vpid()` would pass that NULL namespace on to
+/// `find_pid_ns()` and fault.
 ///
 /// ```c
 /// SEC("syscall")
@@ -249,13 +254,23 @@ pub(crate) unsafe extern "C" fn rust_task_from_pid(pid: i32) -> *mut task_struct
 ///
 /// # Safety
 ///
-/// None beyond the kfunc contract: any `vpid` is accepted. `unsafe` because
-/// BPF programs are its callers.
+/// None beyond the kfunc contract: any `vpid` is accepted, in any context
+/// the program types admit. `unsafe` because BPF programs are its callers.
 #[no_mangle]
 pub(crate) unsafe extern "C" fn rust_task_from_vpid(vpid: i32) -> *mut task_struct {
     task_from_nr(vpid, |nr| {
-        // SAFETY: called inside the RCU read section of `task_from_nr`;
-        // `find_vpid()` uses the current task's active pid namespace.
-        unsafe { bindings::find_vpid(nr) }
+        // SAFETY: `get_current()` is always a valid task. Its `thread_pid`
+        // may be detached concurrently (by the task itself in
+        // `exit_notify()`, or by the parent reaping it after its last
+        // `schedule()`): `task_active_pid_ns()` reads it once and returns
+        // NULL or the namespace of a `struct pid` that, like the namespace
+        // it holds, is freed only after an RCU grace period, and we are
+        // inside `task_from_nr`'s RCU read section.
+        let ns = unsafe { bindings::task_active_pid_ns(bindings::get_current()) };
+        if ns.is_null() {
+            return ptr::null_mut();
+        }
+        // SAFETY: inside the RCU read section; `ns` is valid for it (above).
+        unsafe { bindings::find_pid_ns(nr, ns) }
     })
 }
