@@ -1,0 +1,257 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The kernel log policy: which kernel messages fail a test run, and which
+//! of them mean the guest cannot go on (so that xtask kills it at once
+//! instead of waiting for a timeout). Also the kmemleak policy.
+//!
+//! The guest runner applies [`findings`] to what `/dev/kmsg` gained during
+//! the run (its `kernel/log_clean` case); xtask applies [`classify`] to
+//! each boot console line as it arrives and stops the guest on a
+//! [`Severity::Fatal`] one. Both read the lists below, and nothing else
+//! decides what a bad kernel message is.
+
+/// What a bad line means for the run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Severity {
+    /// The kernel is dead or stuck (panic, oops, stall, lockup, hung task):
+    /// nothing after it can be trusted, stop the guest now.
+    Fatal,
+    /// The kernel caught a bug and carried on (a WARN, a KASAN or lockdep
+    /// report, a refcount saturation): the run fails, the guest goes on.
+    Bad,
+}
+
+/// Substrings that fail the run, most specific first: the first match
+/// names the line. Matching is case-sensitive, on the message text.
+pub const DENY: &[(&str, Severity)] = &[
+    // panic(): "Kernel panic - not syncing: Fatal exception".
+    ("Kernel panic", Severity::Fatal),
+    // die(): "Oops: general protection fault, ...", "Oops: 0002 [#1] PREEMPT SMP".
+    ("Oops: ", Severity::Fatal),
+    // BUG_ON(): "kernel BUG at mm/slub.c:452!".
+    ("kernel BUG at", Severity::Fatal),
+    // page fault in the kernel: "BUG: kernel NULL pointer dereference, address: ...",
+    // "BUG: unable to handle page fault for address: ...".
+    ("BUG: kernel NULL pointer dereference", Severity::Fatal),
+    ("BUG: unable to handle", Severity::Fatal),
+    ("general protection fault", Severity::Fatal),
+    // RCU: "rcu: INFO: rcu_preempt detected stalls on CPUs/tasks:",
+    // "rcu: INFO: rcu_preempt self-detected stall on CPU",
+    // "rcu: INFO: rcu_preempt detected expedited stalls on CPUs/tasks: ...".
+    ("detected stalls on CPUs/tasks", Severity::Fatal),
+    ("self-detected stall on CPU", Severity::Fatal),
+    ("detected expedited stalls", Severity::Fatal),
+    // watchdog: "watchdog: BUG: soft lockup - CPU#0 stuck for 26s! [x:93]",
+    // "watchdog: Watchdog detected hard LOCKUP on cpu 1".
+    ("BUG: soft lockup", Severity::Fatal),
+    ("hard LOCKUP", Severity::Fatal),
+    // hung_task: "INFO: task x:93 blocked for more than 122 seconds.".
+    ("blocked for more than", Severity::Fatal),
+    ("BUG: workqueue lockup", Severity::Fatal),
+    // refcount_warn_saturate(): "refcount_t: underflow; use-after-free.".
+    ("refcount_t: ", Severity::Bad),
+    // lockdep / PROVE_RCU: "WARNING: suspicious RCU usage",
+    // "WARNING: possible circular locking dependency detected".
+    ("suspicious RCU usage", Severity::Bad),
+    // KASAN: "BUG: KASAN: slab-use-after-free in ...".
+    ("KASAN: ", Severity::Bad),
+    // KFENCE: "BUG: KFENCE: use-after-free read in ...".
+    ("KFENCE: ", Severity::Bad),
+    ("UBSAN: ", Severity::Bad),
+    // WARN(): "WARNING: CPU: 0 PID: 93 at kernel/bpf/helpers.c:2466 ...".
+    ("WARNING:", Severity::Bad),
+    // Anything else the kernel calls a bug: "BUG: sleeping function called
+    // from invalid context at ...", "BUG: scheduling while atomic: ...".
+    ("BUG:", Severity::Bad),
+    // A stack dump nobody asked for (dump_stack() in a debug path).
+    ("Call Trace:", Severity::Bad),
+];
+
+/// Lines that match [`DENY`] but are known not to be a bug. Each entry says
+/// where the kernel prints it and why it is harmless here.
+pub const ALLOW: &[&str] = &[
+    // arch/x86/kernel/cpu/bugs.c, at boot when unprivileged BPF is allowed
+    // on a CPU with eIBRS: a hardening advice about the host CPU, not a bug.
+    "Spectre V2 : WARNING: Unprivileged eBPF is enabled",
+];
+
+/// One bad kernel log line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    /// The [`DENY`] pattern it matched.
+    pub marker: &'static str,
+    pub severity: Severity,
+    /// The line, as given.
+    pub line: String,
+}
+
+/// Judges one kernel log line (a console line with its `[   1.23]` stamp,
+/// or a `/dev/kmsg` message).
+pub fn classify(line: &str) -> Option<Finding> {
+    if ALLOW.iter().any(|allowed| line.contains(allowed)) {
+        return None;
+    }
+    DENY.iter()
+        .find(|(marker, _)| line.contains(marker))
+        .map(|&(marker, severity)| Finding {
+            marker,
+            severity,
+            line: line.to_string(),
+        })
+}
+
+/// Every bad line of a log.
+pub fn findings(log: &str) -> Vec<Finding> {
+    log.lines().filter_map(classify).collect()
+}
+
+/// What the kmemleak policy says of a report of
+/// `/sys/kernel/debug/kmemleak`: every unreferenced object is a leak that
+/// fails the run, whoever allocated it (the run clears kmemleak before it
+/// starts, so what boot left is not counted). Returns one entry per object.
+pub fn kmemleak_leaks(report: &str) -> Vec<String> {
+    report
+        .split("unreferenced object")
+        .skip(1)
+        .map(|leak| format!("unreferenced object{}", leak.trim_end()))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn marker(line: &str) -> Option<(&'static str, Severity)> {
+        classify(line).map(|f| (f.marker, f.severity))
+    }
+
+    use Severity::{Bad, Fatal};
+
+    #[test]
+    fn warnings_and_bugs() {
+        assert_eq!(
+            marker("[   12.345678] WARNING: CPU: 0 PID: 93 at lib/refcount.c:28 refcount_warn_saturate+0x9e/0x100"),
+            Some(("WARNING:", Bad))
+        );
+        assert_eq!(
+            marker("[   12.345679] refcount_t: underflow; use-after-free."),
+            Some(("refcount_t: ", Bad))
+        );
+        assert_eq!(
+            marker(
+                "BUG: sleeping function called from invalid context at kernel/locking/mutex.c:283"
+            ),
+            Some(("BUG:", Bad))
+        );
+        assert_eq!(marker("[   13.0] Call Trace:"), Some(("Call Trace:", Bad)));
+    }
+
+    #[test]
+    fn sanitizers_and_lockdep() {
+        assert_eq!(
+            marker("[   20.1] BUG: KASAN: slab-use-after-free in rust_task_release+0x1c/0x40 [task_kfuncs]"),
+            Some(("KASAN: ", Bad))
+        );
+        assert_eq!(
+            marker("BUG: KFENCE: use-after-free read in bpf_prog_test_run+0x10/0x20"),
+            Some(("KFENCE: ", Bad))
+        );
+        assert_eq!(
+            marker("[   30.2] WARNING: suspicious RCU usage"),
+            Some(("suspicious RCU usage", Bad))
+        );
+        assert_eq!(
+            marker("WARNING: possible circular locking dependency detected"),
+            Some(("WARNING:", Bad))
+        );
+        assert_eq!(
+            marker("WARNING: possible recursive locking detected"),
+            Some(("WARNING:", Bad))
+        );
+    }
+
+    #[test]
+    fn oops_and_panic_are_fatal() {
+        assert_eq!(
+            marker("[    5.1] BUG: kernel NULL pointer dereference, address: 0000000000000008"),
+            Some(("BUG: kernel NULL pointer dereference", Fatal))
+        );
+        assert_eq!(
+            marker("[    5.2] Oops: 0000 [#1] PREEMPT SMP NOPTI"),
+            Some(("Oops: ", Fatal))
+        );
+        assert_eq!(
+            marker("Oops: general protection fault, probably for non-canonical address 0xdead000000000100: 0000 [#1] PREEMPT SMP"),
+            Some(("Oops: ", Fatal))
+        );
+        assert_eq!(
+            marker("[    5.9] Kernel panic - not syncing: Fatal exception in interrupt"),
+            Some(("Kernel panic", Fatal))
+        );
+        assert_eq!(
+            marker("kernel BUG at mm/slub.c:452!"),
+            Some(("kernel BUG at", Fatal))
+        );
+    }
+
+    #[test]
+    fn stalls_lockups_and_hung_tasks_are_fatal() {
+        assert_eq!(
+            marker("[   60.0] rcu: INFO: rcu_preempt detected stalls on CPUs/tasks:"),
+            Some(("detected stalls on CPUs/tasks", Fatal))
+        );
+        assert_eq!(
+            marker("rcu: INFO: rcu_preempt self-detected stall on CPU"),
+            Some(("self-detected stall on CPU", Fatal))
+        );
+        assert_eq!(
+            marker(
+                "[   48.1] watchdog: BUG: soft lockup - CPU#1 stuck for 26s! [task-kfuncs-se:93]"
+            ),
+            Some(("BUG: soft lockup", Fatal))
+        );
+        assert_eq!(
+            marker("watchdog: Watchdog detected hard LOCKUP on cpu 1"),
+            Some(("hard LOCKUP", Fatal))
+        );
+        assert_eq!(
+            marker("[  245.5] INFO: task kworker/0:1:12 blocked for more than 122 seconds."),
+            Some(("blocked for more than", Fatal))
+        );
+    }
+
+    #[test]
+    fn clean_lines_and_allowed_lines_pass() {
+        for line in [
+            "[    0.000000] Linux version 6.12.117 (root@host) (Debian clang version 19.1.7)",
+            "[    0.1] kasan: KernelAddressSanitizer initialized (generic)",
+            "[    0.2] rcu: Preemptible hierarchical RCU implementation.",
+            "[    1.0] kmemleak: Kernel memory leak detector initialized (mempool available)",
+            "[    2.0] task_kfuncs: loading out-of-tree module taints kernel.",
+            "[    0.3] Spectre V2 : WARNING: Unprivileged eBPF is enabled with eIBRS on, data leaks possible via Spectre v2 BHB attacks!",
+        ] {
+            assert_eq!(classify(line), None, "{line}");
+        }
+    }
+
+    #[test]
+    fn findings_of_a_log() {
+        let log =
+            "[1.0] ok\n[2.0] WARNING: CPU: 1 PID: 5 at x.c:1 f\n[2.1] Call Trace:\n[2.2]  <TASK>\n";
+        let found = findings(log);
+        assert_eq!(found.len(), 2);
+        assert_eq!(found[0].line, "[2.0] WARNING: CPU: 1 PID: 5 at x.c:1 f");
+        assert_eq!(found[1].marker, "Call Trace:");
+    }
+
+    #[test]
+    fn every_unreferenced_object_is_a_leak() {
+        let report = "unreferenced object 0xffff888003a1c000 (size 64):\n  comm \"insmod\", pid 93\n  backtrace (crc 0):\n    kmalloc_trace+0x1/0x2\n\
+                      unreferenced object 0xffff888003a1d000 (size 32):\n  comm \"swapper/0\", pid 1\n";
+        let leaks = kmemleak_leaks(report);
+        assert_eq!(leaks.len(), 2);
+        assert!(leaks[0].starts_with("unreferenced object 0xffff888003a1c000"));
+        assert!(leaks[1].contains("swapper/0"));
+        assert!(kmemleak_leaks("").is_empty());
+    }
+}
