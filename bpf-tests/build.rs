@@ -4,9 +4,14 @@
 //!
 //! `vmlinux.h` is generated from the test kernel's own BTF
 //! (`bpftool btf dump file $TASK_KFUNCS_KDIR/vmlinux format c`), so the
-//! programs see exactly the types of the kernel they will run on. With the
-//! `c-kfuncs` feature the programs are compiled with `-DTASK_KFUNCS_C`, which
-//! maps the kfunc names onto the kernel's own C kfuncs.
+//! programs see exactly the types of the kernel they will run on.
+//!
+//! The selftest programs are built twice into the same target directory:
+//! `$OUT_DIR/rust/` against the Rust kfuncs of task_kfuncs.ko, and
+//! `$OUT_DIR/c/` with `-DTASK_KFUNCS_C`, which maps the kfunc names onto the
+//! kernel's own C kfuncs. Both skeleton sets have the same type names and
+//! are included in two modules (`kfuncs_rust`, `kfuncs_c`), so one runner
+//! binary runs both. The benchmark object is built once, in `$OUT_DIR`.
 
 use std::env;
 use std::fs;
@@ -16,12 +21,15 @@ use std::process::Command;
 use anyhow::{bail, Context, Result};
 use libbpf_cargo::SkeletonBuilder;
 
-/// The BPF objects, each built from `progs/<name>.bpf.c` into `<name>.skel.rs`.
-const PROGS: &[&str] = &[
-    "task_kfuncs_success",
-    "task_kfuncs_failure",
-    "task_kfuncs_bench",
-];
+/// The selftest objects, each built from `progs/<name>.bpf.c` into
+/// `<variant>/<name>.skel.rs` for both kfunc variants.
+const SELFTESTS: &[&str] = &["task_kfuncs_success", "task_kfuncs_failure"];
+
+/// The kfunc variants: output subdirectory and extra clang arguments.
+const VARIANTS: &[(&str, &[&str])] = &[("rust", &[]), ("c", &["-DTASK_KFUNCS_C"])];
+
+/// Built once into `$OUT_DIR/<name>.skel.rs`.
+const BENCH: &str = "task_kfuncs_bench";
 
 /// The clang that compiles the programs; override with `BPF_CLANG`.
 const DEFAULT_CLANG: &str = "clang-19";
@@ -51,26 +59,35 @@ fn main() -> Result<()> {
     write_vmlinux_h(&vmlinux, &out.join("vmlinux.h"))?;
 
     let clang = env::var("BPF_CLANG").unwrap_or_else(|_| DEFAULT_CLANG.to_owned());
-    let mut clang_args = vec![
+    let clang_args = vec![
         format!("-I{}", out.display()),
         "-Iprogs".to_owned(),
         "-Wall".to_owned(),
         "-Werror".to_owned(),
     ];
-    if env::var_os("CARGO_FEATURE_C_KFUNCS").is_some() {
-        clang_args.push("-DTASK_KFUNCS_C".to_owned());
-    }
 
-    for name in PROGS {
-        let source = Path::new("progs").join(format!("{name}.bpf.c"));
-        SkeletonBuilder::new()
-            .source(&source)
-            .obj(out.join(format!("{name}.bpf.o")))
-            .clang(&clang)
-            .clang_args(&clang_args)
-            .build_and_generate(out.join(format!("{name}.skel.rs")))
-            .with_context(|| format!("building {} with {clang}", source.display()))?;
+    for (variant, extra) in VARIANTS {
+        let dir = out.join(variant);
+        fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let mut args = clang_args.clone();
+        args.extend(extra.iter().map(|a| a.to_string()));
+        for name in SELFTESTS {
+            skeleton(name, &dir, &clang, &args)?;
+        }
     }
+    skeleton(BENCH, &out, &clang, &clang_args)
+}
+
+/// Compiles `progs/<name>.bpf.c` into `<dir>/<name>.bpf.o` and its skeleton.
+fn skeleton(name: &str, dir: &Path, clang: &str, args: &[String]) -> Result<()> {
+    let source = Path::new("progs").join(format!("{name}.bpf.c"));
+    SkeletonBuilder::new()
+        .source(&source)
+        .obj(dir.join(format!("{name}.bpf.o")))
+        .clang(clang)
+        .clang_args(args)
+        .build_and_generate(dir.join(format!("{name}.skel.rs")))
+        .with_context(|| format!("building {} with {clang}", source.display()))?;
     Ok(())
 }
 

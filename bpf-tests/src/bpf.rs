@@ -1,9 +1,10 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! libbpf plumbing shared by the suites: the generated skeletons, capture of
-//! libbpf's output (which carries the verifier log of a failed load), and the
-//! annotations each program carries as BTF decl tags (see
-//! `progs/task_kfuncs_common.h`).
+//! libbpf plumbing shared by the suites: capture of libbpf's output (which
+//! carries the verifier log of a failed load), and the annotations each
+//! program carries as BTF decl tags (see `progs/task_kfuncs_common.h`). The
+//! skeletons live with their kfunc variant ([`crate::kfuncs_rust`],
+//! [`crate::kfuncs_c`]); the Rust ones are re-exported here.
 
 use std::ffi::OsStr;
 use std::sync::Mutex;
@@ -13,21 +14,7 @@ use libbpf_rs::btf::types::{DeclTag, Func};
 use libbpf_rs::btf::{Btf, ReferencesType};
 use libbpf_rs::{OpenObject, PrintLevel};
 
-/// Skeleton of `progs/task_kfuncs_success.bpf.c`.
-pub mod success_skel {
-    include!(concat!(env!("OUT_DIR"), "/task_kfuncs_success.skel.rs"));
-}
-
-/// Skeleton of `progs/task_kfuncs_failure.bpf.c`.
-pub mod failure_skel {
-    include!(concat!(env!("OUT_DIR"), "/task_kfuncs_failure.skel.rs"));
-}
-
-/// The object files behind the skeletons, for reading their BTF.
-pub const SUCCESS_OBJ: &[u8] =
-    include_bytes!(concat!(env!("OUT_DIR"), "/task_kfuncs_success.bpf.o"));
-pub const FAILURE_OBJ: &[u8] =
-    include_bytes!(concat!(env!("OUT_DIR"), "/task_kfuncs_failure.bpf.o"));
+pub use crate::kfuncs_rust::skel::{failure_skel, success_skel, FAILURE_OBJ, SUCCESS_OBJ};
 
 /// Everything libbpf printed since the last [`take_log`].
 static LOG: Mutex<String> = Mutex::new(String::new());

@@ -3,19 +3,23 @@
 //! Cases the verifier must reject: every program of
 //! `progs/task_kfuncs_failure.bpf.c` annotated `__failure`, loaded alone.
 //! The load must fail and the verifier log must contain each `__msg`.
+//!
+//! Compiled once per kfunc variant (see `kfuncs_rust.rs` and `kfuncs_c.rs`):
+//! `super` is the variant.
 
 use std::mem::MaybeUninit;
 
 use anyhow::{bail, Context, Result};
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 
-use crate::bpf::failure_skel::TaskKfuncsFailureSkelBuilder;
+use super::skel::failure_skel::TaskKfuncsFailureSkelBuilder;
+use super::skel::FAILURE_OBJ;
 use crate::bpf::{self, Annotations};
 use crate::{Case, Outcome};
 
 /// The rejection cases, one per annotated program, in source order.
 pub fn cases() -> Result<Vec<Case>> {
-    let annotations = bpf::annotations("task_kfuncs_failure", bpf::FAILURE_OBJ)?;
+    let annotations = bpf::annotations("task_kfuncs_failure", FAILURE_OBJ)?;
     let mut cases = Vec::new();
     for (name, ann) in annotations {
         if !ann.failure {
@@ -37,11 +41,8 @@ fn check(prog: &str, ann: Annotations, verbose: bool) -> Outcome {
         return Outcome::Skip(why);
     }
     match try_load(prog) {
-        Err(e) => Outcome::Fail(format!("{e:#}"), bpf::take_log()),
-        Ok(true) => Outcome::Fail(
-            "the verifier accepted the program".to_owned(),
-            bpf::take_log(),
-        ),
+        Err(e) => Outcome::fail_with_log(format!("{e:#}"), bpf::take_log()),
+        Ok(true) => Outcome::fail_with_log("the verifier accepted the program", bpf::take_log()),
         Ok(false) => {
             let log = bpf::take_log();
             match ann.msgs.iter().find(|msg| !log.contains(msg.as_str())) {
@@ -51,7 +52,9 @@ fn check(prog: &str, ann: Annotations, verbose: bool) -> Outcome {
                     }
                     Outcome::Pass
                 }
-                Some(missing) => Outcome::Fail(format!("verifier log lacks \"{missing}\""), log),
+                Some(missing) => {
+                    Outcome::fail_with_log(format!("verifier log lacks \"{missing}\""), log)
+                }
             }
         }
     }
@@ -89,9 +92,9 @@ mod tests {
 
     #[test]
     fn every_program_is_an_annotated_rejection_case() {
-        let ann = bpf::annotations("task_kfuncs_failure", bpf::FAILURE_OBJ).unwrap();
+        let ann = bpf::annotations("task_kfuncs_failure", FAILURE_OBJ).unwrap();
         let open = libbpf_rs::ObjectBuilder::default()
-            .open_memory(bpf::FAILURE_OBJ)
+            .open_memory(FAILURE_OBJ)
             .expect("the failure object opens");
         let mut progs = 0;
         for prog in open.progs() {
@@ -109,12 +112,12 @@ mod tests {
 
     #[test]
     fn messages_name_the_kfuncs_of_this_build() {
-        let ann = bpf::annotations("task_kfuncs_failure", bpf::FAILURE_OBJ).unwrap();
+        let ann = bpf::annotations("task_kfuncs_failure", FAILURE_OBJ).unwrap();
         let (_, a) = ann
             .iter()
             .find(|(n, _)| n == "release_unacquired_argument")
             .unwrap();
-        let want = if crate::C_KFUNCS {
+        let want = if super::super::C_KFUNCS {
             "bpf_task_release"
         } else {
             "rust_task_release"

@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! What the cases left in the kernel: the kernel log since the run started
-//! (refcount, RCU and KASAN splats), and kmemleak's report on debug kernels.
+//! What the cases left in the kernel: the kernel log since the run started,
+//! judged by the one kernel log policy ([`harness::kernel_log`]), and
+//! kmemleak's report on debug kernels (every unreferenced object fails).
+//! Each runs once per run, after every case.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -11,18 +13,9 @@ use std::thread::sleep;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use harness::kernel_log;
 
-use crate::module;
 use crate::Outcome;
-
-/// Kernel log lines that fail the run.
-const BAD: &[&str] = &[
-    "refcount_t",
-    "WARNING:",
-    "BUG:",
-    "KASAN",
-    "suspicious RCU usage",
-];
 
 const KMEMLEAK: &str = "/sys/kernel/debug/kmemleak";
 
@@ -48,9 +41,11 @@ impl Mark {
         Ok(Mark { kmsg })
     }
 
-    /// Fails if the kernel logged any [`BAD`] line since [`Mark::now`].
+    /// Fails if the kernel logged a line the policy denies since
+    /// [`Mark::now`]; the log of the failure is everything it logged.
     pub fn check(mut self) -> Outcome {
         let mut hits = Vec::new();
+        let mut all = Vec::new();
         let mut buf = vec![0u8; 8192];
         loop {
             // Each read returns one record: "prio,seq,time,flags;message\n".
@@ -60,9 +55,10 @@ impl Mark {
                     let record = String::from_utf8_lossy(&buf[..n]);
                     let text = record.split_once(';').map_or(&*record, |(_, m)| m);
                     let line = text.lines().next().unwrap_or_default();
-                    if BAD.iter().any(|bad| line.contains(bad)) {
-                        hits.push(line.to_owned());
+                    if let Some(finding) = kernel_log::classify(line) {
+                        hits.push(format!("{}: {}", finding.marker, finding.line));
                     }
+                    all.push(line.to_owned());
                 }
                 // Overwritten records: keep reading from the oldest left.
                 Err(e) if e.raw_os_error() == Some(libc::EPIPE) => continue,
@@ -73,11 +69,15 @@ impl Mark {
         if hits.is_empty() {
             Outcome::Pass
         } else {
-            Outcome::fail(format!(
-                "{} bad kernel log line(s)\n{}",
-                hits.len(),
-                hits.join("\n")
-            ))
+            Outcome::fail_with_log(
+                format!(
+                    "{} bad kernel log line(s), first: {}\n{}",
+                    hits.len(),
+                    hits[0],
+                    hits.join("\n")
+                ),
+                format!("kernel log of the run:\n{}", all.join("\n")),
+            )
         }
     }
 }
@@ -99,34 +99,25 @@ fn kmemleak_available() -> bool {
     Path::new(KMEMLEAK).exists()
 }
 
-/// Scans for leaks; fails on those that involve the module or a task_struct.
+/// Scans for leaks once: any unreferenced object fails.
 pub fn kmemleak_check() -> Outcome {
     if !kmemleak_available() {
         return Outcome::Skip("no kmemleak in this kernel (only the debug kernel has it)".into());
     }
     match kmemleak_report() {
         Ok(report) => {
-            let leaks: Vec<&str> = report.split("unreferenced object").skip(1).collect();
-            let ours: Vec<&str> = leaks
-                .iter()
-                .copied()
-                .filter(|l| l.contains(module::NAME) || l.contains("task_struct"))
-                .collect();
-            if ours.is_empty() {
-                for other in &leaks {
-                    println!(
-                        "# kmemleak (not ours): unreferenced object{}",
-                        other.trim_end()
-                    );
-                }
+            let leaks = kernel_log::kmemleak_leaks(&report);
+            if leaks.is_empty() {
                 Outcome::Pass
             } else {
-                Outcome::fail(format!(
-                    "{} leak(s) involving {} or task_struct\nunreferenced object{}",
-                    ours.len(),
-                    module::NAME,
-                    ours.join("unreferenced object")
-                ))
+                let first = leaks[0].lines().next().unwrap_or_default().to_string();
+                Outcome::fail_with_log(
+                    format!(
+                        "kmemleak: {} unreferenced object(s), first: {first}",
+                        leaks.len()
+                    ),
+                    leaks.join("\n"),
+                )
             }
         }
         Err(e) => Outcome::fail(format!("{e:#}")),

@@ -11,9 +11,9 @@ use anyhow::{bail, Context, Result};
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 
 use crate::bpf;
-use crate::bpf::success_skel::TaskKfuncsSuccessSkelBuilder;
+use crate::kfuncs_rust::skel::success_skel::TaskKfuncsSuccessSkelBuilder;
 use crate::module::{self, UNLOAD_GRACE};
-use crate::{Case, Outcome, C_KFUNCS};
+use crate::{Case, Outcome};
 
 /// Load/unload cycles of `insmod_load_rmmod_cycles`.
 const CYCLES: usize = 20;
@@ -37,9 +37,6 @@ pub fn cases() -> Vec<Case> {
 }
 
 fn guarded(path: Option<&Path>, case: fn(&Path) -> Result<()>) -> Outcome {
-    if C_KFUNCS {
-        return Outcome::Skip("C-kfunc build: its programs do not use the module".into());
-    }
     let Some(path) = path else {
         return Outcome::Skip("needs --module PATH".into());
     };
@@ -52,7 +49,7 @@ fn guarded(path: Option<&Path>, case: fn(&Path) -> Result<()>) -> Outcome {
     };
     match result.and(restore) {
         Ok(()) => Outcome::Pass,
-        Err(e) => Outcome::Fail(format!("{e:#}"), bpf::take_log()),
+        Err(e) => Outcome::fail_with_log(format!("{e:#}"), bpf::take_log()),
     }
 }
 

@@ -4,6 +4,9 @@
 //! `progs/task_kfuncs_success.bpf.c`, attaches it, triggers it and reads the
 //! verdict the program left in its globals. A program that never ran fails
 //! its case.
+//!
+//! Compiled once per kfunc variant (see `kfuncs_rust.rs` and `kfuncs_c.rs`):
+//! `super` is the variant.
 
 use std::fs;
 use std::mem::MaybeUninit;
@@ -15,8 +18,10 @@ use anyhow::{bail, Context, Result};
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 use libbpf_rs::{MapCore, MapFlags, ProgramInput, ProgramMut};
 
-use crate::bpf::success_skel::{types, TaskKfuncsSuccessSkel, TaskKfuncsSuccessSkelBuilder};
+use super::skel::success_skel::{types, TaskKfuncsSuccessSkel, TaskKfuncsSuccessSkelBuilder};
+use super::skel::SUCCESS_OBJ;
 use crate::bpf::{self, Annotations};
+use crate::process::{in_new_pidns, spawn_and_reap, Parked};
 use crate::{Case, Outcome};
 
 /// How a case makes its program run.
@@ -131,7 +136,7 @@ const ACCEPT_ALL: u32 = 0x1f;
 
 /// The success cases, in order.
 pub fn cases() -> Result<Vec<Case>> {
-    let annotations = bpf::annotations("task_kfuncs_success", bpf::SUCCESS_OBJ)?;
+    let annotations = bpf::annotations("task_kfuncs_success", SUCCESS_OBJ)?;
     let pid_max: i32 = fs::read_to_string("/proc/sys/kernel/pid_max")
         .context("reading /proc/sys/kernel/pid_max")?
         .trim()
@@ -148,7 +153,7 @@ pub fn cases() -> Result<Vec<Case>> {
                 Some(why) => Outcome::Skip(why),
                 None => match run(prog, trigger, pid_max) {
                     Ok(outcome) => outcome,
-                    Err(e) => Outcome::Fail(format!("{e:#}"), bpf::take_log()),
+                    Err(e) => Outcome::fail_with_log(format!("{e:#}"), bpf::take_log()),
                 },
             })
         })
@@ -209,32 +214,6 @@ fn verdict(skel: &TaskKfuncsSuccessSkel<'_>, expect_runs: bool) -> Result<Outcom
     })
 }
 
-/// Forks a child that exits at once, and reaps it.
-fn fork_and_reap() -> Result<i32> {
-    // SAFETY: the runner is single-threaded; the child only calls _exit.
-    let pid = unsafe { libc::fork() };
-    match pid {
-        -1 => bail!("fork: {}", std::io::Error::last_os_error()),
-        // SAFETY: _exit never returns and touches no Rust state.
-        0 => unsafe { libc::_exit(0) },
-        _ => reap(pid).map(|_| pid),
-    }
-}
-
-/// Waits for child `pid`; returns its exit status.
-fn reap(pid: i32) -> Result<i32> {
-    let mut status = 0;
-    // SAFETY: status is a valid out-pointer for waitpid.
-    if unsafe { libc::waitpid(pid, &mut status, 0) } != pid {
-        bail!("waitpid({pid}): {}", std::io::Error::last_os_error());
-    }
-    Ok(if libc::WIFEXITED(status) {
-        libc::WEXITSTATUS(status)
-    } else {
-        -1
-    })
-}
-
 /// Test-runs a syscall program with `struct syscall_args { op, pid }`.
 fn test_run(prog: &ProgramMut<'_>, op: i32, pid: i32) -> Result<()> {
     let mut args = [op.to_ne_bytes(), pid.to_ne_bytes()].concat();
@@ -256,7 +235,7 @@ fn run(prog: &str, trigger: Trigger, pid_max: i32) -> Result<Outcome> {
     match trigger {
         Trigger::Fork => {
             let _link = program(&skel, prog)?.attach().context("attaching")?;
-            fork_and_reap()?;
+            spawn_and_reap()?;
             verdict(&skel, true)
         }
         Trigger::TestRun => {
@@ -266,7 +245,7 @@ fn run(prog: &str, trigger: Trigger, pid_max: i32) -> Result<Outcome> {
         Trigger::NewPidNs => new_pidns(&skel, prog),
         Trigger::Acceptance => {
             let _link = program(&skel, prog)?.attach().context("attaching")?;
-            fork_and_reap()?;
+            spawn_and_reap()?;
             let value = skel
                 .maps
                 .acceptance
@@ -290,57 +269,13 @@ fn run(prog: &str, trigger: Trigger, pid_max: i32) -> Result<Outcome> {
     }
 }
 
-/// A child parked on a pipe until dropped, so that tests can hold
-/// references on a live task that is not the runner.
-struct Parked {
-    pid: i32,
-    write_end: i32,
-}
-
-impl Parked {
-    fn spawn() -> Result<Self> {
-        let mut fds = [0; 2];
-        // SAFETY: fds is a valid array of two ints.
-        if unsafe { libc::pipe(fds.as_mut_ptr()) } != 0 {
-            bail!("pipe: {}", std::io::Error::last_os_error());
-        }
-        // SAFETY: single-threaded runner; the child only uses read/_exit.
-        let pid = unsafe { libc::fork() };
-        if pid == -1 {
-            bail!("fork: {}", std::io::Error::last_os_error());
-        }
-        if pid == 0 {
-            let mut byte = 0u8;
-            // SAFETY: plain syscalls on fds this process owns; _exit never returns.
-            unsafe {
-                libc::close(fds[1]);
-                libc::read(fds[0], (&mut byte as *mut u8).cast(), 1);
-                libc::_exit(0);
-            }
-        }
-        // SAFETY: closing the read end this process no longer needs.
-        unsafe { libc::close(fds[0]) };
-        Ok(Parked {
-            pid,
-            write_end: fds[1],
-        })
-    }
-
-    /// Lets the child exit and reaps it.
-    fn finish(self) -> Result<()> {
-        // SAFETY: write_end is an fd this process owns; the child sees EOF.
-        unsafe { libc::close(self.write_end) };
-        reap(self.pid).map(|_| ())
-    }
-}
-
 /// Stores a task in the slot, lets it exit so that the slot holds its last
 /// reference, then (under RCU) empties the slot, drops that reference and
 /// calls kptr_get on the stale pointer: it must return NULL.
 fn kptr_get_emptied(skel: &TaskKfuncsSuccessSkel<'_>, prog: &str) -> Result<Outcome> {
     let p = program(skel, prog)?;
     let child = Parked::spawn()?;
-    let pid = child.pid;
+    let pid = child.pid();
     test_run(&p, SLOT_STORE, pid)?;
     child.finish()?;
     // The dead child drops its last own reference in its final schedule,
@@ -379,7 +314,7 @@ fn kptr_get_emptied(skel: &TaskKfuncsSuccessSkel<'_>, prog: &str) -> Result<Outc
 /// the map's destructor must bring the child's rcu_users back to where it was.
 fn map_destructor(skel: &TaskKfuncsSuccessSkel<'_>, prog: &str, pid_max: i32) -> Result<Outcome> {
     let child = Parked::spawn()?;
-    let pid = child.pid;
+    let pid = child.pid();
     let outcome = (|| -> Result<Outcome> {
         let p = program(skel, prog)?;
         test_run(&p, SLOT_USERS, pid)?;
@@ -395,8 +330,9 @@ fn map_destructor(skel: &TaskKfuncsSuccessSkel<'_>, prog: &str, pid_max: i32) ->
                 "storing in the map took rcu_users {baseline} -> {held}, want +1"
             )));
         }
-        if let Outcome::Fail(why, log) = verdict(&holder, true)? {
-            return Ok(Outcome::Fail(why, log));
+        let held_verdict = verdict(&holder, true)?;
+        if held_verdict.is_fail() {
+            return Ok(held_verdict);
         }
         drop(holder);
         // The map is freed from a workqueue after the last fd is closed.
@@ -424,34 +360,16 @@ fn map_destructor(skel: &TaskKfuncsSuccessSkel<'_>, prog: &str, pid_max: i32) ->
 /// (whose pid in init_pid_ns is not 1), from_pid(1) must find init.
 fn new_pidns(skel: &TaskKfuncsSuccessSkel<'_>, prog: &str) -> Result<Outcome> {
     let p = program(skel, prog)?;
-    // SAFETY: clone without CLONE_VM behaves like fork (the runner is
-    // single-threaded); the child only test-runs the program and _exits.
-    let pid = unsafe {
-        libc::syscall(
-            libc::SYS_clone,
-            libc::CLONE_NEWPID | libc::SIGCHLD,
-            0usize,
-            0usize,
-            0usize,
-            0usize,
-        )
-    } as i32;
-    if pid == -1 {
-        bail!("clone(CLONE_NEWPID): {}", std::io::Error::last_os_error());
-    }
-    if pid == 0 {
-        // SAFETY: getpid has no preconditions.
-        let code = if unsafe { libc::getpid() } != 1 {
+    let (pid, code) = in_new_pidns(|| {
+        if process::id() != 1 {
             3
         } else if test_run(&p, 0, 1).is_ok() {
             0
         } else {
             4
-        };
-        // SAFETY: _exit never returns.
-        unsafe { libc::_exit(code) };
-    }
-    match reap(pid)? {
+        }
+    })?;
+    match code {
         0 => {}
         3 => return Ok(Outcome::fail("the child is not pid 1 in its new namespace")),
         4 => return Ok(Outcome::fail("the child could not test-run the program")),
@@ -492,7 +410,7 @@ mod tests {
 
     #[test]
     fn every_program_has_a_case_and_every_case_a_program() {
-        let progs: HashSet<String> = programs(bpf::SUCCESS_OBJ).into_iter().collect();
+        let progs: HashSet<String> = programs(SUCCESS_OBJ).into_iter().collect();
         let used: HashSet<String> = CASES.iter().map(|(_, p, _)| p.to_string()).collect();
         assert_eq!(progs, used, "programs vs. programs used by CASES");
     }
@@ -509,16 +427,16 @@ mod tests {
 
     #[test]
     fn vpid_cases_are_skipped_only_against_the_c_kfuncs() {
-        let ann = bpf::annotations("task_kfuncs_success", bpf::SUCCESS_OBJ).unwrap();
+        let ann = bpf::annotations("task_kfuncs_success", SUCCESS_OBJ).unwrap();
         let skip = |name: &str| {
             ann.iter()
                 .find(|(n, _)| n == name)
                 .and_then(|(_, a)| a.skip.clone())
         };
-        assert_eq!(skip("from_vpid_current").is_some(), crate::C_KFUNCS);
+        assert_eq!(skip("from_vpid_current").is_some(), super::super::C_KFUNCS);
         assert_eq!(
             skip("syscall_from_vpid_new_pidns").is_some(),
-            crate::C_KFUNCS
+            super::super::C_KFUNCS
         );
         assert!(skip("acquire_release_argument").is_none());
     }
