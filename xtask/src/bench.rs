@@ -7,23 +7,16 @@
 
 use std::path::Path;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 
 use crate::kernel::{self, Flavour};
 use crate::util::shell_quote;
-use crate::{module, say, test, vm};
+use crate::{module, say, selftests, vm};
 
 pub fn bench(checkout: &Path, cache: &Path, args: &[String]) -> Result<()> {
     let kdir = kernel::ensure_built(checkout, cache, Flavour::Normal)?;
     let ko = module::build(checkout, cache, &kdir)?;
-    let runner = test::build_runner(checkout, &kdir, None)?;
-    let bench = runner
-        .parent()
-        .context("the runner has no directory")?
-        .join("task-kfuncs-bench");
-    if !bench.exists() {
-        bail!("the bpf-tests build left no {}", bench.display());
-    }
+    let bench = selftests::build(checkout, &kdir)?.bench;
     let mut command = format!(
         "{} --module {}",
         shell_quote(&bench.to_string_lossy()),

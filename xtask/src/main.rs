@@ -8,6 +8,7 @@ mod bench;
 mod kernel;
 mod module;
 mod run;
+mod selftests;
 mod setup;
 mod test;
 mod util;
@@ -74,12 +75,17 @@ enum Cmd {
     /// Build what is missing, boot, load task_kfuncs.ko and show what BPF
     /// sees of it, unload it, power off.
     Run,
-    /// Run every test (host `cargo test`, kernel checks, boot smoke tests,
-    /// the BPF selftests in the guest); ends with `N passed, N failed`.
+    /// Run every test (host tests, boot checks, the BPF selftests in the
+    /// guest), one line per case; ends with `N passed, N failed`. JUnit XML
+    /// of every case goes to target/xtask/results.xml.
     Test {
         /// Run the guest part on the debug kernel.
         #[arg(long)]
         debug: bool,
+        /// Run only the cases whose name contains this (e.g.
+        /// `rust/from_pid`, `host/`); the guest's sanity checks and kernel
+        /// log judges run with any guest case.
+        filter: Option<String>,
     },
     /// Benchmark the Rust kfuncs against the kernel's C kfuncs in the guest
     /// and print the ratios (`bench -- --iters N --rounds N` to tune).
@@ -138,7 +144,7 @@ fn real_main() -> Result<()> {
             process::exit(outcome.exit_code);
         }
         Cmd::Run => run::run(&checkout, &cache),
-        Cmd::Test { debug } => test::test(&checkout, &cache, debug),
+        Cmd::Test { debug, filter } => test::test(&checkout, &cache, debug, filter.as_deref()),
         Cmd::Bench { args } => bench::bench(&checkout, &cache, &args),
     }
 }

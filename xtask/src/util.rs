@@ -9,7 +9,7 @@
 use std::collections::VecDeque;
 use std::env;
 use std::ffi::OsString;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -17,6 +17,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
+use cargo_metadata::{Message, TargetKind};
 
 /// Prints a status line of our own (not the output of a tool) to stderr.
 #[macro_export]
@@ -215,64 +216,81 @@ pub fn fmt_duration(d: Duration) -> String {
     }
 }
 
-/// Free space in bytes on the file system holding `dir`.
+/// Free space in bytes on the file system holding `dir` (statvfs(3)).
 pub fn free_bytes(dir: &Path) -> Result<u64> {
-    let out = output(Command::new("df").args(["-Pk", "--"]).arg(dir))?;
-    let kib = out
-        .lines()
-        .nth(1)
-        .and_then(|l| l.split_whitespace().nth(3))
-        .and_then(|v| v.parse::<u64>().ok())
-        .ok_or_else(|| anyhow!("cannot parse `df -Pk {}`: {out}", dir.display()))?;
-    Ok(kib * 1024)
+    let st =
+        nix::sys::statvfs::statvfs(dir).with_context(|| format!("statvfs {}", dir.display()))?;
+    Ok(st.blocks_available() as u64 * st.fragment_size() as u64)
 }
 
 /// Whether we run as root (apt-get needs it).
 pub fn is_root() -> bool {
-    fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .and_then(|l| l.split_whitespace().nth(2).map(|euid| euid == "0"))
-        })
-        .unwrap_or(false)
+    nix::unistd::geteuid().is_root()
 }
 
-/// Kills `child` and every process below it (vng runs a shell that runs
-/// QEMU; killing vng alone would leave QEMU running).
-pub fn kill_tree(child: &mut Child) {
-    let mut pids = vec![child.id()];
-    let mut i = 0;
-    while i < pids.len() {
-        pids.extend(children_of(pids[i]));
-        i += 1;
-    }
-    let _ = Command::new("kill")
-        .arg("-KILL")
-        .args(pids.iter().map(u32::to_string))
-        .stderr(Stdio::null())
-        .status();
+/// Makes `cmd` lead a process group of its own, so that
+/// [`kill_group`] ends it and everything it started (vng runs Python that
+/// runs QEMU: killing vng alone would leave QEMU running).
+pub fn own_group(cmd: &mut Command) -> &mut Command {
+    use std::os::unix::process::CommandExt;
+    cmd.process_group(0)
+}
+
+/// Kills the process group `child` leads (see [`own_group`]) and reaps
+/// `child`.
+pub fn kill_group(child: &mut Child) {
+    use nix::sys::signal::{killpg, Signal};
+    use nix::unistd::Pid;
+    let _ = killpg(Pid::from_raw(child.id() as i32), Signal::SIGKILL);
     let _ = child.wait();
 }
 
-fn children_of(parent: u32) -> Vec<u32> {
-    let Ok(entries) = fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            // The parent pid is the 2nd field after the `(comm)` one.
-            fs::read_to_string(format!("/proc/{pid}/stat"))
-                .ok()
-                .and_then(|s| {
-                    let rest = &s[s.rfind(')')? + 1..];
-                    rest.split_whitespace().nth(1)?.parse::<u32>().ok()
-                })
-                == Some(parent)
-        })
-        .collect()
+/// Runs `cmd` (a cargo command with `--message-format=json...`) and returns
+/// (executable, package directory, `<package>/<target>` label) of each
+/// artifact `want` keeps. Fails when cargo fails.
+pub fn cargo_artifacts(
+    cmd: &mut Command,
+    want: impl Fn(&cargo_metadata::Artifact) -> bool,
+) -> Result<Vec<(PathBuf, PathBuf, String)>> {
+    let shown = display(cmd);
+    say!("$ {shown}");
+    let mut child = cmd
+        .spawn()
+        .with_context(|| format!("cannot start `{shown}`"))?;
+    let stdout = child.stdout.take().context("no stdout pipe")?;
+    let mut found = Vec::new();
+    for message in Message::parse_stream(BufReader::new(stdout)) {
+        let message = message.with_context(|| format!("reading the output of `{shown}`"))?;
+        let Message::CompilerArtifact(a) = message else {
+            continue;
+        };
+        let Some(exe) = a.executable.clone() else {
+            continue;
+        };
+        if !want(&a) {
+            continue;
+        }
+        let dir = a
+            .manifest_path
+            .parent()
+            .context("a manifest path without a directory")?;
+        let package = dir.file_name().unwrap_or("?");
+        let kind = match a.target.kind.first() {
+            Some(TargetKind::Lib) => "lib".to_string(),
+            Some(kind) => format!("{kind}.{}", a.target.name),
+            None => a.target.name.clone(),
+        };
+        found.push((
+            exe.into_std_path_buf(),
+            dir.to_path_buf().into_std_path_buf(),
+            format!("{package}/{kind}"),
+        ));
+    }
+    let status = child.wait()?;
+    if !status.success() {
+        bail!("`{shown}` failed ({status}): see its messages above");
+    }
+    Ok(found)
 }
 
 #[cfg(test)]

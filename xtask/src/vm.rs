@@ -15,8 +15,16 @@
 //! command's stderr) is shown. The command's stdout is copied to ours as it
 //! comes and kept for callers that parse it.
 //!
+//! Every console line is judged by the kernel log policy
+//! ([`harness::kernel_log`]) as it arrives: on a fatal one (panic, oops,
+//! RCU stall, soft lockup, hung task) the guest is gone, so QEMU is killed
+//! a few seconds later (time for the rest of the report to reach the
+//! console) and the outcome names the marker and carries the console lines
+//! from it on ([`Crash`]), instead of the run waiting for its timeout.
+//!
 //! vng's output must be a pipe: QEMU reopens `/proc/self/fd/1`, which for a
-//! regular file starts writing again at offset 0.
+//! regular file starts writing again at offset 0. vng leads a process group
+//! of its own, so that killing the group also ends QEMU.
 
 use std::collections::VecDeque;
 use std::fs::{self, File};
@@ -28,6 +36,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
+use harness::kernel_log::{self, Severity};
 
 use crate::say;
 use crate::util::{self, shell_quote};
@@ -37,6 +46,11 @@ const MARKER: &str = "xtask: guest command starts";
 
 /// Lines of console kept for error reports.
 const CONSOLE_TAIL: usize = 40;
+
+/// After a fatal console line: how long the rest of the kernel's report
+/// may take to arrive, and how many of its lines are kept.
+const CRASH_GRACE: Duration = Duration::from_secs(3);
+const CRASH_LINES: usize = 80;
 
 /// How QEMU runs the guest.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -73,19 +87,52 @@ impl VmOptions {
     }
 }
 
+/// A guest that died: the fatal console line and what followed it.
+#[derive(Debug, Clone)]
+pub struct Crash {
+    /// The kernel log policy's marker (e.g. `Kernel panic`, `Oops: `).
+    pub marker: &'static str,
+    /// The console from the fatal line on (at most [`CRASH_LINES`]).
+    pub lines: Vec<String>,
+}
+
+impl std::fmt::Display for Crash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the guest kernel died (console: `{}`); QEMU was killed",
+            self.marker.trim()
+        )
+    }
+}
+
 /// The result of one guest run.
 #[derive(Debug)]
 pub struct VmOutcome {
-    /// Exit code of the guest command (vng passes it through).
+    /// Exit code of the guest command (vng passes it through); -1 when
+    /// QEMU was killed after a [`Crash`].
     pub exit_code: i32,
+    /// Set when the console showed the guest kernel dying.
+    pub crash: Option<Crash>,
     /// Everything the command printed on stdout.
     pub stdout: String,
     /// Time from starting vng to the command starting in the guest.
     pub boot_time: Duration,
 }
 
-/// Boots `opts.kdir` and runs `command` (a shell command line) in it.
+/// Boots `opts.kdir` and runs `command` (a shell command line) in it; a
+/// guest kernel that dies is an error naming the console marker.
 pub fn run(cache: &Path, opts: &VmOptions, command: &str) -> Result<VmOutcome> {
+    let outcome = run_watched(cache, opts, command)?;
+    if let Some(crash) = &outcome.crash {
+        bail!("{crash}\n{}", crash.lines.join("\n"));
+    }
+    Ok(outcome)
+}
+
+/// Like [`run`], but a guest kernel that dies is an outcome with
+/// [`VmOutcome::crash`] set, with what the command printed until then.
+pub fn run_watched(cache: &Path, opts: &VmOptions, command: &str) -> Result<VmOutcome> {
     let accel = accel(cache, &opts.kdir)?;
     boot(cache, opts, accel, command, true)
 }
@@ -208,6 +255,8 @@ pub fn accel(cache: &Path, kdir: &Path) -> Result<Accel> {
 struct Console {
     started: Option<Instant>,
     tail: VecDeque<String>,
+    /// The first fatal line, when it came, and the lines since.
+    crash: Option<(Instant, Crash)>,
 }
 
 fn boot(
@@ -259,7 +308,7 @@ fn boot(
     }
 
     let start = Instant::now();
-    let mut child = cmd
+    let mut child = util::own_group(&mut cmd)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -302,6 +351,7 @@ fn boot(
     let console = Arc::new(Mutex::new(Console {
         started: None,
         tail: VecDeque::new(),
+        crash: None,
     }));
     let stderr_pipe = child
         .stderr
@@ -324,6 +374,25 @@ fn boot(
                 let _ = log.write_all(line.as_bytes());
                 let line = line.trim_end_matches(['\n', '\r']);
                 let mut state = console.lock().expect("console state");
+                match &mut state.crash {
+                    Some((_, crash)) if crash.lines.len() < CRASH_LINES => {
+                        crash.lines.push(line.to_string())
+                    }
+                    Some(_) => {}
+                    None => {
+                        if let Some(finding) = kernel_log::classify(line) {
+                            if finding.severity == Severity::Fatal {
+                                state.crash = Some((
+                                    Instant::now(),
+                                    Crash {
+                                        marker: finding.marker,
+                                        lines: vec![line.to_string()],
+                                    },
+                                ));
+                            }
+                        }
+                    }
+                }
                 if state.started.is_none() {
                     if line.ends_with(MARKER) {
                         state.started = Some(Instant::now());
@@ -344,11 +413,33 @@ fn boot(
         if let Some(status) = child.try_wait()? {
             break status;
         }
+        let crashed = console
+            .lock()
+            .expect("console state")
+            .crash
+            .as_ref()
+            .is_some_and(|(at, c)| at.elapsed() > CRASH_GRACE || c.lines.len() >= CRASH_LINES);
+        if crashed {
+            util::kill_group(&mut child);
+            let _ = out_thread.join();
+            let _ = err_thread.join();
+            let mut state = console.lock().expect("console state");
+            let (_, crash) = state.crash.take().expect("a crash");
+            say!("vm: {crash}; console log: {}", console_log.display());
+            let stdout =
+                String::from_utf8_lossy(&stdout_buf.lock().expect("stdout buffer")).into_owned();
+            return Ok(VmOutcome {
+                exit_code: -1,
+                crash: Some(crash),
+                stdout,
+                boot_time: state.started.map_or(start.elapsed(), |s| s - start),
+            });
+        }
         let started = console.lock().expect("console state").started.is_some();
         let elapsed = start.elapsed();
         let boot_timeout = opts.boot_timeout.min(opts.timeout);
         if (!started && elapsed > boot_timeout) || elapsed > opts.timeout {
-            util::kill_tree(&mut child);
+            util::kill_group(&mut child);
             if !started {
                 forget_probe(cache, accel);
             }
@@ -378,8 +469,12 @@ fn boot(
     let _ = out_thread.join();
     let _ = err_thread.join();
 
-    let state = console.lock().expect("console state");
+    let mut state = console.lock().expect("console state");
+    let crash = state.crash.take().map(|(_, c)| c);
     let Some(started) = state.started else {
+        if let Some(crash) = crash {
+            bail!("{crash}\n{}", crash.lines.join("\n"));
+        }
         forget_probe(cache, accel);
         let tail: Vec<&str> = state.tail.iter().map(String::as_str).collect();
         bail!(
@@ -398,6 +493,7 @@ fn boot(
     let stdout = String::from_utf8_lossy(&stdout_buf.lock().expect("stdout buffer")).into_owned();
     Ok(VmOutcome {
         exit_code,
+        crash,
         stdout,
         boot_time: started - start,
     })

@@ -1,0 +1,148 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! `cargo xtask test [FILTER]`: every test the project has, one line per
+//! case in one numbering, and one closing `N passed, N failed` line.
+//!
+//! 1. Host: the workspace's tests, one case per test ([`host`]).
+//! 2. xtask's own: two boots, `vm -- true` exits 0 and `vm -- false` does
+//!    not (the exit code the guest part relies on).
+//! 3. Guest: task_kfuncs.ko and the BPF selftest runner are built on the
+//!    host; one boot runs the runner, whose KTAP becomes one case per
+//!    runner case ([`guest`]).
+//!
+//! A case runs when its name contains FILTER (the runner applies the same
+//! rule to its cases, and adds its sanity checks and kernel-log judges to
+//! any selection); the report says how many were filtered out. Anything that
+//! cannot run counts as failed, with the reason. Every case also lands in
+//! `target/xtask/results.xml` (JUnit, [`report`]).
+
+mod guest;
+mod host;
+mod report;
+
+use std::path::Path;
+use std::process;
+use std::time::Instant;
+
+use anyhow::{anyhow, bail, Result};
+use harness::Outcome;
+
+use crate::kernel::{self, Flavour};
+use crate::util::fmt_duration;
+use crate::{module, say, selftests, vm};
+use report::Report;
+
+fn selected(name: &str, filter: Option<&str>) -> bool {
+    filter.is_none_or(|f| name.contains(f))
+}
+
+/// `cargo xtask test [--debug] [FILTER]`. Exits the process: 0 when nothing
+/// failed.
+pub fn test(checkout: &Path, cache: &Path, debug: bool, filter: Option<&str>) -> Result<()> {
+    let start = Instant::now();
+    let flavour = Flavour::new(debug);
+    let mut r = Report::default();
+    let ok = run(&mut r, checkout, cache, flavour, filter);
+    say!("test: finished in {}", fmt_duration(start.elapsed()));
+    let junit = checkout.join("target/xtask/results.xml");
+    let passed = r.finish(&junit, filter)?;
+    if !(ok && passed) {
+        process::exit(1);
+    }
+    Ok(())
+}
+
+/// Records every case; returns false when the run could not even start.
+fn run(
+    r: &mut Report,
+    checkout: &Path,
+    cache: &Path,
+    flavour: Flavour,
+    filter: Option<&str>,
+) -> bool {
+    let kdir = match kernel::ensure_built(checkout, cache, flavour) {
+        Ok(dir) => dir,
+        Err(e) => {
+            r.fail(&format!("build/{}_kernel", flavour.name()), &e);
+            return false;
+        }
+    };
+    println!("# kernel: {}", kdir.display());
+
+    // 1. Host tests.
+    match host::build_and_list(checkout, &kdir) {
+        Ok(tests) => {
+            let (tests, out): (Vec<_>, Vec<_>) =
+                tests.into_iter().partition(|t| selected(&t.name, filter));
+            r.filtered_out(out.len());
+            host::run(r, tests, &kdir);
+        }
+        Err(e) => r.fail("build/host_tests", &e),
+    }
+
+    // 2. xtask's own checks of the guest's exit code.
+    let opts = vm::VmOptions {
+        echo_prefix: "# ",
+        ..vm::VmOptions::new(kdir.clone(), flavour == Flavour::Debug)
+    };
+    for (name, command, want_zero) in [
+        ("xtask/vm_true_exits_0", "true", true),
+        ("xtask/vm_false_exits_nonzero", "false", false),
+    ] {
+        if !selected(name, filter) {
+            r.filtered_out(1);
+            continue;
+        }
+        let result = vm::run(cache, &opts, command).and_then(|o| {
+            println!("# boot to command: {:.1} s", o.boot_time.as_secs_f64());
+            match (want_zero, o.exit_code) {
+                (true, 0) => Ok(()),
+                (false, c) if c != 0 => Ok(()),
+                (_, c) => bail!("`{command}` in the guest gave exit code {c}"),
+            }
+        });
+        r.record(
+            name,
+            match result {
+                Ok(()) => Outcome::Pass,
+                Err(e) => Outcome::fail(format!("{e:#}")),
+            },
+        );
+    }
+
+    // 3. The module and the BPF selftests in the guest.
+    let ko = if module::exists(checkout) {
+        module::build(checkout, cache, &kdir)
+    } else {
+        Err(anyhow!(
+            "no module source (Makefile and src/lib.rs are missing)"
+        ))
+    };
+    let ko = ko.map_err(|e| r.fail("build/module", &e)).ok();
+    let bins = selftests::build(checkout, &kdir)
+        .map_err(|e| r.fail("build/selftests", &e))
+        .ok();
+    let (Some(ko), Some(bins)) = (ko, bins) else {
+        return true;
+    };
+    match guest::select(&bins.runner, &ko, filter) {
+        Ok(selection) => {
+            r.filtered_out(selection.filtered_out);
+            if !selection.cases.is_empty() {
+                guest::run(
+                    r,
+                    checkout,
+                    cache,
+                    &opts,
+                    flavour == Flavour::Debug,
+                    &bins.runner,
+                    &ko,
+                    filter,
+                    &selection,
+                );
+            }
+        }
+        Err(e) => r.fail("build/selftests_list", &e),
+    }
+    true
+}
