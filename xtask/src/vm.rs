@@ -50,7 +50,8 @@ const CONSOLE_TAIL: usize = 40;
 /// After a fatal console line: how long the rest of the kernel's report
 /// may take to arrive, and how many of its lines are kept.
 const CRASH_GRACE: Duration = Duration::from_secs(3);
-const CRASH_LINES: usize = 80;
+const CRASH_LINES: usize = 100;
+const CRASH_CONTEXT: usize = 20;
 
 /// How QEMU runs the guest.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -92,7 +93,8 @@ impl VmOptions {
 pub struct Crash {
     /// The kernel log policy's marker (e.g. `Kernel panic`, `Oops: `).
     pub marker: &'static str,
-    /// The console from the fatal line on (at most [`CRASH_LINES`]).
+    /// The console around the fatal line: [`CRASH_CONTEXT`] lines before
+    /// it, then it and what followed (at most [`CRASH_LINES`]).
     pub lines: Vec<String>,
 }
 
@@ -257,6 +259,8 @@ struct Console {
     tail: VecDeque<String>,
     /// The first fatal line, when it came, and the lines since.
     crash: Option<(Instant, Crash)>,
+    /// The last [`CRASH_CONTEXT`] lines, for a crash's context.
+    recent: VecDeque<String>,
 }
 
 fn boot(
@@ -352,6 +356,7 @@ fn boot(
         started: None,
         tail: VecDeque::new(),
         crash: None,
+        recent: VecDeque::new(),
     }));
     let stderr_pipe = child
         .stderr
@@ -375,22 +380,30 @@ fn boot(
                 let line = line.trim_end_matches(['\n', '\r']);
                 let mut state = console.lock().expect("console state");
                 match &mut state.crash {
-                    Some((_, crash)) if crash.lines.len() < CRASH_LINES => {
+                    Some((_, crash)) if crash.lines.len() < CRASH_LINES + CRASH_CONTEXT => {
                         crash.lines.push(line.to_string())
                     }
                     Some(_) => {}
                     None => {
                         if let Some(finding) = kernel_log::classify(line) {
                             if finding.severity == Severity::Fatal {
+                                let mut lines: Vec<String> = state.recent.drain(..).collect();
+                                lines.push(line.to_string());
                                 state.crash = Some((
                                     Instant::now(),
                                     Crash {
                                         marker: finding.marker,
-                                        lines: vec![line.to_string()],
+                                        lines,
                                     },
                                 ));
                             }
                         }
+                    }
+                }
+                if state.crash.is_none() {
+                    state.recent.push_back(line.to_string());
+                    if state.recent.len() > CRASH_CONTEXT {
+                        state.recent.pop_front();
                     }
                 }
                 if state.started.is_none() {
@@ -418,7 +431,9 @@ fn boot(
             .expect("console state")
             .crash
             .as_ref()
-            .is_some_and(|(at, c)| at.elapsed() > CRASH_GRACE || c.lines.len() >= CRASH_LINES);
+            .is_some_and(|(at, c)| {
+                at.elapsed() > CRASH_GRACE || c.lines.len() >= CRASH_LINES + CRASH_CONTEXT
+            });
         if crashed {
             util::kill_group(&mut child);
             let _ = out_thread.join();
