@@ -69,13 +69,22 @@ fn run(
     };
     println!("# kernel: {}", kdir.display());
 
+    let mut phase = Instant::now();
+    let mut lap = |what: &str| {
+        println!("# time: {what} {:.1} s", phase.elapsed().as_secs_f64());
+        phase = Instant::now();
+    };
+
     // 1. Host tests.
-    match host::build_and_list(checkout, &kdir) {
+    let listed = host::build_and_list(checkout, &kdir);
+    lap("host tests built and listed");
+    match listed {
         Ok(tests) => {
             let (tests, out): (Vec<_>, Vec<_>) =
                 tests.into_iter().partition(|t| selected(&t.name, filter));
             r.filtered_out(out.len());
             host::run(r, tests, &kdir);
+            lap("host tests ran");
         }
         Err(e) => r.fail("build/host_tests", &e),
     }
@@ -108,6 +117,7 @@ fn run(
                 Err(e) => Outcome::fail(format!("{e:#}")),
             },
         );
+        lap(name);
     }
 
     // 3. The module and the BPF selftests in the guest.
@@ -119,15 +129,18 @@ fn run(
         ))
     };
     let ko = ko.map_err(|e| r.fail("build/module", &e)).ok();
+    lap("module built");
     let bins = selftests::build(checkout, &kdir)
         .map_err(|e| r.fail("build/selftests", &e))
         .ok();
+    lap("selftest runner built");
     let (Some(ko), Some(bins)) = (ko, bins) else {
         return true;
     };
     match guest::select(&bins.runner, &ko, filter) {
         Ok(selection) => {
             r.filtered_out(selection.filtered_out);
+            lap("guest cases listed");
             if !selection.cases.is_empty() {
                 guest::run(
                     r,
@@ -140,6 +153,7 @@ fn run(
                     filter,
                     &selection,
                 );
+                lap("guest run");
             }
         }
         Err(e) => r.fail("build/selftests_list", &e),
