@@ -16,12 +16,10 @@
 use std::env;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
 use harness::Outcome;
-
-use super::report::Report;
 
 /// One test of one test binary.
 pub struct HostTest {
@@ -85,11 +83,24 @@ fn list(binary: &Path, dir: &Path, ignored: bool) -> Result<Vec<String>> {
         .collect())
 }
 
-/// Runs each test alone and records it.
-pub fn run(report: &mut Report, tests: Vec<HostTest>, kdir: &Path) {
+/// A host test's verdict, to be recorded.
+pub struct Ran {
+    pub name: String,
+    pub outcome: Outcome,
+    pub time: Option<Duration>,
+}
+
+/// Runs each test alone; returns their verdicts in order (the caller
+/// records them: this may run on its own thread while the guest boots).
+pub fn run(tests: Vec<HostTest>, kdir: &Path) -> Vec<Ran> {
+    let mut ran = Vec::new();
     for t in tests {
         if t.ignored {
-            report.record(&t.name, Outcome::Skip("#[ignore]".into()));
+            ran.push(Ran {
+                name: t.name,
+                outcome: Outcome::Skip("#[ignore]".into()),
+                time: None,
+            });
             continue;
         }
         let start = Instant::now();
@@ -117,6 +128,11 @@ pub fn run(report: &mut Report, tests: Vec<HostTest>, kdir: &Path) {
             ),
             Err(e) => Outcome::fail(format!("cannot run {}: {e}", t.binary.display())),
         };
-        report.record_timed(&t.name, outcome, Some(start.elapsed()));
+        ran.push(Ran {
+            name: t.name,
+            outcome,
+            time: Some(start.elapsed()),
+        });
     }
+    ran
 }

@@ -3,7 +3,8 @@
 //! `cargo xtask test [FILTER]`: every test the project has, one line per
 //! case in one numbering, and one closing `N passed, N failed` line.
 //!
-//! 1. Host: the workspace's tests, one case per test ([`host`]).
+//! 1. Host: the workspace's tests, one case per test ([`host`]), on a
+//!    thread of their own while the rest runs; recorded last.
 //! 2. xtask's own: two boots, `vm -- true` exits 0 and `vm -- false` does
 //!    not (the exit code the guest part relies on).
 //! 3. Guest: task_kfuncs.ko and the BPF selftest runner are built on the
@@ -22,6 +23,7 @@ mod report;
 
 use std::path::Path;
 use std::process;
+use std::thread;
 use std::time::Instant;
 
 use anyhow::{anyhow, bail, Result};
@@ -68,27 +70,29 @@ fn run(
         }
     };
     println!("# kernel: {}", kdir.display());
-
     let mut phase = Instant::now();
     let mut lap = |what: &str| {
         println!("# time: {what} {:.1} s", phase.elapsed().as_secs_f64());
         phase = Instant::now();
     };
 
-    // 1. Host tests.
-    let listed = host::build_and_list(checkout, &kdir);
-    lap("host tests built and listed");
-    match listed {
-        Ok(tests) => {
-            let (tests, out): (Vec<_>, Vec<_>) =
-                tests.into_iter().partition(|t| selected(&t.name, filter));
-            r.filtered_out(out.len());
-            host::run(r, tests, &kdir);
-            lap("host tests ran");
-        }
-        Err(e) => r.fail("build/host_tests", &e),
-    }
-
+    // 1. Host tests: built, listed and run on a thread of their own while
+    // the module is built and the guest runs (QEMU under TCG keeps one core
+    // busy); recorded at the end.
+    let host = {
+        let (checkout, kdir, filter) = (
+            checkout.to_path_buf(),
+            kdir.clone(),
+            filter.map(str::to_string),
+        );
+        thread::spawn(move || -> Result<(Vec<host::Ran>, usize)> {
+            let tests = host::build_and_list(&checkout, &kdir)?;
+            let (tests, out): (Vec<_>, Vec<_>) = tests
+                .into_iter()
+                .partition(|t| selected(&t.name, filter.as_deref()));
+            Ok((host::run(tests, &kdir), out.len()))
+        })
+    };
     // 2. xtask's own checks of the guest's exit code.
     let opts = vm::VmOptions {
         echo_prefix: "# ",
@@ -134,10 +138,51 @@ fn run(
         .map_err(|e| r.fail("build/selftests", &e))
         .ok();
     lap("selftest runner built");
-    let (Some(ko), Some(bins)) = (ko, bins) else {
-        return true;
-    };
-    match guest::select(&bins.runner, &ko, filter) {
+    if let (Some(ko), Some(bins)) = (ko, bins) {
+        guest(
+            r,
+            checkout,
+            cache,
+            &opts,
+            flavour,
+            filter,
+            &bins.runner,
+            &ko,
+            &mut lap,
+        );
+    }
+
+    match host.join() {
+        Ok(Ok((ran, filtered_out))) => {
+            r.filtered_out(filtered_out);
+            for t in ran {
+                r.record_timed(&t.name, t.outcome, t.time);
+            }
+        }
+        Ok(Err(e)) => r.fail("build/host_tests", &e),
+        Err(_) => r.record(
+            "build/host_tests",
+            Outcome::fail("the host test thread panicked"),
+        ),
+    }
+    lap("host tests (waited for)");
+    true
+}
+
+/// Lists the guest cases the filter selects and runs them in one boot.
+#[allow(clippy::too_many_arguments)]
+fn guest(
+    r: &mut Report,
+    checkout: &Path,
+    cache: &Path,
+    opts: &vm::VmOptions,
+    flavour: Flavour,
+    filter: Option<&str>,
+    runner: &Path,
+    ko: &Path,
+    lap: &mut impl FnMut(&str),
+) {
+    match guest::select(runner, ko, filter) {
         Ok(selection) => {
             r.filtered_out(selection.filtered_out);
             lap("guest cases listed");
@@ -146,10 +191,10 @@ fn run(
                     r,
                     checkout,
                     cache,
-                    &opts,
+                    opts,
                     flavour == Flavour::Debug,
-                    &bins.runner,
-                    &ko,
+                    runner,
+                    ko,
                     filter,
                     &selection,
                 );
@@ -158,5 +203,4 @@ fn run(
         }
         Err(e) => r.fail("build/selftests_list", &e),
     }
-    true
 }
