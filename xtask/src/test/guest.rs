@@ -91,7 +91,12 @@ pub fn run(
         Ok(outcome) => outcome,
         Err(e) => {
             let reason = format!("the guest did not run the suite: {e:#}");
-            return not_reported(report, &selection.cases, &reason, "");
+            let mut out = Vec::new();
+            not_reported(&mut out, &selection.cases, &reason, "");
+            for (name, o) in out {
+                report.record(&name, o);
+            }
+            return;
         }
     };
     println!(
@@ -99,6 +104,21 @@ pub fn run(
         outcome.boot_time.as_secs_f64()
     );
 
+    let console = checkout.join("target/xtask/console.log");
+    for (name, o) in verdicts(&selection.cases, &outcome, &console) {
+        report.record(&name, o);
+    }
+}
+
+/// The verdict of every selected case from what the guest printed, in
+/// selection order, plus failing `guest/...` cases when the output or the
+/// exit code cannot be trusted.
+fn verdicts(
+    selected: &[String],
+    outcome: &vm::VmOutcome,
+    console: &Path,
+) -> Vec<(String, Outcome)> {
+    let mut out = Vec::new();
     let parsed = ktap::parse(&outcome.stdout);
     let mut reported: HashMap<String, Outcome> = parsed
         .cases
@@ -107,11 +127,11 @@ pub fn run(
         .collect();
     let mut missing = Vec::new();
     let mut any_failed = false;
-    for name in &selection.cases {
+    for name in selected {
         match reported.remove(name) {
             Some(o) => {
                 any_failed |= o.is_fail();
-                report.record(name, o);
+                out.push((name.clone(), o));
             }
             None => missing.push(name.clone()),
         }
@@ -120,15 +140,14 @@ pub fn run(
     for c in &parsed.cases {
         if let Some(o) = reported.remove(&c.name()) {
             any_failed |= o.is_fail();
-            report.record(&c.name(), o);
-            report.record(
-                "guest/listed_cases_ran",
+            out.push((c.name(), o));
+            out.push((
+                "guest/listed_cases_ran".into(),
                 Outcome::fail(format!("{} ran but `--list` did not name it", c.name())),
-            );
+            ));
         }
     }
 
-    let console = checkout.join("target/xtask/console.log");
     if !missing.is_empty() {
         let (reason, log) = match &outcome.crash {
             Some(crash) => (
@@ -148,42 +167,126 @@ pub fn run(
                 String::new(),
             ),
         };
-        return not_reported(report, &missing, &reason, &log);
+        not_reported(&mut out, &missing, &reason, &log);
+        return out;
     }
     if !parsed.problems.is_empty() {
-        report.record(
-            "guest/ktap_output",
+        out.push((
+            "guest/ktap_output".into(),
             Outcome::fail(format!(
                 "the runner's KTAP is not well formed: {}",
                 parsed.problems.join("; ")
             )),
-        );
+        ));
     }
     // The script exits with the runner's code: 0 exactly when no case failed.
-    let agrees = (outcome.exit_code == 0) != any_failed;
-    if !agrees {
-        report.record(
-            "guest/exit_code",
+    if (outcome.exit_code == 0) == any_failed {
+        out.push((
+            "guest/exit_code".into(),
             Outcome::fail(format!(
                 "the guest exited with {} but {} case failed",
                 outcome.exit_code,
                 if any_failed { "a" } else { "no" }
             )),
-        );
+        ));
     }
+    out
 }
 
 /// Fails cases the guest never reported: the first with the whole reason
 /// and log, the rest pointing at it.
-fn not_reported(report: &mut Report, cases: &[String], reason: &str, log: &str) {
+fn not_reported(out: &mut Vec<(String, Outcome)>, cases: &[String], reason: &str, log: &str) {
     let Some((first, rest)) = cases.split_first() else {
         return;
     };
-    report.record(first, Outcome::fail_with_log(reason, log));
+    out.push((first.clone(), Outcome::fail_with_log(reason, log)));
     for name in rest {
-        report.record(
-            name,
+        out.push((
+            name.clone(),
             Outcome::fail(format!("not run: the guest stopped at {first}")),
+        ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KTAP: &str = "KTAP version 1\n1..2\n  KTAP version 1\n  # Subtest: rust\n  1..2\n\
+                        \x20 ok 1 a\n  not ok 2 b # broke\nnot ok 1 rust\n  KTAP version 1\n\
+                        \x20 # Subtest: kernel\n  1..1\n  ok 1 log_clean\nok 2 kernel\n";
+
+    fn selected() -> Vec<String> {
+        ["rust/a", "rust/b", "kernel/log_clean"]
+            .map(String::from)
+            .to_vec()
+    }
+
+    fn outcome(stdout: &str, exit_code: i32, crash: Option<vm::Crash>) -> vm::VmOutcome {
+        vm::VmOutcome {
+            exit_code,
+            crash,
+            stdout: stdout.to_string(),
+            boot_time: Duration::ZERO,
+        }
+    }
+
+    fn names(v: &[(String, Outcome)]) -> Vec<&str> {
+        v.iter().map(|(n, _)| n.as_str()).collect()
+    }
+
+    #[test]
+    fn every_reported_case_keeps_its_verdict() {
+        let v = verdicts(&selected(), &outcome(KTAP, 1, None), Path::new("c.log"));
+        assert_eq!(names(&v), ["rust/a", "rust/b", "kernel/log_clean"]);
+        assert_eq!(v[0].1, Outcome::Pass);
+        assert!(v[1].1.is_fail());
+    }
+
+    #[test]
+    fn an_exit_code_that_disagrees_is_a_failure() {
+        let v = verdicts(&selected(), &outcome(KTAP, 0, None), Path::new("c.log"));
+        assert_eq!(names(&v).last(), Some(&"guest/exit_code"));
+    }
+
+    #[test]
+    fn a_crash_fails_the_running_case_by_its_marker_and_the_rest_as_not_run() {
+        let cut = &KTAP[..KTAP.find("  not ok 2").unwrap()];
+        let crash = vm::Crash {
+            marker: "Oops: ",
+            lines: vec!["[ 9.0] Oops: 0000 [#1] PREEMPT SMP".into()],
+        };
+        let v = verdicts(
+            &selected(),
+            &outcome(cut, -1, Some(crash)),
+            Path::new("c.log"),
+        );
+        assert_eq!(names(&v), ["rust/a", "rust/b", "kernel/log_clean"]);
+        let Outcome::Fail { reason, log } = &v[1].1 else {
+            panic!("rust/b should fail: {:?}", v[1].1);
+        };
+        assert!(reason.contains("`Oops:`"), "{reason}");
+        assert!(log.contains("PREEMPT SMP"), "{log}");
+        assert_eq!(
+            v[2].1,
+            Outcome::fail("not run: the guest stopped at rust/b")
+        );
+    }
+
+    #[test]
+    fn output_cut_short_without_a_crash_fails_the_missing_cases() {
+        let cut = &KTAP[..KTAP.find("  not ok 2").unwrap()];
+        let v = verdicts(&selected(), &outcome(cut, 0, None), Path::new("c.log"));
+        let Outcome::Fail { reason, .. } = &v[1].1 else {
+            panic!("rust/b should fail");
+        };
+        assert!(
+            reason.contains("without reporting this case (exit code 0)"),
+            "{reason}"
+        );
+        assert!(
+            reason.contains("ended after 1 of 2 planned results"),
+            "{reason}"
         );
     }
 }
