@@ -156,8 +156,15 @@ fn verdicts(
             ),
             None => (
                 format!(
-                    "the guest ended without reporting this case (exit code {}){}",
+                    "the guest ended without reporting this case (exit code {}{}){}",
                     outcome.exit_code,
+                    // virtme-ng's own code when the guest never returned
+                    // the command's (a kernel that died quietly, QEMU gone).
+                    if outcome.exit_code == 255 {
+                        ": virtme-ng got no exit code from the guest"
+                    } else {
+                        ""
+                    },
                     if parsed.problems.is_empty() {
                         String::new()
                     } else {
