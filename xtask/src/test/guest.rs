@@ -56,8 +56,13 @@ pub fn select(runner: &Path, ko: &Path, filter: Option<&str>) -> Result<Selectio
 
 /// Seconds after which the guest's watchdog dumps its tasks and crashes
 /// itself: before xtask's own timeout, so that the dump reaches us.
+/// `XTASK_GUEST_WATCHDOG=SECS` overrides it (to see the watchdog work).
 fn watchdog(debug: bool) -> Duration {
-    Duration::from_secs(if debug { 2400 } else { 600 })
+    let secs = std::env::var("XTASK_GUEST_WATCHDOG")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(if debug { 2400 } else { 600 });
+    Duration::from_secs(secs)
 }
 
 /// Boots once, runs the selected cases, records every one of them.
