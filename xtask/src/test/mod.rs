@@ -45,6 +45,16 @@ pub fn test(checkout: &Path, cache: &Path, debug: bool, filter: Option<&str>) ->
     let flavour = Flavour::new(debug);
     let mut r = Report::default();
     let ok = run(&mut r, checkout, cache, flavour, filter);
+    if let (true, Some(f)) = (r.is_empty(), filter) {
+        r.record(
+            "xtask/filter_selects_a_case",
+            Outcome::fail(format!(
+                "no case name contains {f:?}: names look like `rust/from_pid_current`, \
+                 `c_kfuncs/release_null`, `host/harness/lib/ktap::tests::round_trip`, \
+                 `xtask/vm_true_exits_0`"
+            )),
+        );
+    }
     say!("test: finished in {}", fmt_duration(start.elapsed()));
     let junit = checkout.join("target/xtask/results.xml");
     let passed = r.finish(&junit, filter)?;

@@ -82,6 +82,11 @@ impl Report {
         self.record(name, Outcome::fail(format!("{e:#}")))
     }
 
+    /// Whether no case was recorded.
+    pub fn is_empty(&self) -> bool {
+        self.cases.is_empty()
+    }
+
     /// Notes cases a filter left out.
     pub fn filtered_out(&mut self, n: usize) {
         self.filtered_out += n;
