@@ -160,7 +160,8 @@ fn task_from_nr(nr: i32, find: impl FnOnce(i32) -> *mut bindings::pid) -> *mut t
 /// the last put frees the task only after an RCU grace period, which cannot
 /// end while the program's read section is open. The reference must be
 /// released with [`rust_task_release`] (or `bpf_task_release()`), or stored
-/// in a map.
+/// in a map. Cases: `acquire_release_*`, `acquire_rcu_walked`,
+/// `acquire_rcu_kptr` in bpf-tests.
 ///
 /// ```c
 /// SEC("tp_btf/task_newtask")
@@ -286,7 +287,8 @@ pub(crate) unsafe extern "C" fn rust_task_from_pid(pid: i32) -> *mut task_struct
 /// reaps itself detaches its `struct pid` in `exit_notify()` and then still
 /// runs (its last `schedule()`, `sched_switch`), so `current` has no
 /// namespace there. `find_vpid()` would pass that NULL namespace on to
-/// `find_pid_ns()` and fault.
+/// `find_pid_ns()` and fault (the regression case is
+/// `from_vpid_exiting_threads` in bpf-tests).
 ///
 /// ```c
 /// SEC("syscall")
