@@ -28,8 +28,16 @@ const SELFTESTS: &[&str] = &["task_kfuncs_success", "task_kfuncs_failure"];
 /// The kfunc variants: output subdirectory and extra clang arguments.
 const VARIANTS: &[(&str, &[&str])] = &[("rust", &[]), ("c", &["-DTASK_KFUNCS_C"])];
 
-/// Built once into `$OUT_DIR/<name>.skel.rs`.
-const BENCH: &str = "task_kfuncs_bench";
+/// Built once, against the Rust kfuncs, into `$OUT_DIR/<name>.skel.rs`:
+/// the benchmark and the Rust-only suites.
+const ONCE: &[&str] = &[
+    "task_kfuncs_bench",
+    "task_kfuncs_exiting",
+    "task_kfuncs_prog_types",
+    "task_kfuncs_privilege",
+    "task_kfuncs_privilege_vmlinux",
+    "task_kfuncs_scx",
+];
 
 /// The clang that compiles the programs; override with `BPF_CLANG`.
 const DEFAULT_CLANG: &str = "clang-19";
@@ -75,7 +83,10 @@ fn main() -> Result<()> {
             skeleton(name, &dir, &clang, &args)?;
         }
     }
-    skeleton(BENCH, &out, &clang, &clang_args)
+    for name in ONCE {
+        skeleton(name, &out, &clang, &clang_args)?;
+    }
+    Ok(())
 }
 
 /// Compiles `progs/<name>.bpf.c` into `<dir>/<name>.bpf.o` and its skeleton.

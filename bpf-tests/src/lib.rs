@@ -18,14 +18,18 @@
 //!   (module removal, the kernel log, kmemleak: [`kernel_log`]).
 
 pub mod bpf;
+pub mod exiting;
 pub mod kernel_log;
 pub mod kfuncs_c;
 pub mod kfuncs_rust;
 pub mod lifecycle;
 pub mod module;
+pub mod privilege;
 pub mod process;
+pub mod prog_types;
 pub mod runner;
 pub mod sanity;
+pub mod sched_ext;
 
 use std::path::PathBuf;
 

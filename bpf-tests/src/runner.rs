@@ -17,7 +17,8 @@ use clap::Parser;
 use harness::ktap::Writer;
 use libtest_mimic::{Arguments, Trial};
 
-use crate::{bpf, kernel_log, kfuncs_c, kfuncs_rust, lifecycle, module, sanity};
+use crate::{bpf, exiting, kernel_log, kfuncs_c, kfuncs_rust, lifecycle, module, sanity};
+use crate::{privilege, prog_types, sched_ext};
 use crate::{Case, Ctx, Outcome, Suite};
 
 /// Runs the task_kfuncs BPF selftests in the test kernel and prints KTAP.
@@ -47,6 +48,10 @@ const KMEMLEAK_CLEAN: &str = "kmemleak_clean";
 fn suites(cli: &Cli) -> Result<Vec<Suite>> {
     let mut rust = kfuncs_rust::success::cases()?;
     rust.extend(kfuncs_rust::failure::cases()?);
+    rust.extend(exiting::cases()?);
+    rust.extend(prog_types::cases()?);
+    rust.extend(privilege::cases());
+    rust.extend(sched_ext::cases());
     rust.extend(lifecycle::cases());
     let mut c = kfuncs_c::success::cases()?;
     c.extend(kfuncs_c::failure::cases()?);
