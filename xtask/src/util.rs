@@ -228,12 +228,51 @@ pub fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
 }
 
-/// Makes `cmd` lead a process group of its own, so that
-/// [`kill_group`] ends it and everything it started (vng runs Python that
-/// runs QEMU: killing vng alone would leave QEMU running).
+/// Process groups started with [`own_group`] that are still running: a
+/// signal that ends xtask ends them too (they do not get the terminal's
+/// Ctrl-C, being in a group of their own).
+static GROUPS: std::sync::Mutex<Vec<i32>> = std::sync::Mutex::new(Vec::new());
+
+/// Makes `cmd` lead a process group of its own, so that [`kill_group`]
+/// ends it and everything it started (vng runs Python that runs QEMU:
+/// killing vng alone would leave QEMU running). Call [`track_group`] with
+/// the child.
 pub fn own_group(cmd: &mut Command) -> &mut Command {
     use std::os::unix::process::CommandExt;
     cmd.process_group(0)
+}
+
+/// Remembers `child`'s group until [`untrack_group`], and on the first call
+/// starts a thread that kills every remembered group when xtask gets
+/// SIGINT, SIGTERM or SIGHUP, then exits with 128 + the signal.
+pub fn track_group(child: &Child) {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    static WATCH: std::sync::Once = std::sync::Once::new();
+    WATCH.call_once(|| {
+        if let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP]) {
+            thread::spawn(move || {
+                if let Some(sig) = signals.forever().next() {
+                    for pgid in GROUPS.lock().map(|g| g.clone()).unwrap_or_default() {
+                        let _ = nix::sys::signal::killpg(
+                            nix::unistd::Pid::from_raw(pgid),
+                            nix::sys::signal::Signal::SIGKILL,
+                        );
+                    }
+                    std::process::exit(128 + sig);
+                }
+            });
+        }
+    });
+    if let Ok(mut groups) = GROUPS.lock() {
+        groups.push(child.id() as i32);
+    }
+}
+
+/// Forgets `child`'s group (it has ended).
+pub fn untrack_group(child: &Child) {
+    if let Ok(mut groups) = GROUPS.lock() {
+        groups.retain(|&g| g != child.id() as i32);
+    }
 }
 
 /// Kills the process group `child` leads (see [`own_group`]) and reaps
@@ -243,6 +282,7 @@ pub fn kill_group(child: &mut Child) {
     use nix::unistd::Pid;
     let _ = killpg(Pid::from_raw(child.id() as i32), Signal::SIGKILL);
     let _ = child.wait();
+    untrack_group(child);
 }
 
 /// Runs `cmd` (a cargo command with `--message-format=json...`) and returns

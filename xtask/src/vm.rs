@@ -323,6 +323,7 @@ fn boot(
                 venv_bin.join("vng").display()
             )
         })?;
+    util::track_group(&child);
 
     let stdout_buf = Arc::new(Mutex::new(Vec::<u8>::new()));
     let stdout_pipe = child
@@ -424,6 +425,7 @@ fn boot(
 
     let status = loop {
         if let Some(status) = child.try_wait()? {
+            util::untrack_group(&child);
             break status;
         }
         let crashed = console
