@@ -15,10 +15,9 @@
 //! C header: [include/linux/sched/task.h](srctree/include/linux/sched/task.h)
 
 use crate::bindings::{self, task_struct};
-use crate::btf_ids::*;
+use crate::kfunc_btf::*;
 use crate::rcu;
 use core::ptr::{self, addr_of_mut};
-use kernel::error::to_result;
 use kernel::prelude::*;
 
 btf_kfunc_set! {
@@ -42,23 +41,9 @@ const PROG_TYPES: [bindings::bpf_prog_type; 3] = [
 
 /// Registers [`TASK_KFUNC_SET`] for the program types in [`PROG_TYPES`].
 ///
-/// Must be called from module init: kfunc sets cannot be unregistered, the
-/// kernel drops them together with the module's BTF. If one registration
-/// fails, init fails and the module (with whatever was registered) goes away.
+/// Must be called from module init (see [`BtfKfuncSet::register`]).
 pub(crate) fn register(module: &'static ThisModule) -> Result {
-    let kset = bindings::btf_kfunc_id_set {
-        owner: module.as_ptr(),
-        set: TASK_KFUNC_SET.as_ptr().cast(),
-        filter: None,
-    };
-    for prog_type in PROG_TYPES {
-        // SAFETY: `kset` is valid for the call and the kernel keeps none of
-        // it but `set` (and `filter`): `set` points into this module's
-        // `.BTF_ids`, which lives as long as the module and so as long as the
-        // module's BTF, where the kernel records the set.
-        to_result(unsafe { bindings::register_btf_kfunc_id_set(prog_type, &kset) })?;
-    }
-    Ok(())
+    TASK_KFUNC_SET.register(module, &PROG_TYPES, None)
 }
 
 /// Takes a reference on `p->rcu_users` unless the count already hit zero.
