@@ -17,6 +17,7 @@
 mod bpf;
 mod failure;
 mod kernel_log;
+mod kfunc_sample;
 mod lifecycle;
 mod module;
 mod success;
@@ -35,6 +36,10 @@ struct Cli {
     /// again at the end); also enables the module lifecycle cases.
     #[arg(long, value_name = "PATH")]
     module: Option<PathBuf>,
+    /// kfunc_sample.ko (samples/kfunc_sample): also run its cases, which
+    /// insmod it first and rmmod it at the end.
+    #[arg(long, value_name = "PATH")]
+    sample_module: Option<PathBuf>,
     /// Print the verifier log (and libbpf output) of failing cases.
     #[arg(short, long)]
     verbose: bool,
@@ -144,6 +149,9 @@ fn run(cli: Cli) -> Result<bool> {
     let mut cases = success::cases()?;
     cases.extend(failure::cases()?);
     cases.extend(lifecycle::cases());
+    if let Some(sample) = cli.sample_module.clone() {
+        cases.extend(kfunc_sample::cases(sample)?);
+    }
     if let Some(filter) = cli.filter.as_deref() {
         // A case's full name runs just that case, anything else every case
         // whose name contains it.
