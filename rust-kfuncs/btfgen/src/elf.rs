@@ -165,18 +165,15 @@ mod tests {
 
     #[test]
     fn strip_unique_cuts_like_resolve_btfids() {
-        assert_eq!(
-            strip_unique("rust_task_acquire__0"),
-            Some("rust_task_acquire")
-        );
+        assert_eq!(strip_unique("kf_task_acquire__0"), Some("kf_task_acquire"));
         assert_eq!(
             strip_unique("bpf_task_release__1234"),
             Some("bpf_task_release")
         );
         assert_eq!(strip_unique("a__b__7"), Some("a__b"));
         // resolve_btfids rejects a suffix containing '_' or a missing name.
-        assert_eq!(strip_unique("rust_task_acquire__x_1"), None);
-        assert_eq!(strip_unique("rust_task_acquire"), None);
+        assert_eq!(strip_unique("kf_task_acquire__x_1"), None);
+        assert_eq!(strip_unique("kf_task_acquire"), None);
         assert_eq!(strip_unique("__1"), None);
     }
 }

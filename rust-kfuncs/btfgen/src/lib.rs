@@ -583,7 +583,7 @@ mod tests {
             encoding: IntEncoding::Signed,
         };
         let proto = Prototype {
-            name: "rust_task_from_pid".into(),
+            name: "kf_task_from_pid".into(),
             ret: task.clone(),
             params: vec![Param {
                 name: "pid".into(),
@@ -592,7 +592,7 @@ mod tests {
         };
         assert_eq!(
             c_declaration(&proto),
-            "struct task_struct *rust_task_from_pid(int pid)"
+            "struct task_struct *kf_task_from_pid(int pid)"
         );
         let proto = Prototype {
             name: "f".into(),

@@ -22,10 +22,10 @@ const BTF_FUNC_STATIC: u16 = 0;
 
 /// The fixture's set, with the flags `btf_kfunc_set!` lists.
 const KFUNCS: &[(&str, u32)] = &[
-    ("rust_task_acquire", 0x01 | 0x10 | 0x04),
-    ("rust_task_release", 0x02),
-    ("rust_task_from_pid", 0x01 | 0x04),
-    ("rust_test_ints", 0),
+    ("kf_task_acquire", 0x01 | 0x10 | 0x04),
+    ("kf_task_release", 0x02),
+    ("kf_task_from_pid", 0x01 | 0x04),
+    ("kf_test_ints", 0),
 ];
 
 fn btfgen(module: &Path, output: &Path) -> anyhow::Result<Outcome> {
@@ -78,7 +78,7 @@ fn finds_the_set_and_its_kfuncs() {
     let ids = elf::btf_ids(&object::File::parse(&*data).unwrap()).unwrap();
     assert_eq!(ids.sets, ["TEST_KFUNC_SET", "EXTRA_SET"]);
     let mut want: Vec<_> = KFUNCS.iter().map(|(n, _)| n.to_string()).collect();
-    want.push("rust_task_from_vpid".into());
+    want.push("kf_task_from_vpid".into());
     assert_eq!(ids.funcs, want);
 }
 
@@ -110,7 +110,7 @@ fn writes_a_func_and_proto_per_kfunc_on_vmlinux_types() {
         assert_eq!(f.vlen, BTF_FUNC_STATIC, "{name}: linkage must be pahole's");
     }
 
-    let (_, _, acquire) = func(&btf, "rust_task_acquire");
+    let (_, _, acquire) = func(&btf, "kf_task_acquire");
     assert!(
         is_task_ptr(acquire.size_or_type),
         "acquire must return struct task_struct *"
@@ -119,16 +119,16 @@ fn writes_a_func_and_proto_per_kfunc_on_vmlinux_types() {
     assert_eq!(acquire.params[0].0, "p");
     assert!(is_task_ptr(acquire.params[0].1));
 
-    let (_, _, release) = func(&btf, "rust_task_release");
+    let (_, _, release) = func(&btf, "kf_task_release");
     assert_eq!(release.size_or_type, 0, "release must return void");
     assert_eq!(release.params[0].0, "p");
     assert!(is_task_ptr(release.params[0].1));
 
-    let (_, _, from_pid) = func(&btf, "rust_task_from_pid");
+    let (_, _, from_pid) = func(&btf, "kf_task_from_pid");
     assert!(is_task_ptr(from_pid.size_or_type));
     assert_eq!(from_pid.params, [("pid".to_owned(), int)]);
 
-    let (_, _, ints) = func(&btf, "rust_test_ints");
+    let (_, _, ints) = func(&btf, "kf_test_ints");
     assert_eq!(ints.size_or_type, int);
     let names: Vec<_> = ints
         .params
@@ -225,7 +225,7 @@ fn appends_to_existing_module_btf() {
     let out2 = dir.join("extra-out.ko");
     let outcome = btfgen(&module, &out2).unwrap();
     let added: Vec<_> = outcome.added.iter().map(|(p, _)| p.name.as_str()).collect();
-    assert_eq!(added, ["rust_task_from_vpid"]);
+    assert_eq!(added, ["kf_task_from_vpid"]);
     assert_eq!(outcome.already_present.len(), KFUNCS.len());
 
     let base = Btf::parse(&vmlinux()).unwrap();
@@ -238,7 +238,7 @@ fn appends_to_existing_module_btf() {
             "{name} changed id"
         );
     }
-    let (id, _, _) = func(&after, "rust_task_from_vpid");
+    let (id, _, _) = func(&after, "kf_task_from_vpid");
     assert!(id >= before.type_cnt(), "new FUNC must be appended");
 }
 
@@ -292,7 +292,7 @@ fn an_unmappable_type_is_an_error() {
     let module = fixture_module(&dir, &["bad_type"]);
     let err = btfgen(&module, &dir.join("out.ko")).unwrap_err();
     let msg = format!("{err:#}");
-    for part in ["rust_bad_float", "parameter x", "f32"] {
+    for part in ["kf_bad_float", "parameter x", "f32"] {
         assert!(msg.contains(part), "error {msg:?} does not name {part:?}");
     }
     assert!(
@@ -307,8 +307,7 @@ fn a_narrow_integer_parameter_is_an_error_naming_the_wrapper() {
     let module = fixture_module(&dir, &["bad_narrow"]);
     let msg = format!("{:#}", btfgen(&module, &dir.join("out.ko")).unwrap_err());
     assert!(
-        msg.contains("kfunc rust_bad_narrow: parameter x")
-            && msg.contains("take kfunc_btf::KfuncU8"),
+        msg.contains("kfunc kf_bad_narrow: parameter x") && msg.contains("take kfunc_btf::KfuncU8"),
         "{msg}"
     );
 }
@@ -320,7 +319,7 @@ fn a_kfunc_without_dwarf_is_an_error() {
     let err = btfgen(&module, &dir.join("out.ko")).unwrap_err();
     let msg = format!("{err:#}");
     assert!(
-        msg.contains("rust_task_acquire") && msg.contains("no DW_TAG_subprogram"),
+        msg.contains("kf_task_acquire") && msg.contains("no DW_TAG_subprogram"),
         "{msg}"
     );
 }
@@ -331,8 +330,8 @@ fn a_kfunc_merged_into_another_is_an_error_that_says_why() {
     let module = fixture_module(&dir, &["merged"]);
     let msg = format!("{:#}", btfgen(&module, &dir.join("out.ko")).unwrap_err());
     assert!(
-        msg.contains("rust_task_kptr_get")
-            && msg.contains("merged it with rust_task_acquire")
+        msg.contains("kf_task_kptr_get")
+            && msg.contains("merged it with kf_task_acquire")
             && msg.contains("-Zmerge-functions=disabled"),
         "{msg}"
     );
@@ -375,7 +374,7 @@ fn the_cli_rewrites_in_place() {
         "{stdout}"
     );
     assert!(
-        stdout.contains("struct task_struct *rust_task_acquire(struct task_struct *p)"),
+        stdout.contains("struct task_struct *kf_task_acquire(struct task_struct *p)"),
         "{stdout}"
     );
     assert_ne!(read_btf_section(&module), before, "module not rewritten");
@@ -393,7 +392,7 @@ fn the_cli_rewrites_in_place() {
     );
     let stderr = String::from_utf8(out.stderr).unwrap();
     assert!(
-        stderr.contains("btfgen: error: kfunc rust_bad_float"),
+        stderr.contains("btfgen: error: kfunc kf_bad_float"),
         "{stderr}"
     );
 }
@@ -422,7 +421,7 @@ fn a_distilled_base_is_relocated_and_written_again() {
     let out2 = dir.join("distilled-out.ko");
     let outcome = btfgen(&module, &out2).unwrap();
     let added: Vec<_> = outcome.added.iter().map(|(p, _)| p.name.as_str()).collect();
-    assert_eq!(added, ["rust_task_from_vpid"]);
+    assert_eq!(added, ["kf_task_from_vpid"]);
     assert_eq!(outcome.already_present.len(), KFUNCS.len());
 
     // Still a distilled base, far smaller than vmlinux's BTF...
@@ -443,7 +442,7 @@ fn a_distilled_base_is_relocated_and_written_again() {
     let module_btf = btfgen::module_btf(&base, &file).unwrap().unwrap();
     assert!(module_btf.distilled);
     let task = base.find("task_struct", Kind::Struct).unwrap().unwrap();
-    for name in ["rust_task_acquire", "rust_task_from_vpid"] {
+    for name in ["kf_task_acquire", "kf_task_from_vpid"] {
         let (id, _, proto) = func(&module_btf.btf, name);
         let ret = module_btf.btf.type_info(proto.size_or_type).unwrap();
         assert_eq!(
