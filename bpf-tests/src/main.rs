@@ -15,11 +15,15 @@
 //! C kfuncs, and cases whose contract differs there are skipped with a reason.
 
 mod bpf;
+mod exiting;
 mod failure;
 mod kernel_log;
 mod kfunc_sample;
 mod lifecycle;
 mod module;
+mod privilege;
+mod prog_types;
+mod sched_ext;
 mod success;
 
 use std::path::PathBuf;
@@ -148,6 +152,10 @@ fn run(cli: Cli) -> Result<bool> {
     };
     let mut cases = success::cases()?;
     cases.extend(failure::cases()?);
+    cases.extend(exiting::cases()?);
+    cases.extend(prog_types::cases()?);
+    cases.extend(privilege::cases());
+    cases.extend(sched_ext::cases());
     cases.extend(lifecycle::cases());
     if let Some(sample) = cli.sample_module.clone() {
         cases.extend(kfunc_sample::cases(sample)?);
