@@ -7,10 +7,12 @@
 #   make clean
 #
 # The kernel must have CONFIG_RUST, CONFIG_DEBUG_INFO_BTF_MODULES and the
-# put_task_struct_rcu_user() export (qemu/patches/0001). After Kbuild links
-# the module, btfgen adds BTF for the Rust kfuncs (pahole skips Rust
-# compilation units) and the kernel's resolve_btfids fills in the kfunc id
-# set; see docs/btf-pipeline.md.
+# put_task_struct_rcu_user() export (qemu/patches/0001). This Makefile is a
+# convenience: it checks the kernel, builds btfgen and runs Kbuild, whose
+# include of rust-kfuncs/kfuncs.mk gives the Rust kfuncs their BTF (pahole
+# skips Rust) and the kfunc set its ids. A plain
+# `make -C <kernel build dir> M=$PWD` does the same once btfgen is built;
+# see docs/btf-pipeline.md.
 
 KDIR ?= /lib/modules/$(shell uname -r)/build
 LLVM ?= -19
@@ -25,9 +27,7 @@ KTOOLS := RUSTC=$(RUST_BINDIR)/rustc HOSTRUSTC=$(RUST_BINDIR)/rustc \
 	CLIPPY_DRIVER=$(RUST_BINDIR)/clippy-driver BINDGEN=$(BINDGEN)
 
 CARGO ?= cargo
-BTFGEN := $(CURDIR)/target/release/btfgen
 RESOLVE_BTFIDS_BIN := $(KDIR)/tools/bpf/resolve_btfids/resolve_btfids
-MODULE := task_kfuncs.ko
 
 all: modules
 
@@ -48,19 +48,18 @@ check-kdir:
 	@test -x "$(RESOLVE_BTFIDS_BIN)" || { echo "error: $(RESOLVE_BTFIDS_BIN) is missing: the kernel build is incomplete." >&2; exit 1; }
 	@test -x "$(RUST_BINDIR)/rustc" || { echo "error: no rustc in RUST_BINDIR=$(RUST_BINDIR) (Debian: apt-get install rustc-web rust-web-src)." >&2; exit 1; }
 
-$(BTFGEN): FORCE
+# Where rust-kfuncs/kfuncs.mk finds it: target/release/btfgen.
+btfgen: FORCE
 	$(CARGO) build --quiet --release --package btfgen
 
-modules: check-kdir $(BTFGEN)
-	$(MAKE) -C "$(KDIR)" M="$(CURDIR)" LLVM=$(LLVM) $(KTOOLS) RESOLVE_BTFIDS=true modules
-	$(BTFGEN) --base "$(KDIR)/vmlinux" $(MODULE)
-	$(RESOLVE_BTFIDS_BIN) -b "$(KDIR)/vmlinux" $(MODULE)
+modules: check-kdir btfgen
+	$(MAKE) -C "$(KDIR)" M="$(CURDIR)" LLVM=$(LLVM) $(KTOOLS) modules
 
 clean:
 	@if [ -f "$(KDIR)/Makefile" ]; then $(MAKE) -C "$(KDIR)" M="$(CURDIR)" LLVM=$(LLVM) clean; fi
 	rm -rf src/generated
 
-.PHONY: all modules check-kdir clean FORCE
+.PHONY: all modules check-kdir btfgen clean FORCE
 
 # Format / check the module's Rust code the way the kernel does (rustfmt,
 # edition 2021, the kernel's .rustfmt.toml defaults).

@@ -26,6 +26,7 @@ const PROGS: &[&str] = &[
     "task_kfuncs_privilege",
     "task_kfuncs_privilege_vmlinux",
     "task_kfuncs_scx",
+    "kfunc_sample",
 ];
 
 /// The clang that compiles the programs; override with `BPF_CLANG`.

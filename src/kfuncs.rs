@@ -15,10 +15,10 @@
 //! C header: [include/linux/sched/task.h](srctree/include/linux/sched/task.h)
 
 use crate::bindings::{self, task_struct};
-use crate::btf_ids::*;
+use crate::kfunc_btf::*;
 use crate::rcu;
 use core::ptr::{self, addr_of_mut};
-use kernel::error::{code::EACCES, to_result};
+use kernel::error::code::EACCES;
 use kernel::prelude::*;
 
 btf_kfunc_set! {
@@ -81,24 +81,9 @@ unsafe extern "C" fn prog_type_filter(prog: *const bindings::bpf_prog, _kfunc_id
 
 /// Registers [`TASK_KFUNC_SET`] with [`prog_type_filter`] for [`HOOKS`].
 ///
-/// Must be called from module init: kfunc sets cannot be unregistered, the
-/// kernel drops them together with the module's BTF. If one registration
-/// fails, init fails and the module (with whatever was registered) goes away.
+/// Must be called from module init (see [`BtfKfuncSet::register`]).
 pub(crate) fn register(module: &'static ThisModule) -> Result {
-    let kset = bindings::btf_kfunc_id_set {
-        owner: module.as_ptr(),
-        set: TASK_KFUNC_SET.as_ptr().cast(),
-        filter: Some(prog_type_filter),
-    };
-    for hook in HOOKS {
-        // SAFETY: `kset` is valid for the call and the kernel keeps none of
-        // it but `set` and `filter`: `set` points into this module's
-        // `.BTF_ids` and `filter` into its text, both living as long as the
-        // module and so as long as the module's BTF, where the kernel
-        // records them.
-        to_result(unsafe { bindings::register_btf_kfunc_id_set(hook, &kset) })?;
-    }
-    Ok(())
+    TASK_KFUNC_SET.register(module, &HOOKS, Some(prog_type_filter))
 }
 
 /// Takes a reference on `p->rcu_users` unless the count already hit zero.

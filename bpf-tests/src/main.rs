@@ -18,6 +18,7 @@ mod bpf;
 mod exiting;
 mod failure;
 mod kernel_log;
+mod kfunc_sample;
 mod lifecycle;
 mod module;
 mod privilege;
@@ -39,6 +40,10 @@ struct Cli {
     /// again at the end); also enables the module lifecycle cases.
     #[arg(long, value_name = "PATH")]
     module: Option<PathBuf>,
+    /// kfunc_sample.ko (samples/kfunc_sample): also run its cases, which
+    /// insmod it first and rmmod it at the end.
+    #[arg(long, value_name = "PATH")]
+    sample_module: Option<PathBuf>,
     /// Print the verifier log (and libbpf output) of failing cases.
     #[arg(short, long)]
     verbose: bool,
@@ -152,6 +157,9 @@ fn run(cli: Cli) -> Result<bool> {
     cases.extend(privilege::cases());
     cases.extend(sched_ext::cases());
     cases.extend(lifecycle::cases());
+    if let Some(sample) = cli.sample_module.clone() {
+        cases.extend(kfunc_sample::cases(sample)?);
+    }
     if let Some(filter) = cli.filter.as_deref() {
         // A case's full name runs just that case, anything else every case
         // whose name contains it.

@@ -8,15 +8,18 @@
 # xtask parses the lines starting with "xtask-guest: " and the runner's own
 # final "N passed, N failed" line; everything else is for the reader.
 #
-# Usage: test.sh RUNNER MODULE C_RUNNER
+# Usage: test.sh RUNNER MODULE C_RUNNER [SAMPLE]
 #
 # C_RUNNER is the same suite built with --features c-kfuncs (the kernel's
 # own bpf_task_* kfuncs): its lines are prefixed with "c-kfuncs: ".
+# SAMPLE, if not empty, is samples/kfunc_sample's kfunc_sample.ko: the
+# runner adds its cases.
 set -uo pipefail
 
 runner=$1
 module=$2
 c_runner=$3
+sample=${4:-}
 
 check() {
 	local name=$1
@@ -37,8 +40,8 @@ mountpoint -q /sys/kernel/debug || mount -t debugfs none /sys/kernel/debug 2>/de
 # Forget what boot left behind, so that a report names only the suite's leaks.
 [ -e $kmemleak ] && echo clear >$kmemleak
 
-echo "=== $runner --module $module"
-"$runner" --module "$module"
+echo "=== $runner --module $module ${sample:+--sample-module $sample}"
+"$runner" --module "$module" ${sample:+--sample-module "$sample"}
 echo "xtask-guest: runner exit code $?"
 
 # The same cases against the kernel's own C kfuncs, where the contract is

@@ -10,6 +10,7 @@ mod module;
 mod run;
 mod setup;
 mod test;
+mod toolkit;
 mod util;
 mod vm;
 

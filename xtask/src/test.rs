@@ -27,7 +27,7 @@ use anyhow::{anyhow, bail, Result};
 
 use crate::kernel::{self, Flavour};
 use crate::util::{fmt_duration, shell_quote};
-use crate::{module, say, vm};
+use crate::{module, say, toolkit, vm};
 
 /// Where `cargo build -p bpf-tests --release` leaves the selftest runner.
 const RUNNER: &str = "target/release/task-kfuncs-selftests";
@@ -126,6 +126,20 @@ pub fn test(checkout: &Path, cache: &Path, debug: bool) -> Result<()> {
         ))
     };
     let ko = t.case("module: task_kfuncs.ko builds against the test kernel", ko);
+    let sample = t.case(
+        "module: samples/kfunc_sample builds against the test kernel",
+        toolkit::build_sample(checkout, cache, &kdir),
+    );
+    if let (Some(ko), Some(sample)) = (&ko, &sample) {
+        for (name, result) in toolkit::checks(
+            checkout,
+            cache,
+            &kdir,
+            &[(".", ko), ("samples/kfunc_sample", sample)],
+        ) {
+            t.case(&name, result);
+        }
+    }
     let runner = t.case(
         "selftests: the runner builds",
         build_runner(checkout, &kdir, None),
@@ -135,9 +149,14 @@ pub fn test(checkout: &Path, cache: &Path, debug: bool) -> Result<()> {
         build_runner(checkout, &kdir, Some(C_TARGET_DIR)),
     );
     match (ko, runner, c_runner) {
-        (Some(ko), Some(runner), Some(c_runner)) => {
-            guest_suite(&mut t, checkout, cache, &opts, [&runner, &c_runner], &ko)
-        }
+        (Some(ko), Some(runner), Some(c_runner)) => guest_suite(
+            &mut t,
+            checkout,
+            cache,
+            &opts,
+            [&runner, &c_runner],
+            [&ko, sample.as_deref().unwrap_or(Path::new(""))],
+        ),
         _ => t.fail(
             "guest: BPF selftest suite",
             "not run: it needs both task_kfuncs.ko and the runner (see above)",
@@ -168,6 +187,7 @@ fn host_tests(t: &mut Tally, checkout: &Path, kdir: &Path) {
     cmd.args(["test", "--workspace", "--no-fail-fast"])
         .current_dir(checkout)
         .env("TASK_KFUNCS_KDIR", kdir)
+        .env("RUST_KFUNCS_KDIR", kdir)
         .stdin(Stdio::null());
     let spawned = io::pipe().and_then(|(reader, writer)| {
         cmd.stdout(writer.try_clone()?).stderr(writer);
@@ -377,7 +397,7 @@ fn guest_suite(
     cache: &Path,
     opts: &vm::VmOptions,
     [runner, c_runner]: [&Path; 2],
-    ko: &Path,
+    [ko, sample]: [&Path; 2],
 ) {
     let script = checkout.join("xtask/guest/test.sh");
     let command = [
@@ -386,6 +406,7 @@ fn guest_suite(
         &runner.to_string_lossy(),
         &ko.to_string_lossy(),
         &c_runner.to_string_lossy(),
+        &sample.to_string_lossy(),
     ]
     .map(shell_quote)
     .join(" ");
