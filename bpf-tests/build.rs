@@ -21,6 +21,7 @@ const PROGS: &[&str] = &[
     "task_kfuncs_success",
     "task_kfuncs_failure",
     "task_kfuncs_bench",
+    "task_kfuncs_stress",
 ];
 
 /// The clang that compiles the programs; override with `BPF_CLANG`.

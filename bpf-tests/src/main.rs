@@ -19,6 +19,7 @@ mod failure;
 mod kernel_log;
 mod lifecycle;
 mod module;
+mod stress;
 mod success;
 
 use std::path::PathBuf;
@@ -144,6 +145,7 @@ fn run(cli: Cli) -> Result<bool> {
     let mut cases = success::cases()?;
     cases.extend(failure::cases()?);
     cases.extend(lifecycle::cases());
+    cases.extend(stress::cases());
     if let Some(filter) = cli.filter.as_deref() {
         // A case's full name runs just that case, anything else every case
         // whose name contains it.

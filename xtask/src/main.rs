@@ -9,6 +9,7 @@ mod kernel;
 mod module;
 mod run;
 mod setup;
+mod stress;
 mod test;
 mod util;
 mod vm;
@@ -81,6 +82,13 @@ enum Cmd {
         #[arg(long)]
         debug: bool,
     },
+    /// The long SMP stress run of the task kfuncs (2 vCPUs, panic_on_warn=1):
+    /// fixed operation counts, references balanced at the end, figures printed.
+    Stress {
+        /// Run it on the debug kernel (fewer operations).
+        #[arg(long)]
+        debug: bool,
+    },
     /// Benchmark the Rust kfuncs against the kernel's C kfuncs in the guest
     /// and print the ratios (`bench -- --iters N --rounds N` to tune).
     Bench {
@@ -139,6 +147,7 @@ fn real_main() -> Result<()> {
         }
         Cmd::Run => run::run(&checkout, &cache),
         Cmd::Test { debug } => test::test(&checkout, &cache, debug),
+        Cmd::Stress { debug } => stress::stress(&checkout, &cache, debug),
         Cmd::Bench { args } => bench::bench(&checkout, &cache, &args),
     }
 }
