@@ -15,6 +15,7 @@
  * by the C compiler, which owns the layout.
  */
 
+#include <linux/module.h>
 #include <linux/rcupdate.h>
 #include <linux/refcount.h>
 #include <linux/sched.h>
@@ -39,4 +40,13 @@ refcount_t *task_kfuncs_task_rcu_users(struct task_struct *p)
 bool task_kfuncs_refcount_inc_not_zero(refcount_t *r)
 {
 	return refcount_inc_not_zero(r);
+}
+
+unsigned int task_kfuncs_module_btf_size(const struct module *mod)
+{
+#ifdef CONFIG_DEBUG_INFO_BTF_MODULES
+	return mod->btf_data_size;
+#else
+	return 0;
+#endif
 }
