@@ -16,6 +16,7 @@
 
 mod bpf;
 mod failure;
+mod faults;
 mod kernel_log;
 mod lifecycle;
 mod module;
@@ -145,6 +146,7 @@ fn run(cli: Cli) -> Result<bool> {
     let mut cases = success::cases()?;
     cases.extend(failure::cases()?);
     cases.extend(lifecycle::cases());
+    cases.extend(faults::cases());
     cases.extend(stress::cases());
     if let Some(filter) = cli.filter.as_deref() {
         // A case's full name runs just that case, anything else every case

@@ -210,7 +210,10 @@ pub(crate) fn load<'obj>(
 }
 
 /// A loaded program of the stress skeleton, by name.
-pub(crate) fn program<'a>(skel: &'a TaskKfuncsStressSkel<'_>, name: &str) -> Result<ProgramMut<'a>> {
+pub(crate) fn program<'a>(
+    skel: &'a TaskKfuncsStressSkel<'_>,
+    name: &str,
+) -> Result<ProgramMut<'a>> {
     skel.object()
         .progs_mut()
         .find(|p| p.name() == name)
@@ -228,7 +231,11 @@ pub(crate) fn test_run(skel: &TaskKfuncsStressSkel<'_>, name: &str) -> Result<i3
 /// `rcu_users` of `pid` (without the reader's own reference), read by
 /// `reader` (`read_rcu_users` with the Rust kfuncs, `read_rcu_users_c`
 /// with the kernel's).
-pub(crate) fn rcu_users(skel: &mut TaskKfuncsStressSkel<'_>, reader: &str, pid: i32) -> Result<i32> {
+pub(crate) fn rcu_users(
+    skel: &mut TaskKfuncsStressSkel<'_>,
+    reader: &str,
+    pid: i32,
+) -> Result<i32> {
     skel.maps
         .bss_data
         .as_deref_mut()
@@ -237,7 +244,12 @@ pub(crate) fn rcu_users(skel: &mut TaskKfuncsStressSkel<'_>, reader: &str, pid: 
     if test_run(skel, reader)? != 0 {
         bail!("{reader}: no task with pid {pid}");
     }
-    Ok(skel.maps.data_data.as_deref().context("no .data")?.rcu_users_read)
+    Ok(skel
+        .maps
+        .data_data
+        .as_deref()
+        .context("no .data")?
+        .rcu_users_read)
 }
 
 /// Sums the per-CPU counters.
@@ -260,7 +272,11 @@ pub(crate) fn counters(map: &dyn MapCore) -> Result<Vec<u64>> {
 
 /// kfunc calls in a counter snapshot.
 fn kfunc_calls(n: &[u64]) -> u64 {
-    n[c::ACQUIRE] + n[c::KPTR_GET] + n[c::FROM_PID] + n[c::FROM_VPID] + n[c::RELEASE_RUST]
+    n[c::ACQUIRE]
+        + n[c::KPTR_GET]
+        + n[c::FROM_PID]
+        + n[c::FROM_VPID]
+        + n[c::RELEASE_RUST]
         + n[c::RELEASE_C]
         + n[c::FREE_ACQUIRE]
 }
@@ -437,7 +453,10 @@ fn mix_thread(fd: i32, runs: u32) -> Result<()> {
         // SAFETY: fd is a loaded syscall program, opts a valid options struct.
         let ret = unsafe { libbpf_rs::libbpf_sys::bpf_prog_test_run_opts(fd, &mut opts) };
         if ret != 0 {
-            bail!("run {i}: BPF_PROG_TEST_RUN: {}", io::Error::from_raw_os_error(-ret));
+            bail!(
+                "run {i}: BPF_PROG_TEST_RUN: {}",
+                io::Error::from_raw_os_error(-ret)
+            );
         }
     }
     Ok(())
@@ -486,7 +505,7 @@ fn task_struct_excess() -> Result<Option<i64>> {
 }
 
 /// kmemleak's unreferenced objects, by address line.
-fn kmemleak_objects() -> Result<Vec<String>> {
+pub(crate) fn kmemleak_objects() -> Result<Vec<String>> {
     let report = kernel_log::kmemleak_report()?;
     Ok(report
         .split("unreferenced object")
@@ -504,7 +523,9 @@ fn sysrq_dump() -> String {
     }
     thread::sleep(Duration::from_secs(2));
     match kmsg {
-        Ok(mut kmsg) => kmsg.read_new().unwrap_or_else(|e| format!("reading /dev/kmsg: {e}")),
+        Ok(mut kmsg) => kmsg
+            .read_new()
+            .unwrap_or_else(|e| format!("reading /dev/kmsg: {e}")),
         Err(e) => format!("{e:#}"),
     }
 }
@@ -561,7 +582,11 @@ fn run(scale: Scale, debug: bool, verbose: bool) -> Result<()> {
     );
     let _panic = PanicOnWarn::on();
     let kmsg = kernel_log::Mark::here()?;
-    let leaks_before = if debug { kmemleak_objects()? } else { Vec::new() };
+    let leaks_before = if debug {
+        kmemleak_objects()?
+    } else {
+        Vec::new()
+    };
     let slab_before = task_struct_excess()?;
     if debug && slab_before.is_none() {
         bail!("the debug kernel has no /sys/kernel/slab/task_struct/objects (SLUB_DEBUG + SYSFS)");
@@ -604,7 +629,12 @@ fn run(scale: Scale, debug: bool, verbose: bool) -> Result<()> {
         }
     })?;
     let result = stress(
-        scale, &shared, &mut go, &sentinels, [helper, ns_helper], verbose,
+        scale,
+        &shared,
+        &mut go,
+        &sentinels,
+        [helper, ns_helper],
+        verbose,
     );
     // Whatever happened: release the sentinels and reap everyone.
     go.close_write();
@@ -624,7 +654,9 @@ fn run(scale: Scale, debug: bool, verbose: bool) -> Result<()> {
             thread::sleep(Duration::from_millis(200));
             after = task_struct_excess()?;
         }
-        println!("# stress: task_struct objects minus live tasks: before {before}, after {after:?}");
+        println!(
+            "# stress: task_struct objects minus live tasks: before {before}, after {after:?}"
+        );
         if after != Some(before) {
             problems.push(format!(
                 "task_struct slab objects not back to baseline: objects minus live tasks \
@@ -640,10 +672,18 @@ fn run(scale: Scale, debug: bool, verbose: bool) -> Result<()> {
     if debug {
         let new: Vec<String> = kmemleak_objects()?
             .into_iter()
-            .filter(|leak| !leaks_before.iter().any(|old| old.lines().next() == leak.lines().next()))
+            .filter(|leak| {
+                !leaks_before
+                    .iter()
+                    .any(|old| old.lines().next() == leak.lines().next())
+            })
             .collect();
         if !new.is_empty() {
-            problems.push(format!("kmemleak: {} new unreferenced object(s)\n{}", new.len(), new.join("\n")));
+            problems.push(format!(
+                "kmemleak: {} new unreferenced object(s)\n{}",
+                new.len(),
+                new.join("\n")
+            ));
         }
     }
     println!("{figures}");
@@ -669,11 +709,18 @@ fn stress(
     progs.extend(["stress_mix", "drain", "read_rcu_users"]);
     let mut skel = load(&mut storage, &progs, |open| {
         let bss = open.maps.bss_data.as_deref_mut().context("no .bss")?;
-        let real = sentinels.iter().chain(helpers.iter()).chain(std::iter::once(&me));
+        let real = sentinels
+            .iter()
+            .chain(helpers.iter())
+            .chain(std::iter::once(&me));
         for (slot, pid) in bss.pids.iter_mut().zip(real) {
             *slot = *pid;
         }
-        open.maps.data_data.as_deref_mut().context("no .data")?.mix_iters = scale.mix_iters;
+        open.maps
+            .data_data
+            .as_deref_mut()
+            .context("no .data")?
+            .mix_iters = scale.mix_iters;
         Ok(())
     })?;
 
@@ -773,7 +820,9 @@ fn stress(
     let _ = watchdog.join();
     let helper_errors = shared.get(2).load(Ordering::Relaxed);
     if helper_errors != 0 {
-        errors.push(format!("{helper_errors} fork/thread operations of the helpers failed"));
+        errors.push(format!(
+            "{helper_errors} fork/thread operations of the helpers failed"
+        ));
     }
 
     // Quiesce: no tracing program acts once `enabled` is clear and the
@@ -848,7 +897,9 @@ fn stress(
     }
 
     if taken != dropped {
-        errors.push(format!("references taken {taken} != dropped {dropped} after the drain"));
+        errors.push(format!(
+            "references taken {taken} != dropped {dropped} after the drain"
+        ));
     }
     if n[c::FREE_VIOLATION] != 0 {
         errors.push(format!(
@@ -857,10 +908,15 @@ fn stress(
         ));
     }
     if baseline != after {
-        errors.push(format!("sentinel rcu_users before {baseline:?}, after {after:?}"));
+        errors.push(format!(
+            "sentinel rcu_users before {baseline:?}, after {after:?}"
+        ));
     }
     if calls < scale.min_calls {
-        errors.push(format!("only {calls} kfunc calls, the run must make {}", scale.min_calls));
+        errors.push(format!(
+            "only {calls} kfunc calls, the run must make {}",
+            scale.min_calls
+        ));
     }
     for (what, i) in [
         ("task_newtask acquires", c::ACQUIRE),
