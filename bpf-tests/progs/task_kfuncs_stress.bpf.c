@@ -72,6 +72,9 @@ struct counters {
 	u64 c[NR_COUNTERS];
 };
 
+/* Puts enum counter into the object's BTF, where a host test compares it. */
+const volatile enum counter nr_counters = NR_COUNTERS;
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__type(key, u32);

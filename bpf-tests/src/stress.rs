@@ -935,3 +935,53 @@ fn stress(
     }
     Ok(figures)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use libbpf_rs::btf::types::Enum;
+    use libbpf_rs::btf::Btf;
+
+    const OBJ: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/task_kfuncs_stress.bpf.o"));
+
+    #[test]
+    fn counters_match_the_programs_enum() {
+        let btf = Btf::from_raw("task_kfuncs_stress", OBJ)
+            .expect("BTF parses")
+            .expect("the object has BTF");
+        let e: Enum<'_> = btf.type_by_name("counter").expect("enum counter");
+        let names: Vec<String> = e
+            .iter()
+            .map(|m| {
+                m.name
+                    .and_then(|n| n.to_str())
+                    .unwrap_or_default()
+                    .trim_start_matches("C_")
+                    .to_lowercase()
+            })
+            .collect();
+        let mut want: Vec<String> = COUNTERS.iter().map(|s| s.to_string()).collect();
+        want.push("nr_counters".into());
+        assert_eq!(names, want);
+        for (name, i) in [
+            ("acquire", c::ACQUIRE),
+            ("kptr_get", c::KPTR_GET),
+            ("from_pid", c::FROM_PID),
+            ("from_vpid", c::FROM_VPID),
+            ("release_rust", c::RELEASE_RUST),
+            ("release_c", c::RELEASE_C),
+            ("free_acquire", c::FREE_ACQUIRE),
+            ("free_violation", c::FREE_VIOLATION),
+            ("stored", c::STORED),
+            ("drained", c::DRAINED),
+            ("mix_runs", c::MIX_RUNS),
+            ("switch_no_ns", c::SWITCH_NO_NS),
+        ] {
+            assert_eq!(COUNTERS[i], name);
+        }
+        assert_eq!(COUNTERS[c::ACQUIRE + 1], "acquire_ok");
+        assert_eq!(COUNTERS[c::KPTR_GET + 1], "kptr_get_ok");
+        assert_eq!(COUNTERS[c::FROM_PID + 1], "from_pid_ok");
+        assert_eq!(COUNTERS[c::FROM_VPID + 1], "from_vpid_ok");
+    }
+}
