@@ -12,7 +12,7 @@
 //! is [`module`]'s.
 
 use std::fs::{self, File};
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io;
 use std::mem::MaybeUninit;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
@@ -426,12 +426,12 @@ fn fail_nth(path: &Path) -> Result<()> {
     let before = leaks()?;
     let mark = kernel_log::Mark::here()?;
     unload("initial")?;
-    let _knobs = FaultKnobs::set()?;
+    let knobs = FaultKnobs::set()?;
     let ko = File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let (mut failed, mut absorbed) = (0u32, 0u32);
     let start = Instant::now();
     // Opened once: opening it again would be an allocation of its own.
-    let mut nth = fs::OpenOptions::new()
+    let nth = fs::OpenOptions::new()
         .read(true)
         .write(true)
         .open("/proc/thread-self/fail-nth")
@@ -441,17 +441,26 @@ fn fail_nth(path: &Path) -> Result<()> {
         if k > MAX_FAIL_NTH {
             bail!("insmod still hit an injected failure at k = {MAX_FAIL_NTH}");
         }
-        nth.seek(SeekFrom::Start(0))?;
-        nth.write_all(k.to_string().as_bytes())
-            .context("arming fail-nth")?;
-        // SAFETY: finit_module reads a module image from a valid open fd.
-        let ret = unsafe { libc::syscall(libc::SYS_finit_module, ko.as_raw_fd(), c"".as_ptr(), 0) };
-        let err = io::Error::last_os_error();
-        let mut left = String::new();
-        nth.seek(SeekFrom::Start(0))?;
-        nth.read_to_string(&mut left)?;
-        nth.seek(SeekFrom::Start(0))?;
-        nth.write_all(b"0").context("disarming fail-nth")?;
+        let arm = k.to_string();
+        let fd = nth.as_raw_fd();
+        let mut left = [0u8; 16];
+        // Nothing between arming and reading back may allocate in the
+        // kernel for this task, or fault in a user page: raw calls on
+        // buffers that exist already.
+        // SAFETY: plain syscalls on valid fds and buffers that outlive them.
+        let (armed, ret, err, read) = unsafe {
+            let armed = libc::pwrite(fd, arm.as_ptr().cast(), arm.len(), 0);
+            let ret = libc::syscall(libc::SYS_finit_module, ko.as_raw_fd(), c"".as_ptr(), 0);
+            let err = *libc::__errno_location();
+            let read = libc::pread(fd, left.as_mut_ptr().cast(), left.len(), 0);
+            libc::pwrite(fd, b"0".as_ptr().cast(), 1, 0);
+            (armed, ret, err, read)
+        };
+        if armed < 0 || read < 0 {
+            bail!("fail-nth: {}", io::Error::last_os_error());
+        }
+        let err = io::Error::from_raw_os_error(err);
+        let left = String::from_utf8_lossy(&left[..read as usize]).into_owned();
         // 0: the k-th call failed; anything else: insmod made fewer calls.
         let injected = left.trim() == "0";
         if ret == 0 {
@@ -481,7 +490,7 @@ fn fail_nth(path: &Path) -> Result<()> {
         k - 1,
         start.elapsed().as_secs_f64()
     );
-    drop(_knobs);
+    drop(knobs);
     log_clean(mark)?;
     no_new_leaks(before)
 }
