@@ -68,6 +68,9 @@ enum Cmd {
         /// Seconds allowed for the whole run (default 1800, debug 3600).
         #[arg(long, value_name = "SECS")]
         timeout: Option<u64>,
+        /// Guest vCPUs (vng's default otherwise).
+        #[arg(long, value_name = "N")]
+        cpus: Option<u32>,
         /// The command to run in the guest.
         #[arg(last = true, required = true, value_name = "CMD")]
         cmd: Vec<String>,
@@ -124,6 +127,7 @@ fn real_main() -> Result<()> {
             debug,
             kernel,
             timeout,
+            cpus,
             cmd,
         } => {
             setup::ensure(&cache)?;
@@ -134,6 +138,7 @@ fn real_main() -> Result<()> {
                 None => kernel::ensure_built(&checkout, &cache, Flavour::new(debug))?,
             };
             let mut opts = vm::VmOptions::new(kdir, debug);
+            opts.cpus = cpus;
             if let Some(secs) = timeout {
                 opts.timeout = std::time::Duration::from_secs(secs);
             }
