@@ -31,8 +31,14 @@ use crate::{kernel_log, Case};
 
 /// Cycles of `insmod_attach_trigger_rmmod_cycles`.
 const CYCLES: usize = 100;
-/// Program loads of `load_races_rmmod_insmod`.
+/// Program loads of `load_races_rmmod_insmod`: at least this many, and at
+/// least [`RACE_RAN`] that succeed, within [`RACE_MAX`] attempts.
 const RACE_LOADS: u32 = 150;
+const RACE_RAN: u32 = 20;
+const RACE_MAX: u32 = 3000;
+/// How long the module stays loaded after each insmod of the race, in
+/// turn: some loads race rmmod, some have time to finish.
+const RACE_PAUSES_MS: [u64; 4] = [0, 5, 20, 200];
 /// References `map_outlives_program_and_module` parks in the map.
 const HELD: u32 = 4;
 /// insmod attempts of `insmod_fail_nth` before giving up.
@@ -303,7 +309,10 @@ fn race(path: &Path) -> Result<()> {
     let me = process::id() as i32;
     let result = thread::scope(|s| -> Result<()> {
         let cycler = s.spawn(|| -> Result<()> {
-            while !stop.load(Ordering::Relaxed) {
+            for i in 0.. {
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
                 match module::rmmod() {
                     Ok(()) => {
                         unloads.fetch_add(1, Ordering::Relaxed);
@@ -322,11 +331,17 @@ fn race(path: &Path) -> Result<()> {
                     Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {}
                     Err(e) => bail!("insmod: {e}"),
                 }
+                thread::sleep(Duration::from_millis(
+                    RACE_PAUSES_MS[i % RACE_PAUSES_MS.len()],
+                ));
             }
             Ok(())
         });
         let loader = (|| -> Result<()> {
-            for i in 0..RACE_LOADS {
+            for i in 0..RACE_MAX {
+                if i >= RACE_LOADS && loaded.load(Ordering::Relaxed) >= RACE_RAN {
+                    break;
+                }
                 let mut storage = MaybeUninit::uninit();
                 let loaded_skel = stress::load(&mut storage, &["cycle_from_pid"], |open| {
                     open.maps
