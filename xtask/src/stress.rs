@@ -7,7 +7,7 @@
 
 use std::path::Path;
 use std::process;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
 
@@ -36,6 +36,10 @@ pub fn stress(checkout: &Path, cache: &Path, debug: bool) -> Result<()> {
     let opts = vm::VmOptions {
         cpus: Some(CPUS),
         append: APPEND.to_vec(),
+        // A guest that stops making progress where the runner's own
+        // watchdog cannot run (a kernel deadlock) is killed here; its
+        // console, with the stall and hung-task reports, is kept.
+        timeout: Duration::from_secs(if debug { 2400 } else { 1200 }),
         ..vm::VmOptions::new(kdir, debug)
     };
     let outcome = vm::run(cache, &opts, &command)?;
