@@ -13,9 +13,14 @@
  * size 0 in GNU C but at least 1 byte in Rust, which is the likely cause;
  * the offset also changes with the config. So the field address is taken
  * by the C compiler, which owns the layout.
+ *
+ * task_kfuncs_prog_type() is the kernel's resolve_prog_type(): the type a
+ * program runs as (an extension program counts as the type it extends), for
+ * the kfunc set's filter.
  */
 
 #include <linux/module.h>
+#include <linux/bpf_verifier.h>
 #include <linux/rcupdate.h>
 #include <linux/refcount.h>
 #include <linux/sched.h>
@@ -49,4 +54,9 @@ unsigned int task_kfuncs_module_btf_size(const struct module *mod)
 #else
 	return 0;
 #endif
+}
+
+enum bpf_prog_type task_kfuncs_prog_type(const struct bpf_prog *prog)
+{
+	return resolve_prog_type(prog);
 }

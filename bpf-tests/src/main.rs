@@ -15,11 +15,15 @@
 //! C kfuncs, and cases whose contract differs there are skipped with a reason.
 
 mod bpf;
+mod exiting;
 mod failure;
 mod faults;
 mod kernel_log;
 mod lifecycle;
 mod module;
+mod privilege;
+mod prog_types;
+mod sched_ext;
 mod stress;
 mod success;
 
@@ -145,6 +149,10 @@ fn run(cli: Cli) -> Result<bool> {
     };
     let mut cases = success::cases()?;
     cases.extend(failure::cases()?);
+    cases.extend(exiting::cases()?);
+    cases.extend(prog_types::cases()?);
+    cases.extend(privilege::cases());
+    cases.extend(sched_ext::cases());
     cases.extend(lifecycle::cases());
     cases.extend(faults::cases());
     cases.extend(stress::cases());
