@@ -27,6 +27,7 @@ const PROGS: &[&str] = &[
     "task_kfuncs_privilege_vmlinux",
     "task_kfuncs_scx",
     "kfunc_sample",
+    "task_kfuncs_stress",
 ];
 
 /// The clang that compiles the programs; override with `BPF_CLANG`.

@@ -19,6 +19,7 @@
  * the kfunc set's filter.
  */
 
+#include <linux/module.h>
 #include <linux/bpf_verifier.h>
 #include <linux/rcupdate.h>
 #include <linux/refcount.h>
@@ -44,6 +45,15 @@ refcount_t *task_kfuncs_task_rcu_users(struct task_struct *p)
 bool task_kfuncs_refcount_inc_not_zero(refcount_t *r)
 {
 	return refcount_inc_not_zero(r);
+}
+
+unsigned int task_kfuncs_module_btf_size(const struct module *mod)
+{
+#ifdef CONFIG_DEBUG_INFO_BTF_MODULES
+	return mod->btf_data_size;
+#else
+	return 0;
+#endif
 }
 
 enum bpf_prog_type task_kfuncs_prog_type(const struct bpf_prog *prog)

@@ -36,7 +36,7 @@ pub fn cases() -> Vec<Case> {
     ]
 }
 
-fn guarded(path: Option<&Path>, case: fn(&Path) -> Result<()>) -> Outcome {
+pub(crate) fn guarded(path: Option<&Path>, case: fn(&Path) -> Result<()>) -> Outcome {
     if C_KFUNCS {
         return Outcome::Skip("C-kfunc build: its programs do not use the module".into());
     }

@@ -17,6 +17,7 @@
 mod bpf;
 mod exiting;
 mod failure;
+mod faults;
 mod kernel_log;
 mod kfunc_sample;
 mod lifecycle;
@@ -24,6 +25,7 @@ mod module;
 mod privilege;
 mod prog_types;
 mod sched_ext;
+mod stress;
 mod success;
 
 use std::path::PathBuf;
@@ -160,6 +162,8 @@ fn run(cli: Cli) -> Result<bool> {
     if let Some(sample) = cli.sample_module.clone() {
         cases.extend(kfunc_sample::cases(sample)?);
     }
+    cases.extend(faults::cases());
+    cases.extend(stress::cases());
     if let Some(filter) = cli.filter.as_deref() {
         // A case's full name runs just that case, anything else every case
         // whose name contains it.

@@ -9,6 +9,7 @@ mod kernel;
 mod module;
 mod run;
 mod setup;
+mod stress;
 mod test;
 mod toolkit;
 mod util;
@@ -68,6 +69,9 @@ enum Cmd {
         /// Seconds allowed for the whole run (default 1800, debug 3600).
         #[arg(long, value_name = "SECS")]
         timeout: Option<u64>,
+        /// Guest vCPUs (vng's default otherwise).
+        #[arg(long, value_name = "N")]
+        cpus: Option<u32>,
         /// The command to run in the guest.
         #[arg(last = true, required = true, value_name = "CMD")]
         cmd: Vec<String>,
@@ -79,6 +83,13 @@ enum Cmd {
     /// the BPF selftests in the guest); ends with `N passed, N failed`.
     Test {
         /// Run the guest part on the debug kernel.
+        #[arg(long)]
+        debug: bool,
+    },
+    /// The long SMP stress run of the task kfuncs (2 vCPUs, panic_on_warn=1):
+    /// fixed operation counts, references balanced at the end, figures printed.
+    Stress {
+        /// Run it on the debug kernel (fewer operations).
         #[arg(long)]
         debug: bool,
     },
@@ -117,6 +128,7 @@ fn real_main() -> Result<()> {
             debug,
             kernel,
             timeout,
+            cpus,
             cmd,
         } => {
             setup::ensure(&cache)?;
@@ -127,6 +139,7 @@ fn real_main() -> Result<()> {
                 None => kernel::ensure_built(&checkout, &cache, Flavour::new(debug))?,
             };
             let mut opts = vm::VmOptions::new(kdir, debug);
+            opts.cpus = cpus;
             if let Some(secs) = timeout {
                 opts.timeout = std::time::Duration::from_secs(secs);
             }
@@ -140,6 +153,7 @@ fn real_main() -> Result<()> {
         }
         Cmd::Run => run::run(&checkout, &cache),
         Cmd::Test { debug } => test::test(&checkout, &cache, debug),
+        Cmd::Stress { debug } => stress::stress(&checkout, &cache, debug),
         Cmd::Bench { args } => bench::bench(&checkout, &cache, &args),
     }
 }

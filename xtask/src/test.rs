@@ -99,6 +99,9 @@ pub fn test(checkout: &Path, cache: &Path, debug: bool) -> Result<()> {
     config_checks(&mut t, checkout, cache, flavour, &kdir);
     let opts = vm::VmOptions {
         echo_prefix: "# ",
+        // The stress case needs SMP, and a task_struct slab of its own.
+        cpus: Some(crate::stress::CPUS),
+        append: vec!["slab_nomerge"],
         ..vm::VmOptions::new(kdir.clone(), debug)
     };
     for (command, want_zero) in [("true", true), ("false", false)] {
@@ -481,7 +484,7 @@ fn runner_result(t: &mut Tally, stdout: &str, prefix: &str, what: &str) {
 
 /// Parses a `N passed, N failed` line, optionally followed by
 /// `, N skipped` (skipped cases are reported, never counted as passed).
-fn parse_summary(line: &str) -> Option<(u32, u32, u32)> {
+pub(crate) fn parse_summary(line: &str) -> Option<(u32, u32, u32)> {
     let (passed, rest) = line.trim().split_once(" passed, ")?;
     let (failed, skipped) = match rest.split_once(" failed") {
         Some((failed, "")) => (failed, 0),
