@@ -72,10 +72,10 @@ pub(crate) fn register(module: &'static ThisModule) -> Result {
 /// a pointer the verifier trusts, or one loaded inside an RCU read-side
 /// critical section that is still open.
 unsafe fn tryget_rcu_users(p: *mut task_struct) -> *mut task_struct {
-    // SAFETY: `p` points to a live `task_struct` by the caller's contract.
-    // The field address comes from C: bindgen's `task_struct` layout is not
-    // reliable this deep into the struct (see `helpers.c`).
-    let rcu_users = unsafe { bindings::task_kfuncs_task_rcu_users(p) };
+    // SAFETY: `p` points to a live `task_struct` by the caller's contract;
+    // this only computes a field address. The build checks that bindgen's
+    // offset of `rcu_users` is C's (`bindings.rs`).
+    let rcu_users = unsafe { addr_of_mut!((*p).rcu_users) };
     // SAFETY: `rcu_users` points into that live task, and refcount
     // operations are atomic.
     let taken = unsafe { bindings::task_kfuncs_refcount_inc_not_zero(rcu_users) };
@@ -97,8 +97,13 @@ fn task_from_nr(nr: i32, find: impl FnOnce(i32) -> *mut bindings::pid) -> *mut t
     }
     let _rcu = rcu::Guard::new();
     let pid = find(nr);
-    // SAFETY: we are inside an RCU read section; `pid_task()` accepts NULL
-    // and returns NULL or a task whose memory is valid until the section ends.
+    if pid.is_null() {
+        // `pid_task()` would return NULL too; C's `find_task_by_pid_ns()`
+        // inlines it, so skipping the call keeps a miss as cheap as in C.
+        return ptr::null_mut();
+    }
+    // SAFETY: we are inside an RCU read section; `pid_task()` returns NULL
+    // or a task whose memory is valid until the section ends.
     let task = unsafe { bindings::pid_task(pid, bindings::pid_type_PIDTYPE_PID) };
     if task.is_null() {
         return ptr::null_mut();
@@ -259,14 +264,14 @@ pub(crate) unsafe extern "C" fn rust_task_from_pid(pid: i32) -> *mut task_struct
 #[no_mangle]
 pub(crate) unsafe extern "C" fn rust_task_from_vpid(vpid: i32) -> *mut task_struct {
     task_from_nr(vpid, |nr| {
-        // SAFETY: `get_current()` is always a valid task. Its `thread_pid`
+        // SAFETY: `current` is always a valid task. Its `thread_pid`
         // may be detached concurrently (by the task itself in
         // `exit_notify()`, or by the parent reaping it after its last
         // `schedule()`): `task_active_pid_ns()` reads it once and returns
         // NULL or the namespace of a `struct pid` that, like the namespace
         // it holds, is freed only after an RCU grace period, and we are
         // inside `task_from_nr`'s RCU read section.
-        let ns = unsafe { bindings::task_active_pid_ns(bindings::get_current()) };
+        let ns = unsafe { bindings::task_active_pid_ns(bindings::task_kfuncs_get_current()) };
         if ns.is_null() {
             return ptr::null_mut();
         }
