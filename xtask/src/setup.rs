@@ -63,6 +63,9 @@ pub const APT_PACKAGES: &[&str] = &[
     "udev",
     "kmod",
     "python3-venv",
+    // `cargo xtask bench`: objdump for the code comparison, a font for the plot
+    "binutils",
+    "fonts-dejavu-core",
 ];
 
 /// bindgen-cli version the kernel's Rust build is known to work with.

@@ -57,6 +57,8 @@ pub struct VmOptions {
     /// Put in front of every line of guest output we echo (`test` uses
     /// `"# "` so that guest output reads as TAP comments).
     pub echo_prefix: &'static str,
+    /// Guest vCPUs (`vng --cpus`); `None` leaves vng's default (the host's count).
+    pub cpus: Option<u32>,
 }
 
 impl VmOptions {
@@ -69,6 +71,7 @@ impl VmOptions {
             boot_timeout: Duration::from_secs(boot),
             timeout: Duration::from_secs(total),
             echo_prefix: "",
+            cpus: None,
         }
     }
 }
@@ -175,6 +178,7 @@ pub fn accel(cache: &Path, kdir: &Path) -> Result<Accel> {
             boot_timeout: Duration::from_secs(60),
             timeout: Duration::from_secs(60),
             echo_prefix: "",
+            cpus: None,
         };
         match boot(cache, &probe, Accel::Kvm, "true", false) {
             Ok(outcome) if outcome.exit_code == 0 => {
@@ -251,6 +255,9 @@ fn boot(
         .args(["--append", "no_timer_check"]);
     if accel == Accel::Tcg {
         cmd.arg("--disable-kvm");
+    }
+    if let Some(cpus) = opts.cpus {
+        cmd.args(["--cpus", &cpus.to_string()]);
     }
     cmd.arg("--exec")
         .arg(format!("echo '{MARKER}' >&2; {command}"));
