@@ -61,7 +61,47 @@ const TWINS: &[(&str, &str)] = &[
 pub fn bench(checkout: &Path, cache: &Path, args: &[String]) -> Result<()> {
     let kdir = kernel::ensure_built(checkout, cache, Flavour::Normal)?;
     let ko = module::build(checkout, cache, &kdir)?;
-    let runner = test::build_runner(checkout, &kdir, None)?;
+    let out = checkout.join("target/bench");
+    fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
+    let guest_log = out.join("guest.log");
+    // `bench -- --from-log FILE`: redo the report from a saved guest log
+    // (target/bench/guest.log of an earlier run) without booting.
+    let stdout = if let [flag, log] = args {
+        if flag != "--from-log" {
+            bail!(
+                "unknown bench argument {flag}: pass task-kfuncs-bench options, or --from-log FILE"
+            );
+        }
+        fs::read_to_string(log).with_context(|| format!("cannot read {log}"))?
+    } else {
+        let stdout = run_guest(checkout, cache, &kdir, &ko, args)?;
+        fs::write(&guest_log, &stdout)
+            .with_context(|| format!("cannot write {}", guest_log.display()))?;
+        stdout
+    };
+    let run = Run::parse(&stdout)?;
+    let code = disassemble(&ko, &kdir.join("vmlinux"))?;
+    let accel = vm::accel(cache, &kdir)?;
+    let png = out.join("ratios.png");
+    plot(&run, &png)?;
+    let report = report(&run, &code, accel)?;
+    let md = out.join("report.md");
+    fs::write(&md, &report).with_context(|| format!("cannot write {}", md.display()))?;
+    println!("{report}");
+    say!("bench: wrote {} and {}", md.display(), png.display());
+    Ok(())
+}
+
+/// Boots the test kernel with [`BENCH_CPUS`] vCPUs, runs task-kfuncs-bench
+/// and returns what it printed.
+fn run_guest(
+    checkout: &Path,
+    cache: &Path,
+    kdir: &Path,
+    ko: &Path,
+    args: &[String],
+) -> Result<String> {
+    let runner = test::build_runner(checkout, kdir, None)?;
     let bench = runner
         .parent()
         .context("the runner has no directory")?
@@ -77,7 +117,7 @@ pub fn bench(checkout: &Path, cache: &Path, args: &[String]) -> Result<()> {
     for arg in args {
         command = format!("{command} {}", shell_quote(arg));
     }
-    let mut opts = vm::VmOptions::new(kdir.clone(), false);
+    let mut opts = vm::VmOptions::new(kdir.to_path_buf(), false);
     opts.cpus = Some(BENCH_CPUS);
     let outcome = vm::run(cache, &opts, &command)?;
     say!(
@@ -87,19 +127,7 @@ pub fn bench(checkout: &Path, cache: &Path, args: &[String]) -> Result<()> {
     if outcome.exit_code != 0 {
         bail!("task-kfuncs-bench failed (exit code {})", outcome.exit_code);
     }
-    let run = Run::parse(&outcome.stdout)?;
-    let code = disassemble(&ko, &kdir.join("vmlinux"))?;
-    let accel = vm::accel(cache, &kdir)?;
-    let out = checkout.join("target/bench");
-    fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
-    let png = out.join("ratios.png");
-    plot(&run, &png)?;
-    let report = report(&run, &code, accel)?;
-    let md = out.join("report.md");
-    fs::write(&md, &report).with_context(|| format!("cannot write {}", md.display()))?;
-    println!("{report}");
-    say!("bench: wrote {} and {}", md.display(), png.display());
-    Ok(())
+    Ok(outcome.stdout)
 }
 
 /// What the guest measured.
@@ -107,8 +135,7 @@ pub fn bench(checkout: &Path, cache: &Path, args: &[String]) -> Result<()> {
 struct Run {
     /// `bench-info` fields (iters, rounds, cpus, missing_pid).
     info: BTreeMap<String, String>,
-    /// Median cost of the empty loop, ns per iteration (each round
-    /// subtracts its own).
+    /// Median cost of the empty loop, ns per iteration.
     loop_ns: f64,
     /// Per case, per round: (Rust ns/op, C ns/op), loop cost subtracted.
     rounds: BTreeMap<String, Vec<(f64, f64)>>,
@@ -146,12 +173,15 @@ impl Run {
         if loops.is_empty() || raw.is_empty() {
             bail!("task-kfuncs-bench printed no rounds");
         }
+        // The median over the rounds: one disturbed loop measurement must
+        // not eat a round's figures.
         run.loop_ns = median(&loops.values().copied().collect::<Vec<_>>());
-        for (case, round, rust, c) in raw {
-            // The round's own loop cost; never zero: a ratio needs a
-            // positive cost on both sides.
-            let empty = loops.get(&round).copied().unwrap_or(run.loop_ns);
-            let (r, c) = ((rust - empty).max(0.001), (c - empty).max(0.001));
+        for (case, _round, rust, c) in raw {
+            // Never zero: a ratio needs a positive cost on both sides.
+            let (r, c) = (
+                (rust - run.loop_ns).max(0.001),
+                (c - run.loop_ns).max(0.001),
+            );
             run.rounds.entry(case).or_default().push((r, c));
         }
         Ok(run)
@@ -315,7 +345,7 @@ fn report(run: &Run, code: &BTreeMap<String, Code>, accel: vm::Accel) -> Result<
         "One boot of the normal test kernel ({}), {} vCPUs. {} rounds; in every round \
          each case runs {} times per side, {} calls each, Rust and C alternating (which goes \
          first alternates too), and each side keeps its fastest run (host preemption only adds \
-         time). Each round's empty loop (median {:.1} ns per iteration) is subtracted. \
+         time). The empty loop (median over the rounds: {:.1} ns per iteration) is subtracted. \
          A ratio below 1 means Rust is faster.{}\n",
         match accel {
             vm::Accel::Tcg =>
