@@ -65,14 +65,25 @@ check-kdir:
 $(BTFGEN): FORCE
 	$(CARGO) build --quiet --release --package btfgen
 
+# Kbuild's dependency files name the kernel's generated headers relative to
+# the kernel build directory, so after a switch to another KDIR (e.g. the
+# normal and the debug test kernel) it would keep objects and bindings made
+# for the other kernel. Remember the last KDIR and start clean on a change.
+KDIR_STAMP := .task_kfuncs.kdir
+
 modules: check-kdir $(BTFGEN)
+	@if [ "$$(cat $(KDIR_STAMP) 2>/dev/null)" != "$(abspath $(KDIR))" ]; then \
+		$(MAKE) --no-print-directory -C "$(KDIR)" M="$(CURDIR)" LLVM=$(LLVM) clean >/dev/null; \
+		rm -rf src/generated src/*.bc; \
+		echo "$(abspath $(KDIR))" > $(KDIR_STAMP); \
+	fi
 	$(MAKE) -C "$(KDIR)" M="$(CURDIR)" LLVM=$(LLVM) $(KTOOLS) RESOLVE_BTFIDS=true modules
 	$(BTFGEN) --base "$(KDIR)/vmlinux" $(MODULE)
 	$(RESOLVE_BTFIDS_BIN) -b "$(KDIR)/vmlinux" $(MODULE)
 
 clean:
 	@if [ -f "$(KDIR)/Makefile" ]; then $(MAKE) -C "$(KDIR)" M="$(CURDIR)" LLVM=$(LLVM) clean; fi
-	rm -rf src/generated src/*.bc
+	rm -rf src/generated src/*.bc $(KDIR_STAMP)
 
 .PHONY: all modules check-kdir clean FORCE
 
