@@ -21,6 +21,11 @@ const PROGS: &[&str] = &[
     "task_kfuncs_success",
     "task_kfuncs_failure",
     "task_kfuncs_bench",
+    "task_kfuncs_exiting",
+    "task_kfuncs_prog_types",
+    "task_kfuncs_privilege",
+    "task_kfuncs_privilege_vmlinux",
+    "task_kfuncs_scx",
 ];
 
 /// The clang that compiles the programs; override with `BPF_CLANG`.

@@ -17,8 +17,13 @@
  * which Rust does not set): the attributes are hardening or spelling
  * differences, not ABI ones. Upstream's CONFIG_RUST_INLINE_HELPERS does
  * the same for rust/helpers/.
+ *
+ * task_kfuncs_prog_type() is the kernel's resolve_prog_type(): the type a
+ * program runs as (an extension program counts as the type it extends), for
+ * the kfunc set's filter.
  */
 
+#include <linux/bpf_verifier.h>
 #include <linux/rcupdate.h>
 #include <linux/refcount.h>
 #include <linux/sched.h>
@@ -43,4 +48,9 @@ __always_inline void task_kfuncs_rcu_read_unlock(void)
 __always_inline bool task_kfuncs_refcount_inc_not_zero(refcount_t *r)
 {
 	return refcount_inc_not_zero(r);
+}
+
+__always_inline enum bpf_prog_type task_kfuncs_prog_type(const struct bpf_prog *prog)
+{
+	return resolve_prog_type(prog);
 }

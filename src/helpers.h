@@ -12,14 +12,17 @@
 #ifndef TASK_KFUNCS_HELPERS_H
 #define TASK_KFUNCS_HELPERS_H
 
+#include <linux/bpf.h>
 #include <linux/refcount.h>
 #include <linux/types.h>
 
+struct bpf_prog;
 struct task_struct;
 
 struct task_struct *task_kfuncs_get_current(void);
 void task_kfuncs_rcu_read_lock(void);
 void task_kfuncs_rcu_read_unlock(void);
 bool task_kfuncs_refcount_inc_not_zero(refcount_t *r);
+enum bpf_prog_type task_kfuncs_prog_type(const struct bpf_prog *prog);
 
 #endif /* TASK_KFUNCS_HELPERS_H */

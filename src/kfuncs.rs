@@ -18,13 +18,13 @@ use crate::bindings::{self, task_struct};
 use crate::btf_ids::*;
 use crate::rcu;
 use core::ptr::{self, addr_of_mut};
-use kernel::error::to_result;
+use kernel::error::{code::EACCES, to_result};
 use kernel::prelude::*;
 
 btf_kfunc_set! {
     /// The task kfuncs, with the contract the verifier enforces for each.
     pub(crate) static TASK_KFUNC_SET = {
-        rust_task_acquire: KF_ACQUIRE | KF_TRUSTED_ARGS | KF_RET_NULL,
+        rust_task_acquire: KF_ACQUIRE | KF_RCU | KF_RET_NULL,
         rust_task_release: KF_RELEASE,
         rust_task_kptr_get: KF_ACQUIRE | KF_RCU | KF_RET_NULL,
         rust_task_from_pid: KF_ACQUIRE | KF_RET_NULL,
@@ -32,15 +32,54 @@ btf_kfunc_set! {
     };
 }
 
-/// The program types the set is registered for. Kprobes, socket filters and
-/// the other types cannot call the kfuncs: the verifier rejects the call.
-const PROG_TYPES: [bindings::bpf_prog_type; 3] = [
+/// The kfunc hooks the set is registered for (`register_btf_kfunc_id_set()`
+/// maps a program type to a hook, `bpf_prog_type_to_kfunc_hook()` in
+/// kernel/bpf/btf.c). The TRACING hook also serves TRACEPOINT, PERF_EVENT
+/// and LSM programs; [`prog_type_filter`] narrows it to [`ADMITTED`].
+const HOOKS: [bindings::bpf_prog_type; 3] = [
     bindings::bpf_prog_type_BPF_PROG_TYPE_TRACING,
     bindings::bpf_prog_type_BPF_PROG_TYPE_STRUCT_OPS,
     bindings::bpf_prog_type_BPF_PROG_TYPE_SYSCALL,
 ];
 
-/// Registers [`TASK_KFUNC_SET`] for the program types in [`PROG_TYPES`].
+/// The program types that may call the kfuncs: tracing (fentry, fexit,
+/// fmod_ret, tp_btf, iter), classic tracepoints, LSM, struct_ops (sched_ext)
+/// and syscall programs. Everything else is refused, in particular
+/// PERF_EVENT: a perf_event program runs in NMI context, where the release
+/// of a last `rcu_users` reference would call `call_rcu()`, which is illegal
+/// in NMI handlers. Kprobes, socket filters, XDP, TC and the other types use
+/// hooks the set is not registered for.
+const ADMITTED: [bindings::bpf_prog_type; 5] = [
+    bindings::bpf_prog_type_BPF_PROG_TYPE_TRACING,
+    bindings::bpf_prog_type_BPF_PROG_TYPE_TRACEPOINT,
+    bindings::bpf_prog_type_BPF_PROG_TYPE_LSM,
+    bindings::bpf_prog_type_BPF_PROG_TYPE_STRUCT_OPS,
+    bindings::bpf_prog_type_BPF_PROG_TYPE_SYSCALL,
+];
+
+/// The set's `btf_kfunc_filter_t`: 0 if `prog` may call the kfunc, else
+/// `-EACCES`, which the verifier reports as "calling kernel function NAME is
+/// not allowed".
+///
+/// The kernel calls it for every kfunc looked up in this module's BTF under
+/// one of [`HOOKS`]; [`TASK_KFUNC_SET`] is the only set there, so the kfunc
+/// id needs no check. The type is the one the program runs as: an extension
+/// (freplace) program counts as the type of the program it replaces.
+///
+/// # Safety
+///
+/// Called by the verifier with a valid `prog`.
+unsafe extern "C" fn prog_type_filter(prog: *const bindings::bpf_prog, _kfunc_id: u32) -> i32 {
+    // SAFETY: `prog` is the program under verification, valid for the call.
+    let prog_type = unsafe { bindings::task_kfuncs_prog_type(prog) };
+    if ADMITTED.contains(&prog_type) {
+        0
+    } else {
+        EACCES.to_errno()
+    }
+}
+
+/// Registers [`TASK_KFUNC_SET`] with [`prog_type_filter`] for [`HOOKS`].
 ///
 /// Must be called from module init: kfunc sets cannot be unregistered, the
 /// kernel drops them together with the module's BTF. If one registration
@@ -49,14 +88,15 @@ pub(crate) fn register(module: &'static ThisModule) -> Result {
     let kset = bindings::btf_kfunc_id_set {
         owner: module.as_ptr(),
         set: TASK_KFUNC_SET.as_ptr().cast(),
-        filter: None,
+        filter: Some(prog_type_filter),
     };
-    for prog_type in PROG_TYPES {
+    for hook in HOOKS {
         // SAFETY: `kset` is valid for the call and the kernel keeps none of
-        // it but `set` (and `filter`): `set` points into this module's
-        // `.BTF_ids`, which lives as long as the module and so as long as the
-        // module's BTF, where the kernel records the set.
-        to_result(unsafe { bindings::register_btf_kfunc_id_set(prog_type, &kset) })?;
+        // it but `set` and `filter`: `set` points into this module's
+        // `.BTF_ids` and `filter` into its text, both living as long as the
+        // module and so as long as the module's BTF, where the kernel
+        // records them.
+        to_result(unsafe { bindings::register_btf_kfunc_id_set(hook, &kset) })?;
     }
     Ok(())
 }
@@ -112,36 +152,45 @@ fn task_from_nr(nr: i32, find: impl FnOnce(i32) -> *mut bindings::pid) -> *mut t
     unsafe { tryget_rcu_users(task) }
 }
 
-/// Acquires a reference on a trusted task.
+/// Acquires a reference on a trusted or RCU-protected task.
 ///
-/// Flags: `KF_ACQUIRE | KF_TRUSTED_ARGS | KF_RET_NULL`. `p` must be a trusted
-/// pointer (a tracepoint or fentry argument, `bpf_get_current_task_btf()`,
-/// a pointer walked from one, or a referenced kptr). Returns `p` with a
+/// Flags: `KF_ACQUIRE | KF_RCU | KF_RET_NULL`, exactly those of the kernel's
+/// `bpf_task_acquire()`, so a program ports from one to the other by renaming
+/// alone. `p` must be trusted (a tracepoint, fentry or struct_ops argument,
+/// `bpf_get_current_task_btf()`, a referenced kptr) or RCU-protected (a
+/// pointer the verifier marks MEM_RCU, such as `task->group_leader` or a
+/// `__kptr` loaded inside `bpf_rcu_read_lock()`). Returns `p` with a
 /// reference on `p->rcu_users`, or NULL if the task already dropped its last
-/// one (it is exiting). The reference must be released with
-/// [`rust_task_release`] (or `bpf_task_release()`), or stored in a map.
+/// one (it is exiting). The memory behind an RCU pointer is valid even then:
+/// the last put frees the task only after an RCU grace period, which cannot
+/// end while the program's read section is open. The reference must be
+/// released with [`rust_task_release`] (or `bpf_task_release()`), or stored
+/// in a map. Cases: `acquire_release_*`, `acquire_rcu_walked`,
+/// `acquire_rcu_kptr` in bpf-tests.
 ///
 /// ```c
 /// SEC("tp_btf/task_newtask")
 /// int BPF_PROG(on_newtask, struct task_struct *task, u64 clone_flags)
 /// {
-///         struct task_struct *acquired = rust_task_acquire(task);
+///         struct task_struct *leader = rust_task_acquire(task->group_leader);
 ///
-///         if (!acquired)
+///         if (!leader)
 ///                 return 0;
-///         bpf_printk("new task %d", acquired->pid);
-///         rust_task_release(acquired);
+///         bpf_printk("new task in the group of %d", leader->pid);
+///         rust_task_release(leader);
 ///         return 0;
 /// }
 /// ```
 ///
 /// # Safety
 ///
-/// Called by BPF programs only: the verifier guarantees `p` is trusted, so
-/// its memory is valid for the call.
+/// Called by BPF programs only: the verifier guarantees `p` is trusted or
+/// RCU-protected inside an open RCU read section, so its memory is valid for
+/// the call.
 #[no_mangle]
 pub(crate) unsafe extern "C" fn rust_task_acquire(p: *mut task_struct) -> *mut task_struct {
-    // SAFETY: `p` is trusted (KF_TRUSTED_ARGS), so it points to a live task.
+    // SAFETY: `p` is trusted or RCU-protected (KF_RCU), so its memory is
+    // valid even if `rcu_users` is already zero.
     unsafe { tryget_rcu_users(p) }
 }
 
@@ -173,7 +222,9 @@ pub(crate) unsafe extern "C" fn rust_task_release(p: *mut task_struct) {
 
 /// Acquires a reference on a task kptr read from a map value under RCU.
 ///
-/// Flags: `KF_ACQUIRE | KF_RCU | KF_RET_NULL`. `p` may be an RCU-protected
+/// Flags: `KF_ACQUIRE | KF_RCU | KF_RET_NULL`, the same contract as
+/// [`rust_task_acquire`]; the name is the one the map-kptr case has had since
+/// the first version of this API. `p` may be an RCU-protected
 /// pointer: a `struct task_struct __kptr` loaded from a map value inside
 /// `bpf_rcu_read_lock()` (or trusted). Returns `p` with a new reference, or
 /// NULL if a concurrent `bpf_kptr_xchg()` and release already dropped the
@@ -241,7 +292,8 @@ pub(crate) unsafe extern "C" fn rust_task_from_pid(pid: i32) -> *mut task_struct
 /// reaps itself detaches its `struct pid` in `exit_notify()` and then still
 /// runs (its last `schedule()`, `sched_switch`), so `current` has no
 /// namespace there. `find_vpid()` would pass that NULL namespace on to
-/// `find_pid_ns()` and fault.
+/// `find_pid_ns()` and fault (the regression case is
+/// `from_vpid_exiting_threads` in bpf-tests).
 ///
 /// ```c
 /// SEC("syscall")
@@ -265,12 +317,16 @@ pub(crate) unsafe extern "C" fn rust_task_from_pid(pid: i32) -> *mut task_struct
 pub(crate) unsafe extern "C" fn rust_task_from_vpid(vpid: i32) -> *mut task_struct {
     task_from_nr(vpid, |nr| {
         // SAFETY: `current` is always a valid task. Its `thread_pid`
-        // may be detached concurrently (by the task itself in
-        // `exit_notify()`, or by the parent reaping it after its last
-        // `schedule()`): `task_active_pid_ns()` reads it once and returns
-        // NULL or the namespace of a `struct pid` that, like the namespace
-        // it holds, is freed only after an RCU grace period, and we are
-        // inside `task_from_nr`'s RCU read section.
+        // becomes NULL when the task is unhashed (`release_task()` ->
+        // `__unhash_process()` -> `detach_pid()`): before its last
+        // `schedule()` for a thread that reaps itself in `exit_notify()`,
+        // possibly during it when another task reaps a zombie (the parent's
+        // `wait()`, the last thread releasing its group leader). The
+        // out-of-line `task_active_pid_ns()` loads `thread_pid` once and
+        // returns NULL or that `struct pid`'s namespace. `free_pid()` drops
+        // the pid's initial reference through `call_rcu()`, so the pid, and
+        // the reference on its namespace it holds, outlive the RCU read
+        // section of `task_from_nr` that we are in.
         let ns = unsafe { bindings::task_active_pid_ns(bindings::task_kfuncs_get_current()) };
         if ns.is_null() {
             return ptr::null_mut();

@@ -4,8 +4,9 @@
 //!
 //! The module gives BPF programs the task kfunc family (acquire, release,
 //! kptr_get, from_pid, from_vpid) that `kernel/bpf/helpers.c` provides in C,
-//! registered for tracing, struct_ops and syscall programs through a BTF
-//! kfunc id set declared in Rust ([`btf_ids`]). References are taken on
+//! for tracing (fentry, fexit, tp_btf, iter), classic tracepoint, LSM,
+//! struct_ops and syscall programs, through a BTF kfunc id set declared in
+//! Rust ([`btf_ids`]). References are taken on
 //! `task->rcu_users`, the same counter the kernel's own `bpf_task_acquire()`
 //! uses, so the two families interoperate; see `docs/refcount-rcu.md`.
 //!
@@ -33,7 +34,7 @@ struct TaskKfuncs;
 impl kernel::Module for TaskKfuncs {
     fn init(module: &'static ThisModule) -> Result<Self> {
         kfuncs::register(module)?;
-        pr_info!("task kfuncs registered for tracing, struct_ops and syscall programs\n");
+        pr_info!("task kfuncs registered for tracing, tracepoint, LSM, struct_ops and syscall\n");
         Ok(TaskKfuncs)
     }
 }

@@ -59,13 +59,11 @@ extern struct task_struct *rust_task_from_vpid(s32 vpid) __ksym;
 #define KF_KPTR_GET_NAME "rust_task_kptr_get"
 #define KF_FROM_PID_NAME "rust_task_from_pid"
 #define KF_FROM_VPID_NAME "rust_task_from_vpid"
-/* KF_TRUSTED_ARGS: anything but a trusted or referenced pointer. */
-#define ACQUIRE_UNTRUSTED_MSG "R1 must be referenced or trusted"
 #else
 /*
  * The kernel's C kfuncs with the same contract. bpf_task_acquire is
- * KF_ACQUIRE | KF_RCU | KF_RET_NULL: exactly rust_task_kptr_get's contract,
- * and a superset of rust_task_acquire's (which is KF_TRUSTED_ARGS). 6.12 has
+ * KF_ACQUIRE | KF_RCU | KF_RET_NULL: exactly the contract of
+ * rust_task_acquire and of rust_task_kptr_get. 6.12 has
  * no bpf_task_from_vpid: the cases that need it carry __c_skip() and are
  * never loaded, so the weak declaration below only has to compile.
  */
@@ -79,8 +77,6 @@ extern struct task_struct *rust_task_from_vpid(s32 vpid) __ksym __weak;
 #define KF_KPTR_GET_NAME "bpf_task_acquire"
 #define KF_FROM_PID_NAME "bpf_task_from_pid"
 #define KF_FROM_VPID_NAME "rust_task_from_vpid"
-/* KF_RCU: rejected too, as neither trusted nor RCU protected. */
-#define ACQUIRE_UNTRUSTED_MSG "R1 must be a rcu pointer"
 #endif
 
 /* One slot holding a referenced task kptr; its destructor is the kernel's. */

@@ -56,7 +56,7 @@ int BPF_PROG(release_null, struct task_struct *task, u64 clone_flags)
 
 /* A sleepable program outside bpf_rcu_read_lock(): the kptr load is untrusted. */
 SEC("syscall")
-__failure __msg(ACQUIRE_UNTRUSTED_MSG)
+__failure __msg("R1 must be a rcu pointer")
 int acquire_untrusted_kptr_load(void *ctx)
 {
 	struct task_struct *plain, *acquired;
@@ -74,9 +74,9 @@ int acquire_untrusted_kptr_load(void *ctx)
 	return 0;
 }
 
-/* fentry arguments are not trusted: acquire needs a trusted pointer. */
+/* fentry arguments are neither trusted nor RCU protected. */
 SEC("fentry/wake_up_new_task")
-__failure __msg(ACQUIRE_UNTRUSTED_MSG)
+__failure __msg("R1 must be a rcu pointer")
 int BPF_PROG(acquire_untrusted_fentry_arg, struct task_struct *p)
 {
 	struct task_struct *acquired;
@@ -250,45 +250,6 @@ int BPF_PROG(release_kptr_still_in_map, struct task_struct *task, u64 clone_flag
 	if (stored)
 		rust_task_release(stored);
 	bpf_rcu_read_unlock();
-	return 0;
-}
-
-/* rust_task_acquire is trusted-only: an RCU kptr must go through kptr_get. */
-SEC("tp_btf/task_newtask")
-__c_skip("bpf_task_acquire is KF_RCU and accepts RCU pointers by design")
-__failure __msg("R1 must be referenced or trusted")
-int BPF_PROG(acquire_rcu_kptr, struct task_struct *task, u64 clone_flags)
-{
-	struct task_struct *stored, *acquired;
-	struct task_slot *slot;
-
-	if (task_slot_store(task))
-		return 0;
-	slot = task_slot();
-	if (!slot)
-		return 0;
-	bpf_rcu_read_lock();
-	stored = slot->task;
-	if (stored) {
-		acquired = rust_task_acquire(stored);
-		if (acquired)
-			rust_task_release(acquired);
-	}
-	bpf_rcu_read_unlock();
-	return 0;
-}
-
-/* task->group_leader is RCU protected, not trusted, in 6.12. */
-SEC("tp_btf/task_newtask")
-__c_skip("bpf_task_acquire is KF_RCU and accepts RCU pointers by design")
-__failure __msg("R1 must be referenced or trusted")
-int BPF_PROG(acquire_rcu_walked_pointer, struct task_struct *task, u64 clone_flags)
-{
-	struct task_struct *acquired;
-
-	acquired = rust_task_acquire(task->group_leader);
-	if (acquired)
-		rust_task_release(acquired);
 	return 0;
 }
 

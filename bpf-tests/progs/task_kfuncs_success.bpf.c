@@ -114,8 +114,8 @@ int BPF_PROG(acquire_release_current, struct task_struct *task, u64 clone_flags)
 
 /*
  * In 6.12 task->group_leader is an RCU-safe field (BTF_TYPE_SAFE_RCU in
- * kernel/bpf/verifier.c), not a trusted one: the RCU path, kptr_get, takes
- * the reference (rust_task_acquire is rejected, see the failure cases).
+ * kernel/bpf/verifier.c), not a trusted one. Both acquiring kfuncs are
+ * KF_RCU, as bpf_task_acquire is: each takes the reference.
  */
 SEC("tp_btf/task_newtask")
 int BPF_PROG(kptr_get_rcu_walked, struct task_struct *task, u64 clone_flags)
@@ -133,6 +133,55 @@ int BPF_PROG(kptr_get_rcu_walked, struct task_struct *task, u64 clone_flags)
 	/* A forked child leads its own thread group. */
 	CHECK(leader->pid == task->pid);
 	rust_task_release(leader);
+	return 0;
+}
+
+/* A program written for bpf_task_acquire ports by renaming alone. */
+SEC("tp_btf/task_newtask")
+int BPF_PROG(acquire_rcu_walked, struct task_struct *task, u64 clone_flags)
+{
+	struct task_struct *leader;
+
+	if (!runner_forked())
+		return 0;
+
+	leader = rust_task_acquire(task->group_leader);
+	CHECK(leader);
+	if (!leader)
+		return 0;
+	found_pid = leader->pid;
+	CHECK(leader->pid == task->pid);
+	rust_task_release(leader);
+	return 0;
+}
+
+/* An RCU kptr loaded inside bpf_rcu_read_lock(): acquire takes it too. */
+SEC("tp_btf/task_newtask")
+int BPF_PROG(acquire_rcu_kptr, struct task_struct *task, u64 clone_flags)
+{
+	struct task_struct *stored, *acquired;
+	struct task_slot *slot;
+
+	if (!runner_forked())
+		return 0;
+
+	CHECK(!task_slot_store(task));
+	slot = task_slot();
+	if (!slot)
+		return 0;
+	bpf_rcu_read_lock();
+	stored = slot->task;
+	CHECK(stored);
+	if (stored) {
+		acquired = rust_task_acquire(stored);
+		CHECK(acquired);
+		if (acquired) {
+			found_pid = acquired->pid;
+			CHECK(acquired->pid == task->pid);
+			rust_task_release(acquired);
+		}
+	}
+	bpf_rcu_read_unlock();
 	return 0;
 }
 

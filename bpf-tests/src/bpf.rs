@@ -23,11 +23,43 @@ pub mod failure_skel {
     include!(concat!(env!("OUT_DIR"), "/task_kfuncs_failure.skel.rs"));
 }
 
+/// Skeleton of `progs/task_kfuncs_exiting.bpf.c`.
+pub mod exiting_skel {
+    include!(concat!(env!("OUT_DIR"), "/task_kfuncs_exiting.skel.rs"));
+}
+
+/// Skeleton of `progs/task_kfuncs_prog_types.bpf.c`.
+pub mod prog_types_skel {
+    include!(concat!(env!("OUT_DIR"), "/task_kfuncs_prog_types.skel.rs"));
+}
+
+/// Skeleton of `progs/task_kfuncs_privilege.bpf.c`.
+pub mod privilege_skel {
+    include!(concat!(env!("OUT_DIR"), "/task_kfuncs_privilege.skel.rs"));
+}
+
+/// Skeleton of `progs/task_kfuncs_privilege_vmlinux.bpf.c`.
+pub mod privilege_vmlinux_skel {
+    include!(concat!(
+        env!("OUT_DIR"),
+        "/task_kfuncs_privilege_vmlinux.skel.rs"
+    ));
+}
+
+/// Skeleton of `progs/task_kfuncs_scx.bpf.c`.
+pub mod scx_skel {
+    include!(concat!(env!("OUT_DIR"), "/task_kfuncs_scx.skel.rs"));
+}
+
 /// The object files behind the skeletons, for reading their BTF.
 pub const SUCCESS_OBJ: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/task_kfuncs_success.bpf.o"));
 pub const FAILURE_OBJ: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/task_kfuncs_failure.bpf.o"));
+pub const EXITING_OBJ: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/task_kfuncs_exiting.bpf.o"));
+pub const PROG_TYPES_OBJ: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/task_kfuncs_prog_types.bpf.o"));
 
 /// Everything libbpf printed since the last [`take_log`].
 static LOG: Mutex<String> = Mutex::new(String::new());

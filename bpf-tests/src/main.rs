@@ -15,10 +15,14 @@
 //! C kfuncs, and cases whose contract differs there are skipped with a reason.
 
 mod bpf;
+mod exiting;
 mod failure;
 mod kernel_log;
 mod lifecycle;
 mod module;
+mod privilege;
+mod prog_types;
+mod sched_ext;
 mod success;
 
 use std::path::PathBuf;
@@ -143,6 +147,10 @@ fn run(cli: Cli) -> Result<bool> {
     };
     let mut cases = success::cases()?;
     cases.extend(failure::cases()?);
+    cases.extend(exiting::cases()?);
+    cases.extend(prog_types::cases()?);
+    cases.extend(privilege::cases());
+    cases.extend(sched_ext::cases());
     cases.extend(lifecycle::cases());
     if let Some(filter) = cli.filter.as_deref() {
         // A case's full name runs just that case, anything else every case

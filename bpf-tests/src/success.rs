@@ -50,6 +50,8 @@ const CASES: &[(&str, &str, Trigger)] = &[
         Trigger::Fork,
     ),
     ("kptr_get_rcu_walked", "kptr_get_rcu_walked", Trigger::Fork),
+    ("acquire_rcu_walked", "acquire_rcu_walked", Trigger::Fork),
+    ("acquire_rcu_kptr", "acquire_rcu_kptr", Trigger::Fork),
     (
         "acquire_leave_in_map",
         "acquire_leave_in_map",
