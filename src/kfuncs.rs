@@ -138,10 +138,10 @@ fn check_set(module: &'static ThisModule) -> Result {
 /// a pointer the verifier trusts, or one loaded inside an RCU read-side
 /// critical section that is still open.
 unsafe fn tryget_rcu_users(p: *mut task_struct) -> *mut task_struct {
-    // SAFETY: `p` points to a live `task_struct` by the caller's contract.
-    // The field address comes from C: bindgen's `task_struct` layout is not
-    // reliable this deep into the struct (see `helpers.c`).
-    let rcu_users = unsafe { bindings::task_kfuncs_task_rcu_users(p) };
+    // SAFETY: `p` points to a live `task_struct` by the caller's contract;
+    // this only computes a field address. The build checks that bindgen's
+    // offset of `rcu_users` is C's (`bindings.rs`).
+    let rcu_users = unsafe { addr_of_mut!((*p).rcu_users) };
     // SAFETY: `rcu_users` points into that live task, and refcount
     // operations are atomic.
     let taken = unsafe { bindings::task_kfuncs_refcount_inc_not_zero(rcu_users) };
@@ -163,8 +163,13 @@ fn task_from_nr(nr: i32, find: impl FnOnce(i32) -> *mut bindings::pid) -> *mut t
     }
     let _rcu = rcu::Guard::new();
     let pid = find(nr);
-    // SAFETY: we are inside an RCU read section; `pid_task()` accepts NULL
-    // and returns NULL or a task whose memory is valid until the section ends.
+    if pid.is_null() {
+        // `pid_task()` would return NULL too; C's `find_task_by_pid_ns()`
+        // inlines it, so skipping the call keeps a miss as cheap as in C.
+        return ptr::null_mut();
+    }
+    // SAFETY: we are inside an RCU read section; `pid_task()` returns NULL
+    // or a task whose memory is valid until the section ends.
     let task = unsafe { bindings::pid_task(pid, bindings::pid_type_PIDTYPE_PID) };
     if task.is_null() {
         return ptr::null_mut();
@@ -337,7 +342,7 @@ pub(crate) unsafe extern "C" fn rust_task_from_pid(pid: i32) -> *mut task_struct
 #[no_mangle]
 pub(crate) unsafe extern "C" fn rust_task_from_vpid(vpid: i32) -> *mut task_struct {
     task_from_nr(vpid, |nr| {
-        // SAFETY: `get_current()` is always a valid task. Its `thread_pid`
+        // SAFETY: `current` is always a valid task. Its `thread_pid`
         // becomes NULL when the task is unhashed (`release_task()` ->
         // `__unhash_process()` -> `detach_pid()`): before its last
         // `schedule()` for a thread that reaps itself in `exit_notify()`,
@@ -348,7 +353,7 @@ pub(crate) unsafe extern "C" fn rust_task_from_vpid(vpid: i32) -> *mut task_stru
         // the pid's initial reference through `call_rcu()`, so the pid, and
         // the reference on its namespace it holds, outlive the RCU read
         // section of `task_from_nr` that we are in.
-        let ns = unsafe { bindings::task_active_pid_ns(bindings::get_current()) };
+        let ns = unsafe { bindings::task_active_pid_ns(bindings::task_kfuncs_get_current()) };
         if ns.is_null() {
             return ptr::null_mut();
         }
