@@ -304,6 +304,9 @@ macro_rules! btf_kfunc_set {
     ) => {
         ::core::arch::global_asm!(
             ".pushsection .BTF_ids,\"a\"",
+            // `struct btf_id_set8` is read as 4-byte words: keep the set aligned wherever the
+            // linker places it (a no-op where it already is, so the bytes stay those of C).
+            ".balign 4",
             // `NAME` is global (but hidden) so that the static below can refer to it from any
             // codegen unit; the C macros make it local because C needs no such reference.
             ::core::concat!(".globl ", ::core::stringify!($name)),
