@@ -7,10 +7,12 @@
 #   make clean
 #
 # The kernel must have CONFIG_RUST, CONFIG_DEBUG_INFO_BTF_MODULES and the
-# put_task_struct_rcu_user() export (qemu/patches/0001). After Kbuild links
-# the module, btfgen adds BTF for the Rust kfuncs (pahole skips Rust
-# compilation units) and the kernel's resolve_btfids fills in the kfunc id
-# set; see docs/btf-pipeline.md.
+# put_task_struct_rcu_user() export (qemu/patches/0001). This Makefile is a
+# convenience: it checks the kernel, builds btfgen and runs Kbuild, whose
+# include of rust-kfuncs/kfuncs.mk gives the Rust kfuncs their BTF (pahole
+# skips Rust) and the kfunc set its ids. A plain
+# `make -C <kernel build dir> M=$PWD` does the same once btfgen is built;
+# see docs/btf-pipeline.md.
 
 KDIR ?= /lib/modules/$(shell uname -r)/build
 LLVM ?= -19
@@ -20,14 +22,22 @@ LLVM ?= -19
 # that comes first in PATH out of the module build.
 RUST_BINDIR ?= /usr/bin
 BINDGEN ?= $(firstword $(shell command -v bindgen 2>/dev/null) $(wildcard $(HOME)/.cargo/bin/bindgen) bindgen)
+# The C helpers are inlined into the Rust code by linking them into it as
+# LLVM bitcode (see Kbuild). Bitcode is read only by the LLVM that wrote it
+# or a newer one, so it is compiled and linked with the clang and llvm-link
+# of rustc's own LLVM major version (rustc-web 1.96: LLVM 22, Debian's
+# clang-22 and llvm-22), whatever clang the kernel itself was built with.
+RUST_LLVM_MAJOR := $(shell $(RUST_BINDIR)/rustc --version --verbose 2>/dev/null | sed -n 's/^LLVM version: \([0-9]*\).*/\1/p')
+TASK_KFUNCS_BC_CC ?= clang-$(RUST_LLVM_MAJOR)
+TASK_KFUNCS_BC_LINK ?= llvm-link-$(RUST_LLVM_MAJOR)
+
 KTOOLS := RUSTC=$(RUST_BINDIR)/rustc HOSTRUSTC=$(RUST_BINDIR)/rustc \
 	RUSTDOC=$(RUST_BINDIR)/rustdoc RUSTFMT=$(RUST_BINDIR)/rustfmt \
-	CLIPPY_DRIVER=$(RUST_BINDIR)/clippy-driver BINDGEN=$(BINDGEN)
+	CLIPPY_DRIVER=$(RUST_BINDIR)/clippy-driver BINDGEN=$(BINDGEN) \
+	TASK_KFUNCS_BC_CC=$(TASK_KFUNCS_BC_CC) TASK_KFUNCS_BC_LINK=$(TASK_KFUNCS_BC_LINK)
 
 CARGO ?= cargo
-BTFGEN := $(CURDIR)/target/release/btfgen
 RESOLVE_BTFIDS_BIN := $(KDIR)/tools/bpf/resolve_btfids/resolve_btfids
-MODULE := task_kfuncs.ko
 
 all: modules
 
@@ -47,20 +57,34 @@ check-kdir:
 		echo "  apply qemu/patches/0001-exit-export-put_task_struct_rcu_user.patch to the kernel and rebuild it." >&2; exit 1; }
 	@test -x "$(RESOLVE_BTFIDS_BIN)" || { echo "error: $(RESOLVE_BTFIDS_BIN) is missing: the kernel build is incomplete." >&2; exit 1; }
 	@test -x "$(RUST_BINDIR)/rustc" || { echo "error: no rustc in RUST_BINDIR=$(RUST_BINDIR) (Debian: apt-get install rustc-web rust-web-src)." >&2; exit 1; }
+	@command -v $(TASK_KFUNCS_BC_CC) >/dev/null && command -v $(TASK_KFUNCS_BC_LINK) >/dev/null || { \
+		echo "error: $(TASK_KFUNCS_BC_CC) and $(TASK_KFUNCS_BC_LINK) are needed: rustc's LLVM is $(RUST_LLVM_MAJOR), and the C helpers" >&2; \
+		echo "  are linked into the Rust code as LLVM bitcode of that version (Debian: apt-get install clang-$(RUST_LLVM_MAJOR) llvm-$(RUST_LLVM_MAJOR)," >&2; \
+		echo "  or 'cargo xtask setup')." >&2; exit 1; }
 
-$(BTFGEN): FORCE
+# Where rust-kfuncs/kfuncs.mk finds it: target/release/btfgen.
+btfgen: FORCE
 	$(CARGO) build --quiet --release --package btfgen
 
-modules: check-kdir $(BTFGEN)
-	$(MAKE) -C "$(KDIR)" M="$(CURDIR)" LLVM=$(LLVM) $(KTOOLS) RESOLVE_BTFIDS=true modules
-	$(BTFGEN) --base "$(KDIR)/vmlinux" $(MODULE)
-	$(RESOLVE_BTFIDS_BIN) -b "$(KDIR)/vmlinux" $(MODULE)
+# Kbuild's dependency files name the kernel's generated headers relative to
+# the kernel build directory, so after a switch to another KDIR (e.g. the
+# normal and the debug test kernel) it would keep objects and bindings made
+# for the other kernel. Remember the last KDIR and start clean on a change.
+KDIR_STAMP := .task_kfuncs.kdir
+
+modules: check-kdir btfgen
+	@if [ "$$(cat $(KDIR_STAMP) 2>/dev/null)" != "$(abspath $(KDIR))" ]; then \
+		$(MAKE) --no-print-directory -C "$(KDIR)" M="$(CURDIR)" LLVM=$(LLVM) clean >/dev/null; \
+		rm -rf src/generated src/*.bc; \
+		echo "$(abspath $(KDIR))" > $(KDIR_STAMP); \
+	fi
+	$(MAKE) -C "$(KDIR)" M="$(CURDIR)" LLVM=$(LLVM) $(KTOOLS) modules
 
 clean:
 	@if [ -f "$(KDIR)/Makefile" ]; then $(MAKE) -C "$(KDIR)" M="$(CURDIR)" LLVM=$(LLVM) clean; fi
-	rm -rf src/generated
+	rm -rf src/generated src/*.bc $(KDIR_STAMP)
 
-.PHONY: all modules check-kdir clean FORCE
+.PHONY: all modules check-kdir btfgen clean FORCE
 
 # Format / check the module's Rust code the way the kernel does (rustfmt,
 # edition 2021, the kernel's .rustfmt.toml defaults).

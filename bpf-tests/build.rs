@@ -37,6 +37,8 @@ const ONCE: &[&str] = &[
     "task_kfuncs_privilege",
     "task_kfuncs_privilege_vmlinux",
     "task_kfuncs_scx",
+    "kfunc_sample",
+    "task_kfuncs_stress",
 ];
 
 /// The clang that compiles the programs; override with `BPF_CLANG`.

@@ -1,7 +1,13 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
- * Out-of-line wrappers for static inline kernel functions that the Rust
- * side of task_kfuncs calls. Same idea as rust/helpers/: no logic here.
+ * Wrappers for static inline kernel functions that the Rust side of
+ * task_kfuncs calls. Same idea as rust/helpers/: no logic here, only the
+ * kernel's own inline functions under names Rust can bind to.
+ *
+ * bindgen reads these prototypes (src/bindings_helper.h); the definitions
+ * in helpers.c are compiled to LLVM bitcode and linked into the Rust object
+ * so that LLVM inlines them (see Kbuild), so their bodies end up in the
+ * kfuncs exactly where a C caller would have them.
  */
 #ifndef TASK_KFUNCS_HELPERS_H
 #define TASK_KFUNCS_HELPERS_H
@@ -10,13 +16,15 @@
 #include <linux/refcount.h>
 #include <linux/types.h>
 
+struct module;
 struct bpf_prog;
 struct task_struct;
 
+struct task_struct *task_kfuncs_get_current(void);
 void task_kfuncs_rcu_read_lock(void);
 void task_kfuncs_rcu_read_unlock(void);
-refcount_t *task_kfuncs_task_rcu_users(struct task_struct *p);
 bool task_kfuncs_refcount_inc_not_zero(refcount_t *r);
+unsigned int task_kfuncs_module_btf_size(const struct module *mod);
 enum bpf_prog_type task_kfuncs_prog_type(const struct bpf_prog *prog);
 
 #endif /* TASK_KFUNCS_HELPERS_H */

@@ -15,10 +15,10 @@
 //! C header: [include/linux/sched/task.h](srctree/include/linux/sched/task.h)
 
 use crate::bindings::{self, task_struct};
-use crate::btf_ids::*;
+use crate::kfunc_btf::*;
 use crate::rcu;
 use core::ptr::{self, addr_of_mut};
-use kernel::error::{code::EACCES, to_result};
+use kernel::error::code::EACCES;
 use kernel::prelude::*;
 
 btf_kfunc_set! {
@@ -81,22 +81,48 @@ unsafe extern "C" fn prog_type_filter(prog: *const bindings::bpf_prog, _kfunc_id
 
 /// Registers [`TASK_KFUNC_SET`] with [`prog_type_filter`] for [`HOOKS`].
 ///
-/// Must be called from module init: kfunc sets cannot be unregistered, the
-/// kernel drops them together with the module's BTF. If one registration
-/// fails, init fails and the module (with whatever was registered) goes away.
+/// Must be called from module init (see [`BtfKfuncSet::register`]).
 pub(crate) fn register(module: &'static ThisModule) -> Result {
-    let kset = bindings::btf_kfunc_id_set {
-        owner: module.as_ptr(),
-        set: TASK_KFUNC_SET.as_ptr().cast(),
-        filter: Some(prog_type_filter),
-    };
-    for hook in HOOKS {
-        // SAFETY: `kset` is valid for the call and the kernel keeps none of
-        // it but `set` and `filter`: `set` points into this module's
-        // `.BTF_ids` and `filter` into its text, both living as long as the
-        // module and so as long as the module's BTF, where the kernel
-        // records them.
-        to_result(unsafe { bindings::register_btf_kfunc_id_set(hook, &kset) })?;
+    check_set(module)?;
+    TASK_KFUNC_SET.register(module, &HOOKS, Some(prog_type_filter))
+}
+
+/// Refuses to register a set that BPF could not use.
+///
+/// Without module BTF the kernel accepts the registration with only a
+/// warning and the module would load as a no-op; a set whose ids
+/// `resolve_btfids` left at 0 (the kfuncs missing from the module's BTF:
+/// btfgen did not run) or whose count it never filled in names nothing.
+/// Both are build mistakes: init fails and says how to fix it.
+fn check_set(module: &'static ThisModule) -> Result {
+    // SAFETY: `module` is this module, alive while its init runs.
+    if unsafe { bindings::task_kfuncs_module_btf_size(module.as_ptr()) } == 0 {
+        pr_err!("the module has no BTF (.BTF section): BPF could not see the kfuncs; build it with Kbuild including rust-kfuncs/kfuncs.mk, which runs btfgen\n");
+        return Err(ENOENT);
+    }
+    let set = TASK_KFUNC_SET.as_ptr().cast::<bindings::btf_id_set8>();
+    // SAFETY: `set` is the `struct btf_id_set8` of this module's `.BTF_ids`,
+    // alive as long as the module; it is only read.
+    let cnt = unsafe { (*set).cnt };
+    if cnt != TASK_KFUNC_SET.len() {
+        pr_err!(
+            "the kfunc id set holds {} of {} kfuncs: resolve_btfids did not process the module; build it with Kbuild including rust-kfuncs/kfuncs.mk\n",
+            cnt,
+            TASK_KFUNC_SET.len()
+        );
+        return Err(EINVAL);
+    }
+    for i in 0..cnt as usize {
+        // SAFETY: the set has `cnt` entries after its header (checked above
+        // against the number the macro emitted).
+        let id = unsafe { (*(*set).pairs.as_ptr().add(i)).id };
+        if id == 0 {
+            pr_err!(
+                "kfunc {} of the id set has no BTF id: the module's BTF lacks the kfuncs; build it with Kbuild including rust-kfuncs/kfuncs.mk, which runs btfgen\n",
+                i
+            );
+            return Err(ENOENT);
+        }
     }
     Ok(())
 }
@@ -112,10 +138,10 @@ pub(crate) fn register(module: &'static ThisModule) -> Result {
 /// a pointer the verifier trusts, or one loaded inside an RCU read-side
 /// critical section that is still open.
 unsafe fn tryget_rcu_users(p: *mut task_struct) -> *mut task_struct {
-    // SAFETY: `p` points to a live `task_struct` by the caller's contract.
-    // The field address comes from C: bindgen's `task_struct` layout is not
-    // reliable this deep into the struct (see `helpers.c`).
-    let rcu_users = unsafe { bindings::task_kfuncs_task_rcu_users(p) };
+    // SAFETY: `p` points to a live `task_struct` by the caller's contract;
+    // this only computes a field address. The build checks that bindgen's
+    // offset of `rcu_users` is C's (`bindings.rs`).
+    let rcu_users = unsafe { addr_of_mut!((*p).rcu_users) };
     // SAFETY: `rcu_users` points into that live task, and refcount
     // operations are atomic.
     let taken = unsafe { bindings::task_kfuncs_refcount_inc_not_zero(rcu_users) };
@@ -137,8 +163,13 @@ fn task_from_nr(nr: i32, find: impl FnOnce(i32) -> *mut bindings::pid) -> *mut t
     }
     let _rcu = rcu::Guard::new();
     let pid = find(nr);
-    // SAFETY: we are inside an RCU read section; `pid_task()` accepts NULL
-    // and returns NULL or a task whose memory is valid until the section ends.
+    if pid.is_null() {
+        // `pid_task()` would return NULL too; C's `find_task_by_pid_ns()`
+        // inlines it, so skipping the call keeps a miss as cheap as in C.
+        return ptr::null_mut();
+    }
+    // SAFETY: we are inside an RCU read section; `pid_task()` returns NULL
+    // or a task whose memory is valid until the section ends.
     let task = unsafe { bindings::pid_task(pid, bindings::pid_type_PIDTYPE_PID) };
     if task.is_null() {
         return ptr::null_mut();
@@ -311,7 +342,7 @@ pub(crate) unsafe extern "C" fn rust_task_from_pid(pid: i32) -> *mut task_struct
 #[no_mangle]
 pub(crate) unsafe extern "C" fn rust_task_from_vpid(vpid: i32) -> *mut task_struct {
     task_from_nr(vpid, |nr| {
-        // SAFETY: `get_current()` is always a valid task. Its `thread_pid`
+        // SAFETY: `current` is always a valid task. Its `thread_pid`
         // becomes NULL when the task is unhashed (`release_task()` ->
         // `__unhash_process()` -> `detach_pid()`): before its last
         // `schedule()` for a thread that reaps itself in `exit_notify()`,
@@ -322,7 +353,7 @@ pub(crate) unsafe extern "C" fn rust_task_from_vpid(vpid: i32) -> *mut task_stru
         // the pid's initial reference through `call_rcu()`, so the pid, and
         // the reference on its namespace it holds, outlive the RCU read
         // section of `task_from_nr` that we are in.
-        let ns = unsafe { bindings::task_active_pid_ns(bindings::get_current()) };
+        let ns = unsafe { bindings::task_active_pid_ns(bindings::task_kfuncs_get_current()) };
         if ns.is_null() {
             return ptr::null_mut();
         }

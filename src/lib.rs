@@ -6,7 +6,7 @@
 //! kptr_get, from_pid, from_vpid) that `kernel/bpf/helpers.c` provides in C,
 //! for tracing (fentry, fexit, tp_btf, iter), classic tracepoint, LSM,
 //! struct_ops and syscall programs, through a BTF kfunc id set declared in
-//! Rust ([`btf_ids`]). References are taken on
+//! Rust ([`kfunc_btf`], from the rust-kfuncs toolkit). References are taken on
 //! `task->rcu_users`, the same counter the kernel's own `bpf_task_acquire()`
 //! uses, so the two families interoperate; see `docs/refcount-rcu.md`.
 //!
@@ -15,7 +15,8 @@
 use kernel::prelude::*;
 
 mod bindings;
-mod btf_ids;
+#[path = "../rust-kfuncs/kfunc_btf.rs"]
+mod kfunc_btf;
 mod kfuncs;
 mod rcu;
 

@@ -10,9 +10,10 @@ use core::marker::PhantomData;
 /// An RCU read-side critical section, entered by [`Guard::new`] and left
 /// when the guard is dropped.
 ///
-/// The section is the real `rcu_read_lock()` / `rcu_read_unlock()` pair (out
-/// of line in `helpers.c`), so lockdep and `PROVE_RCU` see it as they see a C
-/// caller's.
+/// The section is the kernel's own `rcu_read_lock()` / `rcu_read_unlock()`
+/// pair (`helpers.c`, inlined here as in a C caller: with `PREEMPT_RCU` a
+/// call to `__rcu_read_lock()` plus the lockdep annotations), so lockdep and
+/// `PROVE_RCU` see it as they see a C caller's.
 ///
 /// # Invariants
 ///

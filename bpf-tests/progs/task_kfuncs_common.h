@@ -48,12 +48,8 @@ extern void bpf_rcu_read_lock(void) __ksym;
 extern void bpf_rcu_read_unlock(void) __ksym;
 
 #ifndef TASK_KFUNCS_C
-/* task_kfuncs.ko: the kfuncs under test. */
-extern struct task_struct *rust_task_acquire(struct task_struct *p) __ksym;
-extern void rust_task_release(struct task_struct *p) __ksym;
-extern struct task_struct *rust_task_kptr_get(struct task_struct *p) __ksym;
-extern struct task_struct *rust_task_from_pid(s32 pid) __ksym;
-extern struct task_struct *rust_task_from_vpid(s32 vpid) __ksym;
+/* task_kfuncs.ko: the kfuncs under test, declared from its BTF (btfgen --header). */
+#include "task_kfuncs.kfuncs.h"
 #define KF_ACQUIRE_NAME "rust_task_acquire"
 #define KF_RELEASE_NAME "rust_task_release"
 #define KF_KPTR_GET_NAME "rust_task_kptr_get"

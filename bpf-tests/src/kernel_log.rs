@@ -28,6 +28,16 @@ impl Mark {
     /// Remembers the end of the kernel log, and clears kmemleak's list of
     /// already known leaks so that only this run's are reported.
     pub fn now() -> Result<Self> {
+        let mark = Self::here()?;
+        if kmemleak_available() {
+            fs::write(KMEMLEAK, "clear").context("clearing kmemleak")?;
+        }
+        Ok(mark)
+    }
+
+    /// Remembers the end of the kernel log, and nothing else: for a check
+    /// of one case's window inside the run.
+    pub fn here() -> Result<Self> {
         let mut kmsg = OpenOptions::new()
             .read(true)
             .custom_flags(libc::O_NONBLOCK)
@@ -35,10 +45,26 @@ impl Mark {
             .context("opening /dev/kmsg (the runner must run as root in the test kernel)")?;
         kmsg.seek(SeekFrom::End(0))
             .context("seeking to the end of /dev/kmsg")?;
-        if kmemleak_available() {
-            fs::write(KMEMLEAK, "clear").context("clearing kmemleak")?;
-        }
         Ok(Mark { kmsg })
+    }
+
+    /// Every message logged since the mark (or the last read), one a line.
+    pub fn read_new(&mut self) -> io::Result<String> {
+        let mut out = String::new();
+        let mut buf = vec![0u8; 8192];
+        loop {
+            match self.kmsg.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    let record = String::from_utf8_lossy(&buf[..n]);
+                    out.push_str(record.split_once(';').map_or(&*record, |(_, m)| m));
+                }
+                Err(e) if e.raw_os_error() == Some(libc::EPIPE) => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
     }
 
     /// Fails if the kernel logged a line the policy denies since
@@ -83,7 +109,7 @@ impl Mark {
 }
 
 /// Whether kmemleak is there, mounting debugfs if needed.
-fn kmemleak_available() -> bool {
+pub(crate) fn kmemleak_available() -> bool {
     if !Path::new(KMEMLEAK).exists() {
         // SAFETY: all pointers are NUL-terminated strings that outlive the call.
         unsafe {
@@ -124,7 +150,7 @@ pub fn kmemleak_check() -> Outcome {
     }
 }
 
-fn kmemleak_report() -> Result<String> {
+pub(crate) fn kmemleak_report() -> Result<String> {
     // kmemleak reports objects older than 5 s that were unreferenced and
     // unchanged across two scans.
     sleep(Duration::from_secs(6));

@@ -14,13 +14,19 @@
 //!   use the kfuncs ([`lifecycle`]);
 //! - `c_kfuncs`: the success and rejection suites built against the
 //!   kernel's own C kfuncs ([`kfuncs_c`]);
+//! - `kfunc_sample`: the sample module of the rust-kfuncs toolkit
+//!   (samples/kfunc_sample), with `--sample-module PATH` ([`kfunc_sample`]);
+//! - `faults`: module load/unload under faults and races ([`faults`]);
+//! - `stress`: the kfuncs from every CPU at once ([`stress`]);
 //! - `kernel`: what the cases left behind, judged once after all of them
 //!   (module removal, the kernel log, kmemleak: [`kernel_log`]).
 
 pub mod bpf;
 pub mod exiting;
+pub mod faults;
 pub mod kernel_log;
 pub mod kfuncs_c;
+pub mod kfunc_sample;
 pub mod kfuncs_rust;
 pub mod lifecycle;
 pub mod module;
@@ -30,6 +36,7 @@ pub mod prog_types;
 pub mod runner;
 pub mod sanity;
 pub mod sched_ext;
+pub mod stress;
 
 use std::path::PathBuf;
 

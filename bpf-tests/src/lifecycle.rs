@@ -36,7 +36,7 @@ pub fn cases() -> Vec<Case> {
     ]
 }
 
-fn guarded(path: Option<&Path>, case: fn(&Path) -> Result<()>) -> Outcome {
+pub(crate) fn guarded(path: Option<&Path>, case: fn(&Path) -> Result<()>) -> Outcome {
     let Some(path) = path else {
         return Outcome::Skip("needs --module PATH".into());
     };

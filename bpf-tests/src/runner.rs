@@ -18,7 +18,7 @@ use harness::ktap::Writer;
 use libtest_mimic::{Arguments, Trial};
 
 use crate::{bpf, exiting, kernel_log, kfuncs_c, kfuncs_rust, lifecycle, module, sanity};
-use crate::{privilege, prog_types, sched_ext};
+use crate::{faults, kfunc_sample, privilege, prog_types, sched_ext, stress};
 use crate::{Case, Ctx, Outcome, Suite};
 
 /// Runs the task_kfuncs BPF selftests in the test kernel and prints KTAP.
@@ -29,6 +29,10 @@ pub struct Cli {
     /// again at the end); also enables the module lifecycle cases.
     #[arg(long, value_name = "PATH")]
     pub module: Option<PathBuf>,
+    /// kfunc_sample.ko (samples/kfunc_sample): also run its suite, which
+    /// insmods it first and rmmods it at the end.
+    #[arg(long, value_name = "PATH")]
+    pub sample_module: Option<PathBuf>,
     /// Print the verifier message each rejection case got.
     #[arg(short, long)]
     pub verbose: bool,
@@ -55,6 +59,10 @@ fn suites(cli: &Cli) -> Result<Vec<Suite>> {
     rust.extend(lifecycle::cases());
     let mut c = kfuncs_c::success::cases()?;
     c.extend(kfuncs_c::failure::cases()?);
+    let sample = match cli.sample_module.clone() {
+        Some(path) => kfunc_sample::cases(path)?,
+        None => Vec::new(),
+    };
     let mut judges = Vec::new();
     if cli.module.is_some() {
         judges.push(RMMOD_AT_EXIT);
@@ -67,6 +75,9 @@ fn suites(cli: &Cli) -> Result<Vec<Suite>> {
         },
         Suite::new(kfuncs_rust::SUITE, rust),
         Suite::new(kfuncs_c::SUITE, c),
+        Suite::new("kfunc_sample", sample),
+        Suite::new("faults", faults::cases()),
+        Suite::new("stress", stress::cases()),
         Suite {
             always: true,
             // Placeholders: the judges need the run's state, see `judge`.

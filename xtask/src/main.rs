@@ -10,6 +10,7 @@ mod module;
 mod run;
 mod selftests;
 mod setup;
+mod stress;
 mod test;
 mod util;
 mod vm;
@@ -68,6 +69,9 @@ enum Cmd {
         /// Seconds allowed for the whole run (default 1800, debug 3600).
         #[arg(long, value_name = "SECS")]
         timeout: Option<u64>,
+        /// Guest vCPUs (vng's default otherwise).
+        #[arg(long, value_name = "N")]
+        cpus: Option<u32>,
         /// The command to run in the guest.
         #[arg(last = true, required = true, value_name = "CMD")]
         cmd: Vec<String>,
@@ -86,6 +90,13 @@ enum Cmd {
         /// `rust/from_pid`, `host/`); the guest's sanity checks and kernel
         /// log judges run with any guest case.
         filter: Option<String>,
+    },
+    /// The long SMP stress run of the task kfuncs (2 vCPUs, panic_on_warn=1):
+    /// fixed operation counts, references balanced at the end, figures printed.
+    Stress {
+        /// Run it on the debug kernel (fewer operations).
+        #[arg(long)]
+        debug: bool,
     },
     /// Benchmark the Rust kfuncs against the kernel's C kfuncs in the guest
     /// and print the ratios (`bench -- --iters N --rounds N` to tune).
@@ -122,6 +133,7 @@ fn real_main() -> Result<()> {
             debug,
             kernel,
             timeout,
+            cpus,
             cmd,
         } => {
             setup::ensure(&cache)?;
@@ -132,6 +144,7 @@ fn real_main() -> Result<()> {
                 None => kernel::ensure_built(&checkout, &cache, Flavour::new(debug))?,
             };
             let mut opts = vm::VmOptions::new(kdir, debug);
+            opts.cpus = cpus;
             if let Some(secs) = timeout {
                 opts.timeout = std::time::Duration::from_secs(secs);
             }
@@ -145,6 +158,7 @@ fn real_main() -> Result<()> {
         }
         Cmd::Run => run::run(&checkout, &cache),
         Cmd::Test { debug, filter } => test::test(&checkout, &cache, debug, filter.as_deref()),
+        Cmd::Stress { debug } => stress::stress(&checkout, &cache, debug),
         Cmd::Bench { args } => bench::bench(&checkout, &cache, &args),
     }
 }

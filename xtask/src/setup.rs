@@ -40,6 +40,11 @@ pub const APT_PACKAGES: &[&str] = &[
     "lld-19",
     "llvm-19",
     "libclang-19-dev",
+    // LLVM 22, the LLVM of rustc-web 1.96: the module's C helpers are
+    // compiled to LLVM bitcode and linked into the Rust code (Kbuild), which
+    // needs the clang and llvm-link of rustc's own LLVM
+    "clang-22",
+    "llvm-22",
     // Rust 1.96 with its library source: what the kernel's Rust support wants
     "rustc-web",
     "rust-web-src",
@@ -58,6 +63,9 @@ pub const APT_PACKAGES: &[&str] = &[
     "udev",
     "kmod",
     "python3-venv",
+    // `cargo xtask bench`: objdump for the code comparison, a font for the plot
+    "binutils",
+    "fonts-dejavu-core",
 ];
 
 /// bindgen-cli version the kernel's Rust build is known to work with.

@@ -72,6 +72,10 @@ pub struct VmOptions {
     /// Put in front of every line of guest output we echo (`test` uses
     /// `"# "` so that guest output reads as TAP comments).
     pub echo_prefix: &'static str,
+    /// Guest vCPUs (`vng --cpus`); None leaves vng's default.
+    pub cpus: Option<u32>,
+    /// Extra kernel command line options (`vng --append`).
+    pub append: Vec<&'static str>,
 }
 
 impl VmOptions {
@@ -84,6 +88,8 @@ impl VmOptions {
             boot_timeout: Duration::from_secs(boot),
             timeout: Duration::from_secs(total),
             echo_prefix: "",
+            cpus: None,
+            append: Vec::new(),
         }
     }
 }
@@ -224,6 +230,8 @@ pub fn accel(cache: &Path, kdir: &Path) -> Result<Accel> {
             boot_timeout: Duration::from_secs(60),
             timeout: Duration::from_secs(60),
             echo_prefix: "",
+            cpus: None,
+            append: Vec::new(),
         };
         match boot(cache, &probe, Accel::Kvm, "true", false) {
             Ok(outcome) if outcome.exit_code == 0 => {
@@ -302,8 +310,17 @@ fn boot(
         // window and panic ("IO-APIC + timer doesn't work!"); QEMU's timer
         // is known good, so skip the check as KVM guests commonly do.
         .args(["--append", "no_timer_check"]);
+    for option in &opts.append {
+        cmd.args(["--append", option]);
+    }
+    if let Some(cpus) = opts.cpus {
+        cmd.args(["--cpus", &cpus.to_string()]);
+    }
     if accel == Accel::Tcg {
         cmd.arg("--disable-kvm");
+    }
+    if let Some(cpus) = opts.cpus {
+        cmd.args(["--cpus", &cpus.to_string()]);
     }
     cmd.arg("--exec")
         .arg(format!("echo '{MARKER}' >&2; {command}"));

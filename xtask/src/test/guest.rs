@@ -33,10 +33,19 @@ pub struct Selection {
 }
 
 /// Asks the runner (on the host: listing needs no kernel) for its cases.
-pub fn select(runner: &Path, ko: &Path, filter: Option<&str>) -> Result<Selection> {
+pub fn select(
+    runner: &Path,
+    ko: &Path,
+    sample: Option<&Path>,
+    filter: Option<&str>,
+) -> Result<Selection> {
     let list = |filter: Option<&str>| -> Result<Vec<String>> {
         let mut cmd = Command::new(runner);
-        cmd.arg("--list").arg("--module").arg(ko).args(filter);
+        cmd.arg("--list").arg("--module").arg(ko);
+        if let Some(sample) = sample {
+            cmd.arg("--sample-module").arg(sample);
+        }
+        cmd.args(filter);
         Ok(util::output(&mut cmd)?
             .lines()
             .filter_map(|l| l.strip_suffix(": test"))
@@ -65,7 +74,8 @@ fn watchdog(debug: bool) -> Duration {
     Duration::from_secs(secs)
 }
 
-/// Boots once, runs the selected cases, records every one of them.
+/// Boots once, runs the selected cases (with `env`, `K=V` words, in the
+/// runner's environment), records every one of them.
 #[allow(clippy::too_many_arguments)]
 pub fn run(
     report: &mut Report,
@@ -75,17 +85,32 @@ pub fn run(
     debug: bool,
     runner: &Path,
     ko: &Path,
+    sample: Option<&Path>,
     filter: Option<&str>,
     selection: &Selection,
+    env: &[&str],
 ) {
     let script = checkout.join("xtask/guest/test.sh");
-    let mut words = vec![
+    // `env K=V ...`: variables for the runner (quoting-proof).
+    let mut words: Vec<String> = if env.is_empty() {
+        Vec::new()
+    } else {
+        std::iter::once("env")
+            .chain(env.iter().copied())
+            .map(str::to_string)
+            .collect()
+    };
+    words.extend([
         "bash".to_string(),
         script.to_string_lossy().into_owned(),
         runner.to_string_lossy().into_owned(),
         ko.to_string_lossy().into_owned(),
         watchdog(debug).as_secs().to_string(),
-    ];
+    ]);
+    if let Some(sample) = sample {
+        words.push("--sample-module".into());
+        words.push(sample.to_string_lossy().into_owned());
+    }
     words.extend(filter.map(str::to_string));
     let command = words
         .iter()

@@ -44,6 +44,7 @@ pub fn build_and_list(checkout: &Path, kdir: &Path) -> Result<Vec<HostTest>> {
     ])
     .current_dir(checkout)
     .env("TASK_KFUNCS_KDIR", kdir)
+    .env("RUST_KFUNCS_KDIR", kdir)
     .stdin(Stdio::null())
     .stdout(Stdio::piped())
     .stderr(Stdio::inherit());
@@ -109,6 +110,7 @@ pub fn run(tests: Vec<HostTest>, kdir: &Path) -> Vec<Ran> {
             .current_dir(&t.dir)
             .env("CARGO_MANIFEST_DIR", &t.dir)
             .env("TASK_KFUNCS_KDIR", kdir)
+            .env("RUST_KFUNCS_KDIR", kdir)
             .stdin(Stdio::null())
             .output();
         let outcome = match output {

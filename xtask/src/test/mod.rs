@@ -8,9 +8,13 @@
 //! 2. xtask's own: one boot, `vm -- 'exit 3'` exits 3 (the exit code the
 //!    guest part relies on; the guest suite's own exit code must agree with
 //!    its verdicts, which covers 0).
-//! 3. Guest: task_kfuncs.ko and the BPF selftest runner are built on the
-//!    host; one boot runs the runner, whose KTAP becomes one case per
-//!    runner case ([`guest`]).
+//! 3. Toolkit: the rust-kfuncs sample module (samples/kfunc_sample) is
+//!    built, and plain-Kbuild builds of both modules and their checked-in
+//!    `*.kfuncs.h` headers are checked ([`toolkit`], `toolkit/...` cases).
+//! 4. Guest: task_kfuncs.ko and the BPF selftest runner are built on the
+//!    host; one boot (2 vCPUs for the stress suite) runs the runner, with
+//!    the sample module, whose KTAP becomes one case per runner case
+//!    ([`guest`]).
 //!
 //! A case runs when its name contains FILTER (the runner applies the same
 //! rule to its cases, and adds its sanity checks and kernel-log judges to
@@ -18,9 +22,10 @@
 //! cannot run counts as failed, with the reason. Every case also lands in
 //! `target/xtask/results.xml` (JUnit, [`report`]).
 
-mod guest;
+pub(crate) mod guest;
 mod host;
-mod report;
+pub(crate) mod report;
+mod toolkit;
 
 use std::path::Path;
 use std::process;
@@ -109,6 +114,9 @@ fn run(
     // against its verdicts on every run, which covers 0 on a green run).
     let opts = vm::VmOptions {
         echo_prefix: "# ",
+        // The stress suite needs SMP, and a task_struct slab of its own.
+        cpus: Some(crate::stress::CPUS),
+        append: vec!["slab_nomerge"],
         ..vm::VmOptions::new(kdir.clone(), flavour == Flavour::Debug)
     };
     let name = "xtask/vm_exit_code_passes_through";
@@ -142,6 +150,36 @@ fn run(
     };
     let ko = ko.map_err(|e| r.fail("build/module", &e)).ok();
     lap("module built");
+    // The toolkit: the sample module, plain-Kbuild builds, fresh headers.
+    let sample = toolkit::build_sample(checkout, cache, &kdir)
+        .map_err(|e| r.fail("build/kfunc_sample", &e))
+        .ok();
+    if let (Some(ko), Some(sample)) = (&ko, &sample) {
+        let names = ["toolkit/plain_kbuild_same_btf/", "toolkit/kfuncs_h_fresh/"];
+        if names.iter().any(|n| filter.is_none_or(|f| n.contains(f) || f.starts_with(n))) {
+            for (name, result) in toolkit::checks(
+                checkout,
+                cache,
+                &kdir,
+                &[(".", ko.as_path()), ("samples/kfunc_sample", sample.as_path())],
+            ) {
+                if !selected(&name, filter) {
+                    r.filtered_out(1);
+                    continue;
+                }
+                r.record(
+                    &name,
+                    match result {
+                        Ok(()) => Outcome::Pass,
+                        Err(e) => Outcome::fail(format!("{e:#}")),
+                    },
+                );
+            }
+        } else {
+            r.filtered_out(4);
+        }
+        lap("toolkit checks");
+    }
     let bins = selftests::build(checkout, &kdir)
         .map_err(|e| r.fail("build/selftests", &e))
         .ok();
@@ -156,6 +194,7 @@ fn run(
             filter,
             &bins.runner,
             &ko,
+            sample.as_deref(),
             &mut lap,
         );
     }
@@ -188,9 +227,10 @@ fn guest(
     filter: Option<&str>,
     runner: &Path,
     ko: &Path,
+    sample: Option<&Path>,
     lap: &mut impl FnMut(&str),
 ) {
-    match guest::select(runner, ko, filter) {
+    match guest::select(runner, ko, sample, filter) {
         Ok(selection) => {
             r.filtered_out(selection.filtered_out);
             lap("guest cases listed");
@@ -203,8 +243,10 @@ fn guest(
                     flavour == Flavour::Debug,
                     runner,
                     ko,
+                    sample,
                     filter,
                     &selection,
+                    &[],
                 );
                 lap("guest run");
             }

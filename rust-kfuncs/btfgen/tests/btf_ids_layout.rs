@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! src/btf_ids.rs against include/linux/btf_ids.h.
+//! rust-kfuncs/kfunc_btf.rs against include/linux/btf_ids.h.
 //!
 //! The same kfunc sets are declared with `btf_kfunc_set!` (tests/fixtures/layout.rs, built with
 //! rustc) and with `BTF_KFUNCS_START`/`BTF_ID_FLAGS`/`BTF_KFUNCS_END` (tests/fixtures/layout.c,
@@ -10,17 +10,16 @@
 
 mod common;
 
-#[path = "../../src/btf_ids.rs"]
-mod btf_ids;
+#[path = "../../kfunc_btf.rs"]
+mod kfunc_btf;
 
 use std::path::Path;
-use std::process::Command;
 
-use btf_ids::*;
 use common::*;
+use kfunc_btf::*;
 use object::{Object, ObjectSection, ObjectSymbol, SectionFlags, SymbolKind};
 
-/// Every `KF_*` flag btf_ids.rs defines, by its C name.
+/// Every `KF_*` flag kfunc_btf.rs defines, by its C name.
 const RUST_FLAGS: &[(&str, u32)] = &[
     ("KF_ACQUIRE", KF_ACQUIRE),
     ("KF_RELEASE", KF_RELEASE),
@@ -76,7 +75,7 @@ fn flags_match_include_linux_btf_h() {
         assert_eq!(
             rust.map(|(_, v)| *v),
             Some(*value),
-            "{name}: btf.h says {value:#x}, btf_ids.rs {rust:?}"
+            "{name}: btf.h says {value:#x}, kfunc_btf.rs {rust:?}"
         );
     }
     for (name, _) in RUST_FLAGS {
@@ -162,39 +161,14 @@ fn layout(path: &Path) -> Layout {
 /// Compiles tests/fixtures/layout.c with the kernel's btf_ids.h.
 fn c_object(dir: &Path) -> std::path::PathBuf {
     let src = ksrc();
-    // Just enough of linux/types.h and linux/compiler*.h for btf_ids.h; stringify.h is the
-    // kernel's own.
-    let stub = dir.join("stub");
-    std::fs::create_dir_all(stub.join("linux")).unwrap();
-    std::fs::write(stub.join("linux/types.h"), "typedef unsigned int u32;\n").unwrap();
-    std::fs::write(
-        stub.join("linux/compiler.h"),
-        "#define ___PASTE(a,b) a##b\n#define __PASTE(a,b) ___PASTE(a,b)\n",
-    )
-    .unwrap();
-    std::fs::write(
-        stub.join("linux/compiler_attributes.h"),
-        "#define __maybe_unused __attribute__((__unused__))\n",
-    )
-    .unwrap();
+    let stub = btf_ids_h_stub(dir);
     let flags: String = c_flag_defines(&src.join("include/linux/btf.h"), "KF_")
         .into_iter()
         .map(|(_, _, line)| line + "\n")
         .collect();
     std::fs::write(stub.join("kf_flags.h"), flags).unwrap();
 
-    let out = dir.join("layout_c.o");
-    run(Command::new("clang-19")
-        .args(["-c", "-O2", "--target=x86_64-linux-gnu", "-nostdinc"])
-        .arg("-I")
-        .arg(&stub)
-        .arg("-I")
-        .arg(src.join("include"))
-        .arg("-DCONFIG_DEBUG_INFO_BTF=1")
-        .arg(fixture("layout.c"))
-        .arg("-o")
-        .arg(&out));
-    out
+    clang_obj(dir, "layout.c", &stub, false)
 }
 
 #[test]

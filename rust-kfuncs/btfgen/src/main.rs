@@ -28,8 +28,19 @@ struct Cli {
     #[arg(long, env = "BTFGEN_OBJCOPY", default_value = "llvm-objcopy-19")]
     objcopy: String,
     /// Print each prototype added.
-    #[arg(short, long)]
+    #[arg(short, long, conflicts_with = "quiet")]
     verbose: bool,
+    /// Print nothing but errors (Kbuild's BTF step runs it so).
+    #[arg(short, long)]
+    quiet: bool,
+    /// Leave a module without kfunc sets unchanged instead of failing (for Kbuild, which runs
+    /// btfgen on every module of the directory).
+    #[arg(long)]
+    allow_no_kfuncs: bool,
+    /// Then write the BPF-side declarations of the module's kfuncs (`extern ... __ksym;`),
+    /// generated from its BTF, to this C header.
+    #[arg(long, value_name = "FILE.h")]
+    header: Option<PathBuf>,
     /// The module (.ko) to process.
     #[arg(value_name = "MODULE")]
     module: PathBuf,
@@ -42,11 +53,30 @@ fn main() -> ExitCode {
         module: cli.module.clone(),
         output: cli.output,
         objcopy: cli.objcopy,
+        allow_no_kfuncs: cli.allow_no_kfuncs,
     };
-    match btfgen::run(&opts) {
+    let result = btfgen::run(&opts).and_then(|outcome| {
+        if let Some(header) = &cli.header {
+            let written = opts.output.as_deref().unwrap_or(&opts.module);
+            let stem = header
+                .file_stem()
+                .map(|s| s.to_string_lossy().to_uppercase().replace(['-', '.'], "_"))
+                .unwrap_or_default();
+            let text = btfgen::header(&opts.base, written, &format!("__{stem}_H"))?;
+            std::fs::write(header, text)
+                .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", header.display()))?;
+        }
+        Ok(outcome)
+    });
+    match result {
         Ok(outcome) => {
             let module = cli.module.display();
-            if outcome.added.is_empty() {
+            if cli.quiet {
+                return ExitCode::SUCCESS;
+            }
+            if outcome.sets.is_empty() {
+                println!("btfgen: {module}: no kfunc sets, nothing to do");
+            } else if outcome.added.is_empty() {
                 println!(
                     "btfgen: {module}: BTF already present for {} kfunc(s), nothing to do",
                     outcome.already_present.len()

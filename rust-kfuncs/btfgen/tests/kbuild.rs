@@ -1,10 +1,11 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! End to end with Kbuild: a Rust module using `btf_kfunc_set!` (tests/fixtures/module.rs) is
-//! built against `TASK_KFUNCS_KDIR` the way the project's Makefile builds task_kfuncs.ko, then
-//! btfgen and resolve_btfids run on it, and bpftool and the `.BTF_ids` bytes are checked.
+//! End to end with Kbuild: a Rust module using `btf_kfunc_set!` (tests/fixtures/module.rs) and
+//! `include .../kfuncs.mk` is built against `RUST_KFUNCS_KDIR` with a plain
+//! `make -C $KDIR M=$PWD modules`; the include must have run btfgen and resolve_btfids in Kbuild's
+//! BTF step, which bpftool and the `.BTF_ids` bytes show.
 //!
-//! The kernel's Rust toolchain is taken from `TASK_KFUNCS_RUST_BINDIR` (default /usr/bin, Debian's
+//! The kernel's Rust toolchain is taken from `RUST_KFUNCS_RUST_BINDIR` (default /usr/bin, Debian's
 //! rustc-web), LLVM=-19.
 
 mod common;
@@ -24,24 +25,30 @@ const KFUNCS: &[(&str, u32)] = &[
 ];
 
 #[test]
-fn kbuild_btfgen_resolve_btfids() {
+fn plain_kbuild_runs_btfgen_and_resolve_btfids() {
     let kdir = kdir();
     let dir = scratch("kbuild");
-    let btf_ids = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../src/btf_ids.rs");
-    let source = std::fs::read_to_string(fixture("module.rs"))
-        .unwrap()
-        .replace(
-            "BTF_IDS_RS",
-            &btf_ids.canonicalize().unwrap().to_string_lossy(),
-        );
+    let toolkit = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .canonicalize()
+        .unwrap();
+    let fixture_source = std::fs::read_to_string(fixture("module.rs")).unwrap();
+    assert!(fixture_source.contains("@KFUNC_BTF_RS@"));
+    let source = fixture_source.replace(
+        "@KFUNC_BTF_RS@",
+        &toolkit.join("kfunc_btf.rs").to_string_lossy(),
+    );
     std::fs::write(dir.join("btfgen_test.rs"), source).unwrap();
     std::fs::write(
         dir.join("Kbuild"),
-        "obj-m := btfgen_test.o\nrustflags-y += -Zmerge-functions=disabled\n",
+        format!(
+            "obj-m := btfgen_test.o\ninclude {}/kfuncs.mk\n",
+            toolkit.display()
+        ),
     )
     .unwrap();
 
-    let bindir = std::env::var("TASK_KFUNCS_RUST_BINDIR").unwrap_or("/usr/bin".into());
+    let bindir = std::env::var("RUST_KFUNCS_RUST_BINDIR").unwrap_or("/usr/bin".into());
     let make = run(Command::new("make")
         .arg("-C")
         .arg(&kdir)
@@ -49,30 +56,14 @@ fn kbuild_btfgen_resolve_btfids() {
         .arg("LLVM=-19")
         .arg(format!("RUSTC={bindir}/rustc"))
         .arg(format!("HOSTRUSTC={bindir}/rustc"))
-        .arg("RESOLVE_BTFIDS=true")
+        .arg(format!("KFUNC_BTFGEN={}", env!("CARGO_BIN_EXE_btfgen")))
         .arg("-j2")
         .arg("modules"));
     let log =
         String::from_utf8_lossy(&make.stdout).into_owned() + &String::from_utf8_lossy(&make.stderr);
     assert!(!log.contains("warning:"), "the module build warns:\n{log}");
+    assert!(!log.contains("WARN:"), "resolve_btfids warns:\n{log}");
     let ko = dir.join("btfgen_test.ko");
-
-    let out = run(Command::new(env!("CARGO_BIN_EXE_btfgen"))
-        .arg("--base")
-        .arg(kdir.join("vmlinux"))
-        .arg(&ko));
-    assert!(
-        String::from_utf8_lossy(&out.stdout)
-            .contains("added BTF for 4 kfunc(s) of set(s) BTFGEN_TEST_SET"),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    run(
-        Command::new(kdir.join("tools/bpf/resolve_btfids/resolve_btfids"))
-            .arg("-b")
-            .arg(kdir.join("vmlinux"))
-            .arg(&ko),
-    );
 
     // The FUNCs, as BPF sees them.
     let base = Btf::parse(&kdir.join("vmlinux")).unwrap();

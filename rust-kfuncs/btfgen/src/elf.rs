@@ -93,45 +93,66 @@ pub fn aliases(file: &object::File<'_>, name: &str) -> Vec<String> {
         .collect()
 }
 
-/// The contents of `.BTF`, or `None` when the object has no such section.
-pub fn btf_section(file: &object::File<'_>) -> Result<Option<Vec<u8>>> {
-    let Some(section) = file.section_by_name(".BTF") else {
+/// The contents of section `name`, or `None` when the object has no such section.
+pub fn section(file: &object::File<'_>, name: &str) -> Result<Option<Vec<u8>>> {
+    let Some(section) = file.section_by_name(name) else {
         return Ok(None);
     };
-    let data = section.data().context("cannot read .BTF")?;
+    let data = section
+        .data()
+        .with_context(|| format!("cannot read {name}"))?;
     Ok(Some(data.to_vec()))
+}
+
+/// The contents of `.BTF`, or `None` when the object has no such section.
+pub fn btf_section(file: &object::File<'_>) -> Result<Option<Vec<u8>>> {
+    section(file, ".BTF")
 }
 
 /// Replaces the `.BTF` section of `input` with `data`, writing the result to `output`
 /// (which may be `input`), with `objcopy` (GNU or LLVM; both can resize a section of a
 /// relocatable object).
 pub fn write_btf_section(objcopy: &str, input: &Path, output: &Path, data: &[u8]) -> Result<()> {
+    write_sections(objcopy, input, output, &[(".BTF", data)])
+}
+
+/// Replaces existing sections of `input` with new contents, as [`write_btf_section`].
+pub fn write_sections(
+    objcopy: &str,
+    input: &Path,
+    output: &Path,
+    sections: &[(&str, &[u8])],
+) -> Result<()> {
     let dir = output
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(
-        ".{}.btfgen.{}",
-        output
-            .file_name()
-            .map(|n| n.to_string_lossy())
-            .unwrap_or_default(),
-        std::process::id()
-    ));
-    std::fs::write(&tmp, data).with_context(|| format!("cannot write {}", tmp.display()))?;
-    let status = Command::new(objcopy)
-        .arg("--update-section")
-        .arg(format!(".BTF={}", tmp.display()))
-        .arg(input)
-        .arg(output)
-        .status();
-    let _ = std::fs::remove_file(&tmp);
+    let mut cmd = Command::new(objcopy);
+    let mut tmps = Vec::new();
+    for (name, data) in sections {
+        let tmp = dir.join(format!(
+            ".{}{name}.btfgen.{}",
+            output
+                .file_name()
+                .map(|n| n.to_string_lossy())
+                .unwrap_or_default(),
+            std::process::id()
+        ));
+        std::fs::write(&tmp, data).with_context(|| format!("cannot write {}", tmp.display()))?;
+        cmd.arg("--update-section")
+            .arg(format!("{name}={}", tmp.display()));
+        tmps.push(tmp);
+    }
+    let status = cmd.arg(input).arg(output).status();
+    for tmp in tmps {
+        let _ = std::fs::remove_file(&tmp);
+    }
     let status = status.with_context(|| {
         format!("cannot run {objcopy}; install llvm-19 or pass --objcopy <path to objcopy>")
     })?;
     if !status.success() {
         bail!(
-            "{objcopy} --update-section .BTF failed on {} ({status})",
+            "{objcopy} --update-section failed on {} ({status})",
             input.display()
         );
     }
@@ -144,18 +165,15 @@ mod tests {
 
     #[test]
     fn strip_unique_cuts_like_resolve_btfids() {
-        assert_eq!(
-            strip_unique("rust_task_acquire__0"),
-            Some("rust_task_acquire")
-        );
+        assert_eq!(strip_unique("kf_task_acquire__0"), Some("kf_task_acquire"));
         assert_eq!(
             strip_unique("bpf_task_release__1234"),
             Some("bpf_task_release")
         );
         assert_eq!(strip_unique("a__b__7"), Some("a__b"));
         // resolve_btfids rejects a suffix containing '_' or a missing name.
-        assert_eq!(strip_unique("rust_task_acquire__x_1"), None);
-        assert_eq!(strip_unique("rust_task_acquire"), None);
+        assert_eq!(strip_unique("kf_task_acquire__x_1"), None);
+        assert_eq!(strip_unique("kf_task_acquire"), None);
         assert_eq!(strip_unique("__1"), None);
     }
 }

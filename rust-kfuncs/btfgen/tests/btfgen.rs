@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! btfgen against real objects: a Rust fixture compiled at test time (tests/fixtures/kfuncs.rs)
-//! and the vmlinux of `TASK_KFUNCS_KDIR`.
+//! and the vmlinux of `RUST_KFUNCS_KDIR`.
 
 mod common;
 
@@ -16,14 +16,16 @@ use object::{Object, ObjectSection, ObjectSymbol};
 const BTF_KIND_PTR: u32 = 2;
 const BTF_KIND_FUNC: u32 = 12;
 const BTF_KIND_FUNC_PROTO: u32 = 13;
-const BTF_FUNC_GLOBAL: u16 = 1;
+/// pahole gives every FUNC static linkage (a Debian 6.12 vmlinux has
+/// `FUNC 'bpf_task_acquire' ... linkage=static`), kfuncs included; btfgen does the same.
+const BTF_FUNC_STATIC: u16 = 0;
 
 /// The fixture's set, with the flags `btf_kfunc_set!` lists.
 const KFUNCS: &[(&str, u32)] = &[
-    ("rust_task_acquire", 0x01 | 0x10 | 0x04),
-    ("rust_task_release", 0x02),
-    ("rust_task_from_pid", 0x01 | 0x04),
-    ("rust_test_ints", 0),
+    ("kf_task_acquire", 0x01 | 0x10 | 0x04),
+    ("kf_task_release", 0x02),
+    ("kf_task_from_pid", 0x01 | 0x04),
+    ("kf_test_ints", 0),
 ];
 
 fn btfgen(module: &Path, output: &Path) -> anyhow::Result<Outcome> {
@@ -32,6 +34,7 @@ fn btfgen(module: &Path, output: &Path) -> anyhow::Result<Outcome> {
         module: module.to_owned(),
         output: Some(output.to_owned()),
         objcopy: OBJCOPY.into(),
+        allow_no_kfuncs: false,
     })
 }
 
@@ -75,7 +78,7 @@ fn finds_the_set_and_its_kfuncs() {
     let ids = elf::btf_ids(&object::File::parse(&*data).unwrap()).unwrap();
     assert_eq!(ids.sets, ["TEST_KFUNC_SET", "EXTRA_SET"]);
     let mut want: Vec<_> = KFUNCS.iter().map(|(n, _)| n.to_string()).collect();
-    want.push("rust_task_from_vpid".into());
+    want.push("kf_task_from_vpid".into());
     assert_eq!(ids.funcs, want);
 }
 
@@ -104,10 +107,10 @@ fn writes_a_func_and_proto_per_kfunc_on_vmlinux_types() {
             id >= start,
             "{name}: FUNC must be in the module part, got id {id}"
         );
-        assert_eq!(f.vlen, BTF_FUNC_GLOBAL, "{name}: linkage must be global");
+        assert_eq!(f.vlen, BTF_FUNC_STATIC, "{name}: linkage must be pahole's");
     }
 
-    let (_, _, acquire) = func(&btf, "rust_task_acquire");
+    let (_, _, acquire) = func(&btf, "kf_task_acquire");
     assert!(
         is_task_ptr(acquire.size_or_type),
         "acquire must return struct task_struct *"
@@ -116,16 +119,16 @@ fn writes_a_func_and_proto_per_kfunc_on_vmlinux_types() {
     assert_eq!(acquire.params[0].0, "p");
     assert!(is_task_ptr(acquire.params[0].1));
 
-    let (_, _, release) = func(&btf, "rust_task_release");
+    let (_, _, release) = func(&btf, "kf_task_release");
     assert_eq!(release.size_or_type, 0, "release must return void");
     assert_eq!(release.params[0].0, "p");
     assert!(is_task_ptr(release.params[0].1));
 
-    let (_, _, from_pid) = func(&btf, "rust_task_from_pid");
+    let (_, _, from_pid) = func(&btf, "kf_task_from_pid");
     assert!(is_task_ptr(from_pid.size_or_type));
     assert_eq!(from_pid.params, [("pid".to_owned(), int)]);
 
-    let (_, _, ints) = func(&btf, "rust_test_ints");
+    let (_, _, ints) = func(&btf, "kf_test_ints");
     assert_eq!(ints.size_or_type, int);
     let names: Vec<_> = ints
         .params
@@ -165,11 +168,29 @@ fn bpftool_reads_the_generated_btf() {
     let dump = String::from_utf8(dump.stdout).unwrap();
     for (name, _) in KFUNCS {
         assert!(
-            dump.contains(&format!("FUNC '{name}' type_id=")) && dump.contains("linkage=global"),
+            dump.contains(&format!("FUNC '{name}' type_id=")) && dump.contains("linkage=static"),
             "bpftool does not show FUNC {name}:\n{dump}"
         );
     }
     assert!(dump.contains("'pid' type_id="), "{dump}");
+    // Each FUNC is followed by its bpf_kfunc tag, as pahole writes a C kfunc.
+    let lines: Vec<_> = dump.lines().collect();
+    for (name, _) in KFUNCS {
+        let at = lines
+            .iter()
+            .position(|l| l.contains(&format!("FUNC '{name}' type_id=")))
+            .unwrap();
+        let id = lines[at].trim_start_matches('[').split(']').next().unwrap();
+        let want = format!("DECL_TAG 'bpf_kfunc' type_id={id} component_idx=-1");
+        assert_eq!(
+            lines
+                .get(at + 1)
+                .and_then(|l| l.split_once("] "))
+                .map(|x| x.1),
+            Some(want.as_str()),
+            "{name}"
+        );
+    }
 }
 
 #[test]
@@ -204,7 +225,7 @@ fn appends_to_existing_module_btf() {
     let out2 = dir.join("extra-out.ko");
     let outcome = btfgen(&module, &out2).unwrap();
     let added: Vec<_> = outcome.added.iter().map(|(p, _)| p.name.as_str()).collect();
-    assert_eq!(added, ["rust_task_from_vpid"]);
+    assert_eq!(added, ["kf_task_from_vpid"]);
     assert_eq!(outcome.already_present.len(), KFUNCS.len());
 
     let base = Btf::parse(&vmlinux()).unwrap();
@@ -217,7 +238,7 @@ fn appends_to_existing_module_btf() {
             "{name} changed id"
         );
     }
-    let (id, _, _) = func(&after, "rust_task_from_vpid");
+    let (id, _, _) = func(&after, "kf_task_from_vpid");
     assert!(id >= before.type_cnt(), "new FUNC must be appended");
 }
 
@@ -271,12 +292,23 @@ fn an_unmappable_type_is_an_error() {
     let module = fixture_module(&dir, &["bad_type"]);
     let err = btfgen(&module, &dir.join("out.ko")).unwrap_err();
     let msg = format!("{err:#}");
-    for part in ["rust_bad_float", "parameter x", "f32"] {
+    for part in ["kf_bad_float", "parameter x", "f32"] {
         assert!(msg.contains(part), "error {msg:?} does not name {part:?}");
     }
     assert!(
         !dir.join("out.ko").exists(),
         "nothing must be written on error"
+    );
+}
+
+#[test]
+fn a_narrow_integer_parameter_is_an_error_naming_the_wrapper() {
+    let dir = scratch("narrow");
+    let module = fixture_module(&dir, &["bad_narrow"]);
+    let msg = format!("{:#}", btfgen(&module, &dir.join("out.ko")).unwrap_err());
+    assert!(
+        msg.contains("kfunc kf_bad_narrow: parameter x") && msg.contains("take kfunc_btf::KfuncU8"),
+        "{msg}"
     );
 }
 
@@ -287,7 +319,7 @@ fn a_kfunc_without_dwarf_is_an_error() {
     let err = btfgen(&module, &dir.join("out.ko")).unwrap_err();
     let msg = format!("{err:#}");
     assert!(
-        msg.contains("rust_task_acquire") && msg.contains("no DW_TAG_subprogram"),
+        msg.contains("kf_task_acquire") && msg.contains("no DW_TAG_subprogram"),
         "{msg}"
     );
 }
@@ -298,8 +330,8 @@ fn a_kfunc_merged_into_another_is_an_error_that_says_why() {
     let module = fixture_module(&dir, &["merged"]);
     let msg = format!("{:#}", btfgen(&module, &dir.join("out.ko")).unwrap_err());
     assert!(
-        msg.contains("rust_task_kptr_get")
-            && msg.contains("merged it with rust_task_acquire")
+        msg.contains("kf_task_kptr_get")
+            && msg.contains("merged it with kf_task_acquire")
             && msg.contains("-Zmerge-functions=disabled"),
         "{msg}"
     );
@@ -342,7 +374,7 @@ fn the_cli_rewrites_in_place() {
         "{stdout}"
     );
     assert!(
-        stdout.contains("struct task_struct *rust_task_acquire(struct task_struct *p)"),
+        stdout.contains("struct task_struct *kf_task_acquire(struct task_struct *p)"),
         "{stdout}"
     );
     assert_ne!(read_btf_section(&module), before, "module not rewritten");
@@ -360,7 +392,68 @@ fn the_cli_rewrites_in_place() {
     );
     let stderr = String::from_utf8(out.stderr).unwrap();
     assert!(
-        stderr.contains("btfgen: error: kfunc rust_bad_float"),
+        stderr.contains("btfgen: error: kfunc kf_bad_float"),
         "{stderr}"
     );
+}
+
+#[test]
+fn a_distilled_base_is_relocated_and_written_again() {
+    // A module as pahole >= 1.28 writes it: .BTF split on a distilled .BTF.base (made here with
+    // libbpf's btf__distill_base(), as pahole does), carrying the BTF of a first btfgen run.
+    let (dir, _, out) = generated(&[]);
+    let base = Btf::parse(&vmlinux()).unwrap();
+    let first = Btf::new_split(&read_btf_section(&out), &base).unwrap();
+    let (base_raw, split_raw) = first.distill().unwrap().raw_data().unwrap();
+    let obj = rustc_obj(&dir, "kfuncs.rs", &["extra"], true);
+    let (base_path, split_path) = (dir.join("distilled.base"), dir.join("distilled.btf"));
+    std::fs::write(&base_path, &base_raw).unwrap();
+    std::fs::write(&split_path, &split_raw).unwrap();
+    let module = dir.join("distilled.ko");
+    run(Command::new(OBJCOPY)
+        .arg("--add-section")
+        .arg(format!(".BTF={}", split_path.display()))
+        .arg("--add-section")
+        .arg(format!(".BTF.base={}", base_path.display()))
+        .arg(&obj)
+        .arg(&module));
+
+    let out2 = dir.join("distilled-out.ko");
+    let outcome = btfgen(&module, &out2).unwrap();
+    let added: Vec<_> = outcome.added.iter().map(|(p, _)| p.name.as_str()).collect();
+    assert_eq!(added, ["kf_task_from_vpid"]);
+    assert_eq!(outcome.already_present.len(), KFUNCS.len());
+
+    // Still a distilled base, far smaller than vmlinux's BTF...
+    let data = std::fs::read(&out2).unwrap();
+    let file = object::File::parse(&*data).unwrap();
+    let new_base = elf::section(&file, ".BTF.base")
+        .unwrap()
+        .expect("no .BTF.base");
+    let distilled = Btf::from_raw(&new_base).unwrap();
+    assert!(
+        distilled.type_cnt() < base.type_cnt() / 10,
+        "{} types in the distilled base, {} in vmlinux",
+        distilled.type_cnt(),
+        base.type_cnt()
+    );
+    // ...and relocated onto vmlinux, as the kernel does on load, every kfunc has its prototype
+    // on vmlinux's task_struct.
+    let module_btf = btfgen::module_btf(&base, &file).unwrap().unwrap();
+    assert!(module_btf.distilled);
+    let task = base.find("task_struct", Kind::Struct).unwrap().unwrap();
+    for name in ["kf_task_acquire", "kf_task_from_vpid"] {
+        let (id, _, proto) = func(&module_btf.btf, name);
+        let ret = module_btf.btf.type_info(proto.size_or_type).unwrap();
+        assert_eq!(
+            (ret.kind, ret.size_or_type),
+            (BTF_KIND_PTR, task),
+            "{name}: must return a pointer to vmlinux's task_struct"
+        );
+        assert!(module_btf
+            .btf
+            .c_declaration(id)
+            .unwrap()
+            .starts_with("struct task_struct *"));
+    }
 }

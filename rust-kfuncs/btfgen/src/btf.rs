@@ -14,6 +14,9 @@ use std::ptr::NonNull;
 use anyhow::{anyhow, bail, Context, Result};
 use libbpf_sys as sys;
 
+/// `BTF_KIND_ENUM`, for comparing with [`TypeInfo::kind`].
+pub const ENUM: u32 = sys::BTF_KIND_ENUM;
+
 /// BTF kinds btfgen looks up or writes (`BTF_KIND_*` of `include/uapi/linux/btf.h`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
@@ -29,6 +32,10 @@ pub enum Kind {
     Func,
     /// `BTF_KIND_FUNC_PROTO`.
     FuncProto,
+    /// `BTF_KIND_ENUM`.
+    Enum,
+    /// `BTF_KIND_CONST`.
+    Const,
 }
 
 impl Kind {
@@ -40,6 +47,8 @@ impl Kind {
             Kind::Union => sys::BTF_KIND_UNION,
             Kind::Func => sys::BTF_KIND_FUNC,
             Kind::FuncProto => sys::BTF_KIND_FUNC_PROTO,
+            Kind::Enum => sys::BTF_KIND_ENUM,
+            Kind::Const => sys::BTF_KIND_CONST,
         }
     }
 }
@@ -97,6 +106,36 @@ impl Btf<'static> {
     }
 }
 
+impl Btf<'static> {
+    /// Parses raw BTF that is a base of its own, such as a module's distilled `.BTF.base`.
+    pub fn from_raw(data: &[u8]) -> Result<Self> {
+        let size = u32::try_from(data.len()).context("BTF is larger than 4 GiB")?;
+        // SAFETY: `data` is valid for `size` bytes; libbpf copies it.
+        let ptr = unsafe { sys::btf__new(data.as_ptr().cast(), size) };
+        let ptr = NonNull::new(ptr).ok_or_else(|| last_error("cannot parse raw BTF"))?;
+        // INVARIANT: a new `struct btf` we own, with no base.
+        Ok(Self {
+            ptr,
+            _base: PhantomData,
+        })
+    }
+}
+
+/// A module's BTF split into a distilled base and split BTF on it, as pahole >= 1.28 writes
+/// `.BTF.base` and `.BTF` (see [`Btf::distill`]).
+pub struct Distilled {
+    // Declared before `base`, so dropped first: it points to `base`.
+    split: Btf<'static>,
+    base: Btf<'static>,
+}
+
+impl Distilled {
+    /// The raw `.BTF.base` (the distilled base) and `.BTF` (split on it).
+    pub fn raw_data(&self) -> Result<(Vec<u8>, Vec<u8>)> {
+        Ok((self.base.raw_data()?, self.split.raw_data()?))
+    }
+}
+
 impl<'base> Btf<'base> {
     /// Loads raw split BTF (the contents of a module's `.BTF`) on top of `base`.
     ///
@@ -121,6 +160,58 @@ impl<'base> Btf<'base> {
         Ok(Self {
             ptr,
             _base: PhantomData,
+        })
+    }
+
+    /// Moves split BTF onto another base that has the same types (libbpf's `btf__relocate()`):
+    /// a module's BTF split on its distilled `.BTF.base` becomes BTF split on vmlinux, with the
+    /// ids the kernel gives it when it loads the module.
+    pub fn relocate<'b>(self, base: &'b Btf<'_>) -> Result<Btf<'b>> {
+        // SAFETY: both pointers are valid `struct btf`s (type invariant).
+        let ret = unsafe { sys::btf__relocate(self.ptr.as_ptr(), base.ptr.as_ptr()) };
+        if ret < 0 {
+            bail!(
+                "cannot relocate the module's BTF onto vmlinux: {}",
+                io::Error::from_raw_os_error(-ret)
+            );
+        }
+        let ptr = self.ptr;
+        std::mem::forget(self);
+        // INVARIANT: libbpf made `base` the base of `ptr`, and no longer uses the old one; the
+        // new value owns `ptr` (the old one was forgotten) and borrows `base` for `'b`.
+        Ok(Btf {
+            ptr,
+            _base: PhantomData,
+        })
+    }
+
+    /// Distills this split BTF (libbpf's `btf__distill_base()`): a minimal base holding what
+    /// the split part refers to in its base, and the split part rebased onto it.
+    pub fn distill(&self) -> Result<Distilled> {
+        let mut base = std::ptr::null_mut();
+        let mut split = std::ptr::null_mut();
+        // SAFETY: `self.ptr` is valid; both out-pointers are valid.
+        let ret = unsafe { sys::btf__distill_base(self.ptr.as_ptr(), &mut base, &mut split) };
+        if ret < 0 {
+            bail!(
+                "cannot distill the module's base BTF: {}",
+                io::Error::from_raw_os_error(-ret)
+            );
+        }
+        let (Some(base), Some(split)) = (NonNull::new(base), NonNull::new(split)) else {
+            bail!("libbpf distilled no BTF");
+        };
+        // INVARIANT: two new `struct btf`s we own; `split`'s base is `base`, which `Distilled`
+        // drops last.
+        Ok(Distilled {
+            split: Btf {
+                ptr: split,
+                _base: PhantomData,
+            },
+            base: Btf {
+                ptr: base,
+                _base: PhantomData,
+            },
         })
     }
 
@@ -190,6 +281,90 @@ impl<'base> Btf<'base> {
         Ok(info)
     }
 
+    /// The C spelling of type `id` as the prefix of a declarator (`"const char *"`,
+    /// `"struct task_struct *"`, `"unsigned int "`), as `bpftool btf dump ... format c` writes it.
+    pub fn c_type(&self, id: u32) -> Result<String> {
+        if id == 0 {
+            return Ok("void ".to_owned());
+        }
+        let t = self.type_info(id)?;
+        Ok(match t.kind {
+            sys::BTF_KIND_INT | sys::BTF_KIND_TYPEDEF | sys::BTF_KIND_FLOAT => {
+                format!("{} ", t.name)
+            }
+            sys::BTF_KIND_STRUCT => format!("struct {} ", t.name),
+            sys::BTF_KIND_UNION => format!("union {} ", t.name),
+            sys::BTF_KIND_ENUM | sys::BTF_KIND_ENUM64 => format!("enum {} ", t.name),
+            sys::BTF_KIND_FWD => format!("struct {} ", t.name),
+            sys::BTF_KIND_PTR => format!("{}*", self.c_type(t.size_or_type)?),
+            sys::BTF_KIND_CONST => format!("const {}", self.c_type(t.size_or_type)?),
+            sys::BTF_KIND_VOLATILE => format!("volatile {}", self.c_type(t.size_or_type)?),
+            kind => bail!("BTF type {id} of kind {kind} has no C spelling here"),
+        })
+    }
+
+    /// The C declaration of `FUNC` `id`: `"struct task_struct *f(struct task_struct *p)"`.
+    pub fn c_declaration(&self, id: u32) -> Result<String> {
+        let func = self.type_info(id)?;
+        if func.kind != sys::BTF_KIND_FUNC {
+            bail!("BTF type {id} is not a FUNC");
+        }
+        let proto = self.type_info(func.size_or_type)?;
+        let mut s = format!("{}{}(", self.c_type(proto.size_or_type)?, func.name);
+        if proto.params.is_empty() {
+            s.push_str("void");
+        }
+        for (i, (name, ty)) in proto.params.iter().enumerate() {
+            if i > 0 {
+                s.push_str(", ");
+            }
+            s.push_str(&self.c_type(*ty)?);
+            s.push_str(name);
+        }
+        s.push(')');
+        Ok(s)
+    }
+
+    /// The enumerators of `ENUM` `id`, as (name, value).
+    pub fn enum_values(&self, id: u32) -> Result<Vec<(String, i64)>> {
+        // SAFETY: `self.ptr` is valid; libbpf bounds-checks `id`.
+        let t = unsafe { sys::btf__type_by_id(self.ptr.as_ptr(), id) };
+        if t.is_null() {
+            bail!("BTF type id {id} does not exist");
+        }
+        // SAFETY: `t` points to a `struct btf_type` inside `self`.
+        let raw = unsafe { &*t };
+        if (raw.info >> 24) & 0x1f != sys::BTF_KIND_ENUM {
+            bail!("BTF type {id} is not an ENUM");
+        }
+        let vlen = (raw.info & 0xffff) as usize;
+        // SAFETY: an ENUM is followed by `vlen` `struct btf_enum`s.
+        let values = unsafe { std::slice::from_raw_parts(t.add(1) as *const sys::btf_enum, vlen) };
+        Ok(values
+            .iter()
+            .map(|v| (self.name(v.name_off), i64::from(v.val)))
+            .collect())
+    }
+
+    /// Every `DECL_TAG` as (value, target id, component index).
+    pub fn decl_tags(&self) -> Result<Vec<(String, u32, i32)>> {
+        let mut tags = Vec::new();
+        for id in self.start_id()..self.type_cnt() {
+            // SAFETY: `self.ptr` is valid and `id` is in range.
+            let t = unsafe { sys::btf__type_by_id(self.ptr.as_ptr(), id) };
+            // SAFETY: libbpf returned a type of `self` for an in-range id.
+            let raw = unsafe { &*t };
+            if (raw.info >> 24) & 0x1f == sys::BTF_KIND_DECL_TAG {
+                // SAFETY: a DECL_TAG is followed by one `struct btf_decl_tag`.
+                let idx = unsafe { (*(t.add(1) as *const sys::btf_decl_tag)).component_idx };
+                // SAFETY: both members of the union are `u32`.
+                let target = unsafe { raw.__bindgen_anon_1.type_ };
+                tags.push((self.name(raw.name_off), target, idx));
+            }
+        }
+        Ok(tags)
+    }
+
     fn name(&self, off: u32) -> String {
         // SAFETY: `self.ptr` is valid; libbpf returns NULL for an out-of-range offset.
         let s = unsafe { sys::btf__name_by_offset(self.ptr.as_ptr(), off) };
@@ -210,6 +385,35 @@ impl<'base> Btf<'base> {
         // SAFETY: `self.ptr` is valid and uniquely borrowed.
         let ret = unsafe { sys::btf__add_ptr(self.ptr.as_ptr(), target as c_int) };
         Self::check_id(ret, "adding a PTR")
+    }
+
+    /// Adds `CONST -> target`.
+    pub fn add_const(&mut self, target: u32) -> Result<u32> {
+        // SAFETY: `self.ptr` is valid and uniquely borrowed.
+        let ret = unsafe { sys::btf__add_const(self.ptr.as_ptr(), target as c_int) };
+        Self::check_id(ret, "adding a CONST")
+    }
+
+    /// Adds `ENUM name` of `size` bytes with the given enumerators.
+    pub fn add_enum(&mut self, name: &str, size: u32, values: &[(String, i64)]) -> Result<u32> {
+        let cname = cstring(name)?;
+        // SAFETY: `self.ptr` is valid and uniquely borrowed; `cname` is NUL-terminated.
+        let ret = unsafe { sys::btf__add_enum(self.ptr.as_ptr(), cname.as_ptr(), size) };
+        let id = Self::check_id(ret, &format!("adding ENUM {name}"))?;
+        for (vname, value) in values {
+            let cvname = cstring(vname)?;
+            // SAFETY: `self.ptr` is valid, the last added type is the ENUM as libbpf requires,
+            // and `cvname` is NUL-terminated (libbpf copies it).
+            let ret =
+                unsafe { sys::btf__add_enum_value(self.ptr.as_ptr(), cvname.as_ptr(), *value) };
+            if ret < 0 {
+                bail!(
+                    "libbpf: adding enumerator {vname} of {name}: {}",
+                    io::Error::from_raw_os_error(-ret)
+                );
+            }
+        }
+        Ok(id)
     }
 
     /// Adds `FUNC_PROTO` with the given return type and named parameters.
@@ -234,7 +438,8 @@ impl<'base> Btf<'base> {
         Ok(id)
     }
 
-    /// Adds a global `FUNC` named `name` of prototype `proto`.
+    /// Adds a `FUNC` named `name` of prototype `proto`, with the linkage pahole gives every
+    /// function it encodes (`static`, whatever the C linkage).
     pub fn add_func(&mut self, name: &str, proto: u32) -> Result<u32> {
         let cname = cstring(name)?;
         // SAFETY: `self.ptr` is valid and uniquely borrowed; `cname` is NUL-terminated.
@@ -242,11 +447,27 @@ impl<'base> Btf<'base> {
             sys::btf__add_func(
                 self.ptr.as_ptr(),
                 cname.as_ptr(),
-                sys::BTF_FUNC_GLOBAL,
+                sys::BTF_FUNC_STATIC,
                 proto as c_int,
             )
         };
         Self::check_id(ret, &format!("adding FUNC {name}"))
+    }
+
+    /// Adds `DECL_TAG value` on type `target` (`component_idx` -1: the type itself, else the
+    /// index of a parameter or member).
+    pub fn add_decl_tag(&mut self, value: &str, target: u32, component_idx: i32) -> Result<u32> {
+        let cvalue = cstring(value)?;
+        // SAFETY: `self.ptr` is valid and uniquely borrowed; `cvalue` is NUL-terminated.
+        let ret = unsafe {
+            sys::btf__add_decl_tag(
+                self.ptr.as_ptr(),
+                cvalue.as_ptr(),
+                target as c_int,
+                component_idx,
+            )
+        };
+        Self::check_id(ret, &format!("adding DECL_TAG {value}"))
     }
 
     /// The raw BTF of this object (for split BTF: its own types and strings only).

@@ -1,0 +1,363 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Kfunc id sets declared from Rust: the macro file of the rust-kfuncs toolkit.
+//!
+//! The Rust twin of the kfunc part of `include/linux/btf_ids.h`: [`btf_kfunc_set!`] emits the same
+//! `.BTF_ids` layout as `BTF_KFUNCS_START()` / `BTF_ID_FLAGS(func, ...)` / `BTF_KFUNCS_END()`, so
+//! the kernel's `resolve_btfids` fills in the BTF ids and sorts the set when the module is linked,
+//! exactly as it does for a C module, and [`BtfKfuncSet::register`] hands the set to
+//! `register_btf_kfunc_id_set()`. The flag values mirror `include/linux/btf.h`.
+//!
+//! A module mounts this file, unchanged, as the crate-root module `kfunc_btf` (the macro's
+//! expansion names `$crate::kfunc_btf`):
+//!
+//! ```ignore
+//! #[path = "../rust-kfuncs/kfunc_btf.rs"]
+//! mod kfunc_btf;
+//! ```
+//!
+//! Everything but [`BtfKfuncSet::register`] depends on `core` only, so host tests include the file
+//! with `#[path]` and compare its output with what the C macros produce; `register` needs the
+//! kernel crate and exists only in module builds (`cfg(MODULE)`, which Kbuild sets).
+//!
+//! C headers: [include/linux/btf_ids.h](srctree/include/linux/btf_ids.h),
+//! [include/linux/btf.h](srctree/include/linux/btf.h)
+
+// The flag table mirrors `include/linux/btf.h` in full; a module's sets use only some of it.
+#![allow(dead_code)]
+
+/// `struct btf_id_set8.flags`: the set holds kfuncs (`BTF_SET8_KFUNCS`).
+pub(crate) const BTF_SET8_KFUNCS: u32 = 1 << 0;
+
+/// The kfunc returns a new reference the program must release (`KF_ACQUIRE`).
+pub(crate) const KF_ACQUIRE: u32 = 1 << 0;
+/// The kfunc releases the reference passed as its first argument (`KF_RELEASE`).
+pub(crate) const KF_RELEASE: u32 = 1 << 1;
+/// The kfunc may return NULL; the program must check before use (`KF_RET_NULL`).
+pub(crate) const KF_RET_NULL: u32 = 1 << 2;
+/// The kfunc only takes trusted pointer arguments (`KF_TRUSTED_ARGS`).
+pub(crate) const KF_TRUSTED_ARGS: u32 = 1 << 4;
+/// The kfunc may sleep: only sleepable programs can call it (`KF_SLEEPABLE`).
+pub(crate) const KF_SLEEPABLE: u32 = 1 << 5;
+/// The kfunc performs destructive actions (`KF_DESTRUCTIVE`).
+pub(crate) const KF_DESTRUCTIVE: u32 = 1 << 6;
+/// The kfunc takes RCU-protected or trusted pointer arguments (`KF_RCU`).
+pub(crate) const KF_RCU: u32 = 1 << 7;
+/// The kfunc is a BPF iterator constructor (`KF_ITER_NEW`).
+pub(crate) const KF_ITER_NEW: u32 = 1 << 8;
+/// The kfunc is a BPF iterator `next` method (`KF_ITER_NEXT`).
+pub(crate) const KF_ITER_NEXT: u32 = 1 << 9;
+/// The kfunc is a BPF iterator destructor (`KF_ITER_DESTROY`).
+pub(crate) const KF_ITER_DESTROY: u32 = 1 << 10;
+/// The kfunc must be called inside an RCU read-side critical section (`KF_RCU_PROTECTED`).
+pub(crate) const KF_RCU_PROTECTED: u32 = 1 << 11;
+
+/// A kfunc id set emitted into `.BTF_ids` by [`btf_kfunc_set!`].
+///
+/// It stands for the C `struct btf_id_set8` that `BTF_KFUNCS_START(name)` declares; register it
+/// with [`BtfKfuncSet::register`].
+///
+/// # Invariants
+///
+/// `start` is the address of the set's `struct btf_id_set8` in the `.BTF_ids` section, which
+/// lives as long as the module (or program) that contains it and holds [`BtfKfuncSet::len`]
+/// entries.
+pub(crate) struct BtfKfuncSet {
+    start: *const u8,
+    len: u32,
+}
+
+// SAFETY: the set is plain data that is written only at build time (by `resolve_btfids`); sharing
+// its address between threads is harmless.
+unsafe impl Sync for BtfKfuncSet {}
+
+impl BtfKfuncSet {
+    /// Wraps the address of a set emitted by [`btf_kfunc_set!`]; not meant to be called directly.
+    ///
+    /// # Safety
+    ///
+    /// `start` must be the address of a `struct btf_id_set8` with `len` entries in `.BTF_ids`
+    /// that lives for `'static`.
+    #[doc(hidden)]
+    pub(crate) const unsafe fn from_raw(start: *const u8, len: u32) -> Self {
+        // INVARIANT: guaranteed by the caller.
+        Self { start, len }
+    }
+
+    /// The address of the set, for `struct btf_kfunc_id_set.set`.
+    ///
+    /// The kernel only reads through this pointer; the C field is `struct btf_id_set8 *`
+    /// without `const`, hence `*mut`.
+    pub(crate) fn as_ptr(&self) -> *mut core::ffi::c_void {
+        self.start.cast_mut().cast()
+    }
+
+    /// The number of kfuncs in the set.
+    pub(crate) const fn len(&self) -> u32 {
+        self.len
+    }
+
+    /// Whether the set has no kfuncs.
+    pub(crate) const fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+/// Kfunc arguments whose C type is narrower than a register, or has invalid bit patterns.
+///
+/// A BPF program passes every kfunc argument in a 64-bit register, and neither the 6.12 verifier
+/// nor the x86-64 JIT narrows it: `check_kfunc_args()` only requires a scalar, with any value.
+/// A Rust `u8`, `i16` or `bool` parameter is not sound there: for `extern "C"` functions rustc,
+/// like clang, tells LLVM that the caller zero- or sign-extended 8- and 16-bit arguments, and a
+/// `bool` other than 0 or 1 is undefined behaviour. btfgen therefore refuses those parameter
+/// types (and Rust enums), and kfuncs take these wrappers instead. Each holds the whole register;
+/// BTF, and so the BPF program, sees the C type named in its documentation, and [`get`] reads the
+/// low bytes of that size, as a C callee that does not rely on extension (GCC's code) would.
+/// `i32`/`u32` need no wrapper: x86-64 code never assumes anything of a 32-bit argument's upper
+/// half.
+///
+/// [`get`]: KfuncU8::get
+macro_rules! narrow_arg {
+    ($(#[$meta:meta])* $name:ident, $ty:ty, $c:literal) => {
+        $(#[$meta])*
+        #[doc = ::core::concat!("BTF and the BPF program see `", $c, "`.")]
+        #[repr(transparent)]
+        #[derive(Clone, Copy, Debug)]
+        pub(crate) struct $name(u64);
+
+        impl $name {
+            #[doc = ::core::concat!("The argument's value: the low bytes of the register, as `",
+                ::core::stringify!($ty), "`.")]
+            pub(crate) const fn get(self) -> $ty {
+                self.0 as $ty
+            }
+        }
+    };
+}
+
+narrow_arg!(
+    /// An `unsigned char` (`u8`) kfunc argument.
+    KfuncU8, u8, "unsigned char"
+);
+narrow_arg!(
+    /// A `signed char` (`s8`) kfunc argument.
+    KfuncI8, i8, "signed char"
+);
+narrow_arg!(
+    /// An `unsigned short` (`u16`) kfunc argument.
+    KfuncU16, u16, "unsigned short"
+);
+narrow_arg!(
+    /// A `short` (`s16`) kfunc argument.
+    KfuncI16, i16, "short"
+);
+
+/// A `bool` kfunc argument; BTF and the BPF program see `_Bool`.
+///
+/// True when the low byte of the register (the size of C's `_Bool`) is not zero.
+#[repr(transparent)]
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct KfuncBool(u64);
+
+impl KfuncBool {
+    /// The argument's value: whether its low byte is not zero.
+    pub(crate) const fn get(self) -> bool {
+        self.0 as u8 != 0
+    }
+}
+
+/// An enum kfunc argument: BTF and the BPF program see `enum E` with `E`'s variants.
+///
+/// `E` is a fieldless `#[repr(u32)]` Rust enum named and valued as the C enum should be (btfgen
+/// writes its BTF from the DWARF of `E`). The register may hold any value, so the argument is
+/// kept raw: [`KfuncEnum::get`] gives `None` for a value that is no variant of `E`.
+#[repr(transparent)]
+pub(crate) struct KfuncEnum<E>(u64, core::marker::PhantomData<E>);
+
+impl<E> Clone for KfuncEnum<E> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<E> Copy for KfuncEnum<E> {}
+
+impl<E> KfuncEnum<E> {
+    /// The low 32 bits of the register (the size of a C enum), as they came.
+    pub(crate) const fn raw(self) -> u32 {
+        self.0 as u32
+    }
+}
+
+impl<E: TryFrom<u32>> KfuncEnum<E> {
+    /// The variant of `E` the argument names, or `None` if it names none.
+    pub(crate) fn get(self) -> Option<E> {
+        E::try_from(self.raw()).ok()
+    }
+}
+
+/// Registration with the kernel; module builds only (the kernel crate is not there on the host).
+#[cfg(MODULE)]
+mod register {
+    use super::BtfKfuncSet;
+    use kernel::bindings;
+    use kernel::error::{to_result, Result};
+    use kernel::ThisModule;
+
+    impl BtfKfuncSet {
+        /// Makes the set's kfuncs callable by BPF programs of each type in `prog_types`, as
+        /// `register_btf_kfunc_id_set()` does for a C module.
+        ///
+        /// `filter`, when given, runs at verification time for every call of a kfunc of this set
+        /// (`struct btf_kfunc_id_set.filter`): a non-zero return makes the verifier reject the
+        /// call, so a program type the set is registered for can still be refused. The kernel
+        /// keeps one filter list per module and kfunc hook, and runs all of it for a call of any
+        /// of the module's kfuncs on that hook (`TRACING` shares one hook with `TRACEPOINT`,
+        /// `PERF_EVENT` and `LSM`): a module with several sets must let a filter return 0 for
+        /// the kfunc ids of the other sets.
+        ///
+        /// Call it from module init. Kfunc sets cannot be unregistered: the kernel drops them
+        /// together with the module's BTF when the module goes away. If one registration fails,
+        /// the error is returned and init should fail; the registrations made so far go away with
+        /// the module.
+        ///
+        /// # Examples
+        ///
+        /// ```ignore
+        /// MY_KFUNC_SET.register(
+        ///     module,
+        ///     &[bindings::bpf_prog_type_BPF_PROG_TYPE_TRACING],
+        ///     None,
+        /// )?;
+        /// ```
+        pub(crate) fn register(
+            &'static self,
+            module: &'static ThisModule,
+            prog_types: &[bindings::bpf_prog_type],
+            filter: bindings::btf_kfunc_filter_t,
+        ) -> Result {
+            let kset = bindings::btf_kfunc_id_set {
+                owner: module.as_ptr(),
+                set: self.as_ptr().cast(),
+                filter,
+            };
+            for &prog_type in prog_types {
+                // SAFETY: `kset` is valid for the call, and the kernel keeps only `set` and
+                // `filter` from it: `set` points into this module's `.BTF_ids` (type invariant of
+                // `BtfKfuncSet`, `'static`), which lives as long as the module's BTF where the
+                // kernel records the set; `filter` is a function of this module, whose calls stop
+                // with the module's BTF too.
+                to_result(unsafe { bindings::register_btf_kfunc_id_set(prog_type, &kset) })?;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Declares a kfunc id set, the Rust equivalent of `BTF_KFUNCS_START` / `BTF_ID_FLAGS` /
+/// `BTF_KFUNCS_END`.
+///
+/// Each entry names a function and the `KF_*` flags the verifier applies to it; the flags are
+/// constant expressions evaluated in the caller's scope. The macro emits, with
+/// [`core::arch::global_asm!`], the layout `include/linux/btf_ids.h` produces (section
+/// `.BTF_ids`, flags `"a"`):
+///
+/// ```text
+/// NAME:                               global, hidden: the address `as_ptr()` returns
+/// __BTF_ID__set8__NAME:               local, size 8 + 8 * n
+///     .zero 4                         cnt, filled by resolve_btfids
+///     .long BTF_SET8_KFUNCS
+/// __BTF_ID__func__<fn>__<unique>:     local STT_OBJECT, size 4, once per entry
+///     .zero 4                         BTF id of <fn>, filled by resolve_btfids
+///     .long <flags>
+/// ```
+///
+/// and a `static NAME: BtfKfuncSet` that gives the set's address. Every listed name must be a
+/// function in scope with an unmangled symbol (`#[no_mangle]`) equal to its name: a typo is a
+/// compile error, a mangled function is an assembler error. Set names must be unique in the
+/// crate, like the C ones are per object.
+///
+/// The file must be the crate-root module `kfunc_btf` (the expansion names `$crate::kfunc_btf`);
+/// `use crate::kfunc_btf::*;` brings the macro and the flags into scope.
+///
+/// # Examples
+///
+/// ```ignore
+/// use crate::kfunc_btf::*;
+///
+/// btf_kfunc_set! {
+///     /// The task kfuncs.
+///     pub(crate) static TASK_KFUNC_SET = {
+///         rust_task_acquire: KF_ACQUIRE | KF_TRUSTED_ARGS | KF_RET_NULL,
+///         rust_task_release: KF_RELEASE,
+///     };
+/// }
+///
+/// TASK_KFUNC_SET.register(module, &[bindings::bpf_prog_type_BPF_PROG_TYPE_TRACING], None)?;
+/// ```
+macro_rules! btf_kfunc_set {
+    (
+        $(#[$meta:meta])*
+        $vis:vis static $name:ident = {
+            $($func:ident : $flags:expr),+ $(,)?
+        };
+    ) => {
+        ::core::arch::global_asm!(
+            ".pushsection .BTF_ids,\"a\"",
+            // `struct btf_id_set8` is read as 4-byte words: keep the set aligned wherever the
+            // linker places it (a no-op where it already is, so the bytes stay those of C).
+            ".balign 4",
+            // `NAME` is global (but hidden) so that the static below can refer to it from any
+            // codegen unit; the C macros make it local because C needs no such reference.
+            ::core::concat!(".globl ", ::core::stringify!($name)),
+            ::core::concat!(".hidden ", ::core::stringify!($name)),
+            ::core::concat!(::core::stringify!($name), ":"),
+            ::core::concat!(".local __BTF_ID__set8__", ::core::stringify!($name)),
+            ::core::concat!("__BTF_ID__set8__", ::core::stringify!($name), ":"),
+            ".zero 4",
+            ".long {set_flags}",
+            // One entry as `BTF_ID_FLAGS(func, name, flags)`; `\@` (the assembler's count of
+            // macro expansions) plays the part of `__COUNTER__` for unique local symbols.
+            ".macro __btf_kfunc_entry name, symbol, flags",
+            ".ifnc \\name, \\symbol",
+            ".error \"kfunc \\name: symbol \\symbol differs from its name, add #[no_mangle]\"",
+            ".endif",
+            ".local __BTF_ID__func__\\name\\()__\\@",
+            ".type __BTF_ID__func__\\name\\()__\\@, STT_OBJECT",
+            ".size __BTF_ID__func__\\name\\()__\\@, 4",
+            "__BTF_ID__func__\\name\\()__\\@:",
+            ".zero 4",
+            ".long \\flags",
+            ".endm",
+            $(
+                ::core::concat!("__btf_kfunc_entry ", ::core::stringify!($func), ", {}, {}"),
+            )+
+            ".purgem __btf_kfunc_entry",
+            ::core::concat!(
+                ".size __BTF_ID__set8__", ::core::stringify!($name),
+                ", . - ", ::core::stringify!($name)
+            ),
+            ".popsection",
+            $(
+                // `sym` makes the compiler resolve the name: a typo fails the build.
+                sym $func,
+                const { let flags: u32 = $flags; flags },
+            )+
+            set_flags = const $crate::kfunc_btf::BTF_SET8_KFUNCS,
+            options(att_syntax)
+        );
+
+        $(#[$meta])*
+        $vis static $name: $crate::kfunc_btf::BtfKfuncSet = {
+            extern "C" {
+                #[link_name = ::core::stringify!($name)]
+                static SET: u8;
+            }
+            const LEN: usize = [$(::core::stringify!($func)),+].len();
+            // SAFETY: `SET` is the `struct btf_id_set8` emitted into `.BTF_ids` above, with one
+            // entry per listed function; it is part of this object, so it lives for `'static`.
+            unsafe { $crate::kfunc_btf::BtfKfuncSet::from_raw(&raw const SET, LEN as u32) }
+        };
+    };
+}
+pub(crate) use btf_kfunc_set;

@@ -1,0 +1,69 @@
+# SPDX-License-Identifier: GPL-2.0
+#
+# rust-kfuncs: the Kbuild side of kfuncs written in Rust.
+#
+# A module's Kbuild pulls it in with one line, after its obj-m:
+#
+#   include $(src)/rust-kfuncs/kfuncs.mk
+#
+# and a plain `make -C $KDIR M=$PWD modules` then gives the module's kfuncs
+# their BTF and their kfunc set its ids, as Kbuild does for a C module:
+#
+# - Rust code is built with -Zmerge-functions=disabled: LLVM would otherwise
+#   turn one of two kfuncs with identical machine code into an alias of the
+#   other, without DWARF, so without a prototype for btfgen.
+# - Kbuild's BTF step (cmd_btf_ko in scripts/Makefile.modfinal) runs
+#   `pahole -J ... x.ko` and then `$(RESOLVE_BTFIDS) -b vmlinux x.ko`. pahole
+#   skips Rust (--lang_exclude=rust), so the include runs that step with
+#   RESOLVE_BTFIDS set to kfunc-resolve-btfids, which first has btfgen add
+#   the kfunc FUNCs (derived from the module's DWARF and its .BTF_ids
+#   symbols) and then runs the kernel's resolve_btfids. The only place a
+#   module's Kbuild file is read between the module link and that step is
+#   scripts/Makefile.modpost (to find KBUILD_EXTRA_SYMBOLS); there the include
+#   runs Makefile.modfinal itself, once Module.symvers exists. Kbuild's own
+#   Makefile.modfinal run that follows finds every .ko up to date.
+#
+# btfgen is a host program (rust-kfuncs/btfgen). The include uses
+# KFUNC_BTFGEN if set, else the first of: the cargo workspace around this
+# directory (../target/release/btfgen), a standalone build
+# (btfgen/target/release/btfgen), `btfgen` in PATH.
+#
+# See rust-kfuncs/README.md and docs/btf-pipeline.md.
+
+rust_kfuncs_dir := $(abspath $(dir $(lastword $(MAKEFILE_LIST))))
+
+KFUNC_BTFGEN ?= $(firstword \
+	$(wildcard $(rust_kfuncs_dir)/../target/release/btfgen) \
+	$(wildcard $(rust_kfuncs_dir)/btfgen/target/release/btfgen) \
+	$(shell command -v btfgen 2>/dev/null))
+
+rustflags-y += -Zmerge-functions=disabled
+
+# Checks that only matter when building (not for clean or modules_install).
+ifneq ($(filter %/scripts/Makefile.build %/scripts/Makefile.modpost,$(MAKEFILE_LIST)),)
+ifneq ($(CONFIG_DEBUG_INFO_BTF_MODULES),y)
+$(error rust-kfuncs: the kernel in $(objtree) lacks CONFIG_DEBUG_INFO_BTF_MODULES=y; \
+	without module BTF the kernel cannot register kfuncs from a module)
+endif
+ifeq ($(KFUNC_BTFGEN),)
+$(error rust-kfuncs: btfgen not found; build it once with \
+	`cargo build --release --manifest-path $(rust_kfuncs_dir)/btfgen/Cargo.toml` \
+	or set KFUNC_BTFGEN=<path to btfgen>)
+endif
+endif
+
+ifneq ($(filter %/scripts/Makefile.modpost,$(MAKEFILE_LIST)),)
+ifneq ($(KBUILD_MODPOST_NOFINAL),1)
+ifeq ($(wildcard $(objtree)/vmlinux),)
+$(error rust-kfuncs: $(objtree)/vmlinux is missing: kfunc BTF is split BTF on top of \
+	vmlinux's, so the kernel build directory must keep vmlinux)
+endif
+
+__modpost: rust_kfuncs_modfinal
+PHONY += rust_kfuncs_modfinal
+rust_kfuncs_modfinal: $(KBUILD_EXTMOD)/Module.symvers
+	$(Q)$(MAKE) -f $(srctree)/scripts/Makefile.modfinal \
+		RESOLVE_BTFIDS="$(CONFIG_SHELL) $(rust_kfuncs_dir)/kfunc-resolve-btfids \
+			$(KFUNC_BTFGEN) $(OBJCOPY) $(RESOLVE_BTFIDS)"
+endif
+endif

@@ -1,0 +1,267 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! A sample of Rust kfuncs built with the rust-kfuncs toolkit.
+//!
+//! One kfunc per argument shape that kfuncs in the kernel use: scalars of every width, memory with
+//! a `__sz`/`__szk` size and an optional (`__opt`) pointer, a pointer to a scalar, a constant
+//! string (`__str`), an enum, struct pointers with `KF_TRUSTED_ARGS` (nullable) and `KF_RCU`, and a
+//! sleepable kfunc. The set is registered for tracing and syscall programs behind a filter that
+//! keeps out the program types sharing the tracing hook. `bpf-tests/progs/kfunc_sample.bpf.c`
+//! calls every one of them in the guest.
+//!
+//! The module uses the toolkit exactly as an outside module would: the macro file is mounted
+//! below, and `Kbuild` has one `include` line.
+//!
+//! C header: [include/linux/btf.h](srctree/include/linux/btf.h)
+
+use core::ffi::{c_char, c_int, c_void, CStr};
+use kernel::bindings;
+use kernel::prelude::*;
+
+#[path = "../../rust-kfuncs/kfunc_btf.rs"]
+mod kfunc_btf;
+
+use kfunc_btf::*;
+
+module! {
+    type: KfuncSample,
+    name: "kfunc_sample",
+    author: "task_kfuncs developers",
+    description: "Sample Rust kfuncs built with the rust-kfuncs toolkit",
+    license: "GPL",
+}
+
+btf_kfunc_set! {
+    /// Every sample kfunc, with the contract the verifier enforces for it.
+    pub(crate) static KFUNC_SAMPLE_SET = {
+        kfunc_sample_add_unsigned: 0,
+        kfunc_sample_add_signed: 0,
+        kfunc_sample_not: 0,
+        kfunc_sample_mem_sum: 0,
+        kfunc_sample_mem_fill: 0,
+        kfunc_sample_store: 0,
+        kfunc_sample_strlen: 0,
+        kfunc_sample_apply: 0,
+        kfunc_sample_task_pid: KF_TRUSTED_ARGS,
+        kfunc_sample_task_tgid: KF_RCU,
+        kfunc_sample_sleep: KF_SLEEPABLE,
+    };
+}
+
+/// Adds one unsigned scalar of each width: `u8 + u16 + u32 + u64`, wrapping.
+///
+/// Each argument is the low bytes of its register only: a program that passes 0x1ff as `a`
+/// adds 0xff.
+#[no_mangle]
+pub(crate) extern "C" fn kfunc_sample_add_unsigned(a: KfuncU8, b: KfuncU16, c: u32, d: u64) -> u64 {
+    u64::from(a.get())
+        .wrapping_add(u64::from(b.get()))
+        .wrapping_add(u64::from(c))
+        .wrapping_add(d)
+}
+
+/// Adds one signed scalar of each width: `s8 + s16 + s32 + s64`, wrapping.
+#[no_mangle]
+pub(crate) extern "C" fn kfunc_sample_add_signed(a: KfuncI8, b: KfuncI16, c: i32, d: i64) -> i64 {
+    i64::from(a.get())
+        .wrapping_add(i64::from(b.get()))
+        .wrapping_add(i64::from(c))
+        .wrapping_add(d)
+}
+
+/// Returns `!b`, for a `bool` argument: true when its low byte is not zero.
+#[no_mangle]
+pub(crate) extern "C" fn kfunc_sample_not(b: KfuncBool) -> bool {
+    !b.get()
+}
+
+/// Sums the bytes of `mem`, or returns 0 when `mem` is NULL (`__opt`).
+///
+/// # Safety
+///
+/// Called by BPF programs only: the verifier checks that `mem` is NULL or readable for
+/// `mem__sz` bytes.
+#[no_mangle]
+#[allow(non_snake_case)]
+pub(crate) unsafe extern "C" fn kfunc_sample_mem_sum(mem__opt: *const c_void, mem__sz: u32) -> u64 {
+    if mem__opt.is_null() {
+        return 0;
+    }
+    // SAFETY: `mem__opt` is readable for `mem__sz` bytes (verifier, `__sz`), and BPF memory has
+    // no alignment requirement for bytes.
+    let bytes = unsafe { core::slice::from_raw_parts(mem__opt.cast::<u8>(), mem__sz as usize) };
+    bytes.iter().map(|&b| u64::from(b)).sum()
+}
+
+/// Fills `mem__szk` bytes of `mem` with `byte`; the size must be a constant (`__szk`).
+///
+/// # Safety
+///
+/// Called by BPF programs only: the verifier checks that `mem` is writable for `mem__szk`
+/// bytes, a constant.
+#[no_mangle]
+#[allow(non_snake_case)]
+pub(crate) unsafe extern "C" fn kfunc_sample_mem_fill(
+    mem: *mut c_void,
+    mem__szk: u32,
+    byte: KfuncU8,
+) {
+    // SAFETY: `mem` is writable for `mem__szk` bytes (verifier, `__szk`).
+    unsafe { core::ptr::write_bytes(mem.cast::<u8>(), byte.get(), mem__szk as usize) };
+}
+
+/// Stores `value` at `dst`, a pointer to a scalar.
+///
+/// # Safety
+///
+/// Called by BPF programs only: the verifier checks that `dst` is readable and writable for
+/// 8 bytes. BPF stack and map memory need not be 8-byte aligned, hence the unaligned write.
+#[no_mangle]
+pub(crate) unsafe extern "C" fn kfunc_sample_store(dst: *mut u64, value: u64) {
+    // SAFETY: `dst` is valid for 8 bytes (see above).
+    unsafe { dst.write_unaligned(value) };
+}
+
+/// Returns the length of a constant string (`__str`) the program passes.
+///
+/// # Safety
+///
+/// Called by BPF programs only: for `__str` the verifier requires a pointer into a read-only
+/// map (the program's `.rodata`) at a constant offset, with a NUL byte before the end of the
+/// value.
+#[no_mangle]
+#[allow(non_snake_case)]
+pub(crate) unsafe extern "C" fn kfunc_sample_strlen(s__str: *const c_char) -> u32 {
+    // SAFETY: `s__str` is a NUL-terminated string that stays mapped for the call (see above).
+    let s = unsafe { CStr::from_ptr(s__str) };
+    s.to_bytes().len() as u32
+}
+
+/// What [`kfunc_sample_apply`] does with its operand; the names are the C enum's.
+#[allow(non_camel_case_types)]
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum kfunc_sample_op {
+    /// `2 * x`.
+    KFUNC_SAMPLE_DOUBLE = 1,
+    /// `-x`.
+    KFUNC_SAMPLE_NEGATE = 2,
+}
+
+impl TryFrom<u32> for kfunc_sample_op {
+    type Error = ();
+
+    fn try_from(v: u32) -> Result<Self, ()> {
+        match v {
+            1 => Ok(Self::KFUNC_SAMPLE_DOUBLE),
+            2 => Ok(Self::KFUNC_SAMPLE_NEGATE),
+            _ => Err(()),
+        }
+    }
+}
+
+/// Applies `op` to `x`, wrapping; an `op` that is no `enum kfunc_sample_op` value gives 0.
+#[no_mangle]
+pub(crate) extern "C" fn kfunc_sample_apply(op: KfuncEnum<kfunc_sample_op>, x: i64) -> i64 {
+    match op.get() {
+        Some(kfunc_sample_op::KFUNC_SAMPLE_DOUBLE) => x.wrapping_mul(2),
+        Some(kfunc_sample_op::KFUNC_SAMPLE_NEGATE) => x.wrapping_neg(),
+        None => 0,
+    }
+}
+
+/// Returns the global pid of a trusted task, or -1 for NULL (`__nullable`).
+///
+/// Flags: `KF_TRUSTED_ARGS`: `task__nullable` is NULL or a trusted pointer.
+///
+/// # Safety
+///
+/// Called by BPF programs only: the verifier guarantees the pointer is NULL or trusted, so a
+/// non-NULL task's memory is valid for the call.
+#[no_mangle]
+#[allow(non_snake_case)]
+pub(crate) unsafe extern "C" fn kfunc_sample_task_pid(
+    task__nullable: *mut bindings::task_struct,
+) -> c_int {
+    if task__nullable.is_null() {
+        return -1;
+    }
+    // SAFETY: the task is trusted, so valid for the call; `init_pid_ns` is static. The function
+    // takes its own RCU read lock and copes with a task whose pid is already detached (0).
+    unsafe {
+        bindings::__task_pid_nr_ns(
+            task__nullable,
+            bindings::pid_type_PIDTYPE_PID,
+            core::ptr::addr_of_mut!(bindings::init_pid_ns),
+        )
+    }
+}
+
+/// Returns the global thread-group id of a task that may be an RCU-protected pointer.
+///
+/// Flags: `KF_RCU`: `task` is trusted or loaded under RCU; an exiting task gives 0.
+///
+/// # Safety
+///
+/// Called by BPF programs only: the verifier guarantees `task` is trusted or RCU-protected
+/// inside the program's RCU read section, so its memory is valid for the call.
+#[no_mangle]
+pub(crate) unsafe extern "C" fn kfunc_sample_task_tgid(task: *mut bindings::task_struct) -> c_int {
+    // SAFETY: see `kfunc_sample_task_pid`; RCU keeps `task` valid for the call.
+    unsafe {
+        bindings::__task_pid_nr_ns(
+            task,
+            bindings::pid_type_PIDTYPE_TGID,
+            core::ptr::addr_of_mut!(bindings::init_pid_ns),
+        )
+    }
+}
+
+/// The longest [`kfunc_sample_sleep`] sleeps, in milliseconds.
+const SLEEP_MAX_MS: u32 = 10;
+
+/// Sleeps for `ms` milliseconds (at most 10) and returns how long it asked to sleep.
+///
+/// Flags: `KF_SLEEPABLE`: only sleepable programs (e.g. `SEC("syscall")`) may call it.
+#[no_mangle]
+pub(crate) extern "C" fn kfunc_sample_sleep(ms: u32) -> u32 {
+    let ms = ms.min(SLEEP_MAX_MS);
+    // SAFETY: `msleep()` may be called from any context that may sleep, which KF_SLEEPABLE
+    // guarantees.
+    unsafe { bindings::msleep(ms) };
+    ms
+}
+
+/// The set's filter: of the program types sharing the tracing kfunc hook, only `TRACING` (fentry,
+/// fexit, tp_btf, ...) may call the sample kfuncs; `TRACEPOINT`, `PERF_EVENT` and `LSM` may not.
+///
+/// # Safety
+///
+/// Called by the verifier with a valid `prog`.
+unsafe extern "C" fn kfunc_sample_filter(prog: *const bindings::bpf_prog, _kfunc_id: u32) -> c_int {
+    // SAFETY: the verifier passes the program it is verifying.
+    let prog_type = unsafe { (*prog).type_ };
+    match prog_type {
+        bindings::bpf_prog_type_BPF_PROG_TYPE_TRACING
+        | bindings::bpf_prog_type_BPF_PROG_TYPE_SYSCALL => 0,
+        _ => -(bindings::EACCES as c_int),
+    }
+}
+
+/// The loaded module; registrations go away with it.
+struct KfuncSample;
+
+impl kernel::Module for KfuncSample {
+    fn init(module: &'static ThisModule) -> Result<Self> {
+        KFUNC_SAMPLE_SET.register(
+            module,
+            &[
+                bindings::bpf_prog_type_BPF_PROG_TYPE_TRACING,
+                bindings::bpf_prog_type_BPF_PROG_TYPE_SYSCALL,
+            ],
+            Some(kfunc_sample_filter),
+        )?;
+        pr_info!("{} sample kfuncs registered\n", KFUNC_SAMPLE_SET.len());
+        Ok(KfuncSample)
+    }
+}

@@ -1,0 +1,192 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The rust-kfuncs toolkit's checks that need the test kernel: the sample module
+//! (samples/kfunc_sample) builds, a plain `make -C $KDIR M=...` on a fresh copy of each module
+//! gives the same `.BTF` and `.BTF_ids` as the wrapper Makefiles (`make KDIR=`), and the
+//! checked-in BPF declaration headers are what `btfgen --header` writes from the modules' BTF.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+
+use crate::util;
+
+/// The sample module's directory in the checkout.
+const SAMPLE_DIR: &str = "samples/kfunc_sample";
+
+/// What a module copy needs, relative to the checkout (the toolkit without btfgen's sources);
+/// only files under version control are copied, so no build output comes along.
+const COPIED: &[&str] = &[
+    "Kbuild",
+    "src",
+    "rust-kfuncs/kfuncs.mk",
+    "rust-kfuncs/kfunc_btf.rs",
+    "rust-kfuncs/kfunc-resolve-btfids",
+    "samples/kfunc_sample/Kbuild",
+    "samples/kfunc_sample/kfunc_sample.rs",
+];
+
+/// `make -C samples/kfunc_sample KDIR=<kdir>`; returns the path of kfunc_sample.ko.
+pub fn build_sample(checkout: &Path, cache: &Path, kdir: &Path) -> Result<PathBuf> {
+    let dir = checkout.join(SAMPLE_DIR);
+    let mut make = util::kernel_make(cache)?;
+    make.arg("-C")
+        .arg(&dir)
+        .arg(format!("KDIR={}", kdir.display()));
+    util::run(&mut make).context("building samples/kfunc_sample against the test kernel")?;
+    let ko = dir.join("kfunc_sample.ko");
+    if !ko.exists() {
+        bail!("make succeeded but left no {}", ko.display());
+    }
+    Ok(ko)
+}
+
+/// The named checks, each with its result, for `cargo xtask test` to record. `modules` are the
+/// modules `make KDIR=` built: (directory relative to the checkout, .ko path).
+pub fn checks(
+    checkout: &Path,
+    cache: &Path,
+    kdir: &Path,
+    modules: &[(&str, &Path)],
+) -> Vec<(String, Result<()>)> {
+    let mut out = Vec::new();
+    let copy = checkout.join("target/xtask/plain-kbuild");
+    let copied = copy_sources(checkout, &copy);
+    for &(dir, ko) in modules {
+        let name = ko
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        let stem = name.trim_end_matches(".ko").to_string();
+        let result = copied
+            .as_ref()
+            .map_err(|e| anyhow::anyhow!("{e:#}"))
+            .and_then(|()| same_btf_as_plain_kbuild(checkout, cache, kdir, &copy.join(dir), ko));
+        out.push((
+            format!("toolkit/plain_kbuild_same_btf/{stem}"),
+            result.with_context(|| {
+                format!(
+                    "plain `make -C $KDIR M=` on a fresh copy must give {name} the same \
+                     .BTF and .BTF_ids as `make KDIR=`"
+                )
+            }),
+        ));
+        out.push((
+            format!("toolkit/kfuncs_h_fresh/{stem}"),
+            header_is_fresh(checkout, kdir, ko, &stem).with_context(|| {
+                format!(
+                    "bpf-tests/progs/{stem}.kfuncs.h must be what btfgen --header writes \
+                     from {name}'s BTF"
+                )
+            }),
+        ));
+    }
+    out
+}
+
+fn copy_sources(checkout: &Path, copy: &Path) -> Result<()> {
+    if copy.exists() {
+        fs::remove_dir_all(copy).with_context(|| format!("removing {}", copy.display()))?;
+    }
+    let mut ls = Command::new("git");
+    ls.arg("-C")
+        .arg(checkout)
+        .args(["ls-files", "--"])
+        .args(COPIED);
+    let files = util::output(&mut ls)?;
+    if files.is_empty() {
+        bail!("git ls-files lists none of {COPIED:?}");
+    }
+    for rel in files.lines() {
+        let dest = copy.join(rel);
+        fs::create_dir_all(dest.parent().unwrap_or(copy))?;
+        fs::copy(checkout.join(rel), &dest)
+            .with_context(|| format!("copying {rel} to {}", copy.display()))?;
+    }
+    Ok(())
+}
+
+fn same_btf_as_plain_kbuild(
+    checkout: &Path,
+    cache: &Path,
+    kdir: &Path,
+    dir: &Path,
+    wrapper_ko: &Path,
+) -> Result<()> {
+    let mut make = util::kernel_make(cache)?;
+    make.arg("-C")
+        .arg(kdir)
+        .arg(format!("M={}", dir.display()))
+        .arg("LLVM=-19")
+        .arg(format!(
+            "KFUNC_BTFGEN={}",
+            checkout.join("target/release/btfgen").display()
+        ))
+        .arg("modules");
+    util::run(&mut make)?;
+    let plain_ko = dir.join(wrapper_ko.file_name().unwrap_or_default());
+    for section in [".BTF", ".BTF_ids"] {
+        let plain = section_bytes(&plain_ko, section)?;
+        let wrapper = section_bytes(wrapper_ko, section)?;
+        if plain != wrapper {
+            bail!(
+                "{section} differs: {} bytes from plain Kbuild ({}), {} from make KDIR= ({})",
+                plain.len(),
+                plain_ko.display(),
+                wrapper.len(),
+                wrapper_ko.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The contents of one section of an ELF file, with llvm-objcopy.
+fn section_bytes(file: &Path, section: &str) -> Result<Vec<u8>> {
+    let dump = file.with_extension(format!("{}.section", section.trim_start_matches('.')));
+    let mut cmd = Command::new("llvm-objcopy-19");
+    cmd.arg(format!("--dump-section={section}={}", dump.display()))
+        .arg(file)
+        .arg(file.with_extension("objcopy.tmp"));
+    util::run(&mut cmd)?;
+    let _ = fs::remove_file(file.with_extension("objcopy.tmp"));
+    let bytes = fs::read(&dump).with_context(|| format!("reading {}", dump.display()))?;
+    let _ = fs::remove_file(&dump);
+    Ok(bytes)
+}
+
+fn header_is_fresh(checkout: &Path, kdir: &Path, ko: &Path, stem: &str) -> Result<()> {
+    let checked_in = checkout.join(format!("bpf-tests/progs/{stem}.kfuncs.h"));
+    let fresh = checkout.join(format!("target/xtask/{stem}.kfuncs.h"));
+    // btfgen leaves a module whose kfuncs have BTF alone; the copy (of the same name, which the
+    // header mentions) makes sure the checkout's .ko is never touched.
+    let copy_dir = checkout.join("target/xtask/header");
+    fs::create_dir_all(&copy_dir)?;
+    let copy = copy_dir.join(ko.file_name().unwrap_or_default());
+    fs::copy(ko, &copy)?;
+    let mut cmd = Command::new(checkout.join("target/release/btfgen"));
+    cmd.arg("--quiet")
+        .arg("--base")
+        .arg(kdir.join("vmlinux"))
+        .arg("--header")
+        .arg(&fresh)
+        .arg(&copy);
+    util::run(&mut cmd)?;
+    let want = fs::read_to_string(&fresh)?;
+    let have = fs::read_to_string(&checked_in)
+        .with_context(|| format!("reading {}", checked_in.display()))?;
+    if want != have {
+        bail!(
+            "{} is stale: regenerate it with\n  target/release/btfgen --base {}/vmlinux \
+             --header {} {}",
+            checked_in.display(),
+            kdir.display(),
+            checked_in.display(),
+            ko.display()
+        );
+    }
+    Ok(())
+}
