@@ -70,7 +70,10 @@ pub fn stress(checkout: &Path, cache: &Path, debug: bool) -> Result<()> {
         flavour.name(),
         fmt_duration(start.elapsed())
     );
-    let passed = report.finish(&checkout.join("target/xtask/stress-results.xml"), Some(CASE))?;
+    let passed = report.finish(
+        &checkout.join("target/xtask/stress-results.xml"),
+        Some(CASE),
+    )?;
     if !passed {
         process::exit(1);
     }

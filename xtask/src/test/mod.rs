@@ -156,12 +156,18 @@ fn run(
         .ok();
     if let (Some(ko), Some(sample)) = (&ko, &sample) {
         let names = ["toolkit/plain_kbuild_same_btf/", "toolkit/kfuncs_h_fresh/"];
-        if names.iter().any(|n| filter.is_none_or(|f| n.contains(f) || f.starts_with(n))) {
+        if names
+            .iter()
+            .any(|n| filter.is_none_or(|f| n.contains(f) || f.starts_with(n)))
+        {
             for (name, result) in toolkit::checks(
                 checkout,
                 cache,
                 &kdir,
-                &[(".", ko.as_path()), ("samples/kfunc_sample", sample.as_path())],
+                &[
+                    (".", ko.as_path()),
+                    ("samples/kfunc_sample", sample.as_path()),
+                ],
             ) {
                 if !selected(&name, filter) {
                     r.filtered_out(1);

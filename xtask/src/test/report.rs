@@ -84,7 +84,10 @@ impl Report {
 
     /// The outcome recorded for a case, if any.
     pub fn outcome(&self, name: &str) -> Option<&Outcome> {
-        self.cases.iter().find(|c| c.name == name).map(|c| &c.outcome)
+        self.cases
+            .iter()
+            .find(|c| c.name == name)
+            .map(|c| &c.outcome)
     }
 
     /// Whether no case was recorded.
