@@ -63,8 +63,10 @@ check-kdir:
 		echo "  or 'cargo xtask setup')." >&2; exit 1; }
 
 # Where rust-kfuncs/kfuncs.mk finds it: target/release/btfgen.
+# cargo runs without make's MAKEFLAGS: its jobserver descriptors are closed in
+# a non-recursive recipe, and libbpf-sys's build script runs make again.
 btfgen: FORCE
-	$(CARGO) build --quiet --release --package btfgen
+	env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL $(CARGO) build --quiet --release --package btfgen
 
 # Kbuild's dependency files name the kernel's generated headers relative to
 # the kernel build directory, so after a switch to another KDIR (e.g. the
