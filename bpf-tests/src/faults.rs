@@ -405,11 +405,16 @@ impl FaultKnobs {
         let mut saved = Vec::new();
         for (file, value) in [
             ("failslab/ignore-gfp-wait", "N"),
-            ("failslab/verbose", "0"),
+            // Every injected failure says so, unthrottled: the kernel-log
+            // policy tells the allocation-failure reports they cause from
+            // bugs by that line (harness::kernel_log::findings).
+            ("failslab/verbose", "1"),
+            ("failslab/verbose_ratelimit_interval_ms", "0"),
             ("fail_page_alloc/ignore-gfp-wait", "N"),
             ("fail_page_alloc/ignore-gfp-highmem", "N"),
             ("fail_page_alloc/min-order", "0"),
-            ("fail_page_alloc/verbose", "0"),
+            ("fail_page_alloc/verbose", "1"),
+            ("fail_page_alloc/verbose_ratelimit_interval_ms", "0"),
         ] {
             let path = Path::new("/sys/kernel/debug").join(file);
             let old = fs::read_to_string(&path).with_context(|| {

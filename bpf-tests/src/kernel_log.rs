@@ -70,7 +70,6 @@ impl Mark {
     /// Fails if the kernel logged a line the policy denies since
     /// [`Mark::now`]; the log of the failure is everything it logged.
     pub fn check(mut self) -> Outcome {
-        let mut hits = Vec::new();
         let mut all = Vec::new();
         let mut buf = vec![0u8; 8192];
         loop {
@@ -80,11 +79,7 @@ impl Mark {
                 Ok(n) => {
                     let record = String::from_utf8_lossy(&buf[..n]);
                     let text = record.split_once(';').map_or(&*record, |(_, m)| m);
-                    let line = text.lines().next().unwrap_or_default();
-                    if let Some(finding) = kernel_log::classify(line) {
-                        hits.push(format!("{}: {}", finding.marker, finding.line));
-                    }
-                    all.push(line.to_owned());
+                    all.push(text.lines().next().unwrap_or_default().to_owned());
                 }
                 // Overwritten records: keep reading from the oldest left.
                 Err(e) if e.raw_os_error() == Some(libc::EPIPE) => continue,
@@ -92,6 +87,10 @@ impl Mark {
                 Err(e) => return Outcome::fail(format!("reading /dev/kmsg: {e}")),
             }
         }
+        let hits: Vec<String> = kernel_log::findings(&all.join("\n"))
+            .into_iter()
+            .map(|finding| format!("{}: {}", finding.marker, finding.line))
+            .collect();
         if hits.is_empty() {
             Outcome::Pass
         } else {

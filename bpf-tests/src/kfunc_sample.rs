@@ -36,8 +36,11 @@ enum Trigger {
     Fork,
 }
 
+/// Reads the mask of checks a program filled in its .bss.
+type Mask = fn(&types::bss) -> u64;
+
 /// (program, trigger, the .bss mask it fills, the bits that must be set).
-const SUCCESS: &[(&str, Trigger, fn(&types::bss) -> u64, u64)] = &[
+const SUCCESS: &[(&str, Trigger, Mask, u64)] = &[
     (
         "scalars_of_each_width",
         Trigger::TestRun,

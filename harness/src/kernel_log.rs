@@ -75,6 +75,16 @@ pub const ALLOW: &[&str] = &[
     "Spectre V2 : WARNING: Unprivileged eBPF is enabled",
 ];
 
+/// The line `fail_dump()` (lib/fault-inject.c) prints when fault injection
+/// fails a call on purpose and the fault attribute's `verbose` is at least 1.
+pub const INJECTED_FAILURE: &str = "FAULT_INJECTION: forcing a failure";
+
+/// Headers of `warn_alloc()` reports: mm/page_alloc.c prints
+/// "<comm>: page allocation failure: order:0, mode:...", mm/vmalloc.c
+/// "<comm>: vmalloc error: size 4096, vm_struct allocation failed, mode:...";
+/// both are followed by a stack dump (`Call Trace:`).
+pub const ALLOCATION_FAILURE: &[&str] = &["page allocation failure:", "vmalloc error:"];
+
 /// One bad kernel log line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Finding {
@@ -101,8 +111,38 @@ pub fn classify(line: &str) -> Option<Finding> {
 }
 
 /// Every bad line of a log.
+///
+/// A failing allocation the kernel reports with `warn_alloc()` dumps the
+/// stack; that `Call Trace:` is not a bug when fault injection caused the
+/// failure: an [`INJECTED_FAILURE`] line, then an [`ALLOCATION_FAILURE`]
+/// header, then the trace. The fault-injection cases turn `verbose` on (and
+/// its rate limit off) so that every injected failure says so. Any other
+/// stack dump, and every line [`DENY`] names besides `Call Trace:`, stays a
+/// finding.
 pub fn findings(log: &str) -> Vec<Finding> {
-    log.lines().filter_map(classify).collect()
+    let mut injected = false;
+    let mut injected_report = false;
+    let mut found = Vec::new();
+    for line in log.lines() {
+        if line.contains(INJECTED_FAILURE) {
+            injected = true;
+            continue;
+        }
+        if ALLOCATION_FAILURE.iter().any(|header| line.contains(header)) {
+            injected_report = injected;
+            injected = false;
+            continue;
+        }
+        let Some(finding) = classify(line) else {
+            continue;
+        };
+        if finding.marker == "Call Trace:" && injected_report {
+            injected_report = false;
+            continue;
+        }
+        found.push(finding);
+    }
+    found
 }
 
 /// What the kmemleak policy says of a report of
@@ -253,5 +293,28 @@ mod tests {
         assert!(leaks[0].starts_with("unreferenced object 0xffff888003a1c000"));
         assert!(leaks[1].contains("swapper/0"));
         assert!(kmemleak_leaks("").is_empty());
+    }
+
+    #[test]
+    fn injected_allocation_failures_may_dump_the_stack() {
+        let injected = "[9.0] FAULT_INJECTION: forcing a failure.\n\
+                        [9.0] name failslab, interval 1, probability 0, space 0, times 1\n\
+                        [9.1] insmod: vmalloc error: size 474904, vm_struct allocation failed, mode:0xcc0(GFP_KERNEL), nodemask=(null)\n\
+                        [9.1] CPU: 0 UID: 0 PID: 76 Comm: insmod Tainted: G O 6.12.117 #1\n\
+                        [9.1] Call Trace:\n\
+                        [9.1]  <TASK>\n\
+                        [9.1]  warn_alloc+0xe4/0x150\n";
+        assert_eq!(findings(injected), vec![]);
+
+        // Without the injection line the same report is a finding.
+        let lines: Vec<&str> = injected.lines().skip(2).collect();
+        let found = findings(&lines.join("\n"));
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].marker, "Call Trace:");
+
+        // The allowance covers one trace: a WARN after it still counts.
+        let then_warn = format!("{injected}[9.2] WARNING: CPU: 0 PID: 76 at x.c:1 f\n[9.2] Call Trace:\n");
+        let found: Vec<_> = findings(&then_warn).into_iter().map(|f| f.marker).collect();
+        assert_eq!(found, vec!["WARNING:", "Call Trace:"]);
     }
 }
