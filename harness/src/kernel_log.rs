@@ -128,7 +128,10 @@ pub fn findings(log: &str) -> Vec<Finding> {
             injected = true;
             continue;
         }
-        if ALLOCATION_FAILURE.iter().any(|header| line.contains(header)) {
+        if ALLOCATION_FAILURE
+            .iter()
+            .any(|header| line.contains(header))
+        {
             injected_report = injected;
             injected = false;
             continue;
@@ -313,7 +316,8 @@ mod tests {
         assert_eq!(found[0].marker, "Call Trace:");
 
         // The allowance covers one trace: a WARN after it still counts.
-        let then_warn = format!("{injected}[9.2] WARNING: CPU: 0 PID: 76 at x.c:1 f\n[9.2] Call Trace:\n");
+        let then_warn =
+            format!("{injected}[9.2] WARNING: CPU: 0 PID: 76 at x.c:1 f\n[9.2] Call Trace:\n");
         let found: Vec<_> = findings(&then_warn).into_iter().map(|f| f.marker).collect();
         assert_eq!(found, vec!["WARNING:", "Call Trace:"]);
     }
