@@ -319,9 +319,6 @@ fn boot(
     if accel == Accel::Tcg {
         cmd.arg("--disable-kvm");
     }
-    if let Some(cpus) = opts.cpus {
-        cmd.args(["--cpus", &cpus.to_string()]);
-    }
     cmd.arg("--exec")
         .arg(format!("echo '{MARKER}' >&2; {command}"));
     if show {
