@@ -24,6 +24,7 @@
  */
 
 #include <linux/module.h>
+#include <linux/pid.h>
 #include <linux/bpf_verifier.h>
 #include <linux/rcupdate.h>
 #include <linux/refcount.h>
@@ -31,9 +32,13 @@
 
 #include "helpers.h"
 
-__always_inline struct task_struct *task_kfuncs_get_current(void)
+/*
+ * task_active_pid_ns(current), whose body in kernel/pid.c is exactly this
+ * line of two inline functions: NULL once current's struct pid is detached.
+ */
+__always_inline struct pid_namespace *task_kfuncs_active_pid_ns(void)
 {
-	return current;
+	return ns_of_pid(task_pid(current));
 }
 
 __always_inline void task_kfuncs_rcu_read_lock(void)

@@ -18,9 +18,10 @@
 
 struct module;
 struct bpf_prog;
+struct pid_namespace;
 struct task_struct;
 
-struct task_struct *task_kfuncs_get_current(void);
+struct pid_namespace *task_kfuncs_active_pid_ns(void);
 void task_kfuncs_rcu_read_lock(void);
 void task_kfuncs_rcu_read_unlock(void);
 bool task_kfuncs_refcount_inc_not_zero(refcount_t *r);
