@@ -66,11 +66,13 @@ pub fn bench(checkout: &Path, cache: &Path, args: &[String]) -> Result<()> {
     let guest_log = out.join("guest.log");
     // `bench -- --from-log FILE`: redo the report from a saved guest log
     // (target/bench/guest.log of an earlier run) without booting.
-    let stdout = if let [flag, log] = args {
-        if flag != "--from-log" {
-            bail!(
-                "unknown bench argument {flag}: pass task-kfuncs-bench options, or --from-log FILE"
-            );
+    let from_log = args.iter().position(|arg| arg == "--from-log");
+    let stdout = if let Some(at) = from_log {
+        let [_, log] = args else {
+            bail!("--from-log FILE takes no other bench argument (got: {})", args.join(" "));
+        };
+        if at != 0 {
+            bail!("--from-log needs a FILE (got: {})", args.join(" "));
         }
         fs::read_to_string(log).with_context(|| format!("cannot read {log}"))?
     } else {
