@@ -69,7 +69,10 @@ pub fn bench(checkout: &Path, cache: &Path, args: &[String]) -> Result<()> {
     let from_log = args.iter().position(|arg| arg == "--from-log");
     let stdout = if let Some(at) = from_log {
         let [_, log] = args else {
-            bail!("--from-log FILE takes no other bench argument (got: {})", args.join(" "));
+            bail!(
+                "--from-log FILE takes no other bench argument (got: {})",
+                args.join(" ")
+            );
         };
         if at != 0 {
             bail!("--from-log needs a FILE (got: {})", args.join(" "));

@@ -4,9 +4,7 @@
 //! benchmark) against a test kernel, their paths taken from cargo's JSON
 //! messages.
 
-use std::env;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 use anyhow::{bail, Result};
 
@@ -26,20 +24,18 @@ pub struct Binaries {
 /// `cargo build -p bpf-tests --release` with TASK_KFUNCS_KDIR set (both
 /// kfunc variants are in the one runner).
 pub fn build(checkout: &Path, kdir: &Path) -> Result<Binaries> {
-    let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut cmd = Command::new(cargo);
-    cmd.args([
-        "build",
-        "-p",
-        "bpf-tests",
-        "--release",
-        "--bins",
-        "--message-format=json-render-diagnostics",
-    ])
-    .current_dir(checkout)
-    .env("TASK_KFUNCS_KDIR", kdir)
-    .stdin(Stdio::null())
-    .stdout(Stdio::piped());
+    let mut cmd = util::cargo_for_kernel(
+        checkout,
+        kdir,
+        &[
+            "build",
+            "-p",
+            "bpf-tests",
+            "--release",
+            "--bins",
+            "--message-format=json-render-diagnostics",
+        ],
+    );
     let built = util::cargo_artifacts(&mut cmd, |a| !a.profile.test)?;
     let find = |name: &str| -> Result<PathBuf> {
         match built

@@ -285,6 +285,21 @@ pub fn kill_group(child: &mut Child) {
     untrack_group(child);
 }
 
+/// `cargo ARGS` in the checkout for a build against the test kernel in
+/// `kdir`: the BPF programs of bpf-tests and the toolkit's tests find it in
+/// TASK_KFUNCS_KDIR and RUST_KFUNCS_KDIR. Standard output is piped (for
+/// [`cargo_artifacts`]).
+pub fn cargo_for_kernel(checkout: &Path, kdir: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new(env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.args(args)
+        .current_dir(checkout)
+        .env("TASK_KFUNCS_KDIR", kdir)
+        .env("RUST_KFUNCS_KDIR", kdir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped());
+    cmd
+}
+
 /// Runs `cmd` (a cargo command with `--message-format=json...`) and returns
 /// (executable, package directory, `<package>/<target>` label) of each
 /// artifact `want` keeps. Fails when cargo fails.

@@ -13,7 +13,6 @@
 //! nextest itself builds on. Doc tests are not run this way: the workspace
 //! has none.
 
-use std::env;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -34,20 +33,17 @@ pub struct HostTest {
 
 /// Builds the workspace's test binaries and lists their tests.
 pub fn build_and_list(checkout: &Path, kdir: &Path) -> Result<Vec<HostTest>> {
-    let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut cmd = Command::new(cargo);
-    cmd.args([
-        "test",
-        "--workspace",
-        "--no-run",
-        "--message-format=json-render-diagnostics",
-    ])
-    .current_dir(checkout)
-    .env("TASK_KFUNCS_KDIR", kdir)
-    .env("RUST_KFUNCS_KDIR", kdir)
-    .stdin(Stdio::null())
-    .stdout(Stdio::piped())
-    .stderr(Stdio::inherit());
+    let mut cmd = crate::util::cargo_for_kernel(
+        checkout,
+        kdir,
+        &[
+            "test",
+            "--workspace",
+            "--no-run",
+            "--message-format=json-render-diagnostics",
+        ],
+    );
+    cmd.stderr(Stdio::inherit());
     let binaries = crate::util::cargo_artifacts(&mut cmd, |a| a.profile.test)?;
     let mut tests = Vec::new();
     for (binary, dir, label) in binaries {
