@@ -74,17 +74,23 @@ btfgen: FORCE
 # for the other kernel. Remember the last KDIR and start clean on a change.
 KDIR_STAMP := .task_kfuncs.kdir
 
+# What Kbuild and the Kbuild file write here. Kbuild's own clean
+# (`make -C $(KDIR) M=$(CURDIR) clean`) is not used: it deletes every *.a,
+# *.o and *.s below M, and cargo's target/ lies below it (build scripts'
+# static libraries such as libbpf.a, incremental objects), which cargo
+# then believes still built.
+BUILT := *.o .*.o *.ko *.mod *.mod.c .*.cmd Module.symvers modules.order \
+	src/*.o src/.*.cmd src/*.bc src/generated
+
 modules: check-kdir btfgen
 	@if [ "$$(cat $(KDIR_STAMP) 2>/dev/null)" != "$(abspath $(KDIR))" ]; then \
-		$(MAKE) --no-print-directory -C "$(KDIR)" M="$(CURDIR)" LLVM=$(LLVM) clean >/dev/null; \
-		rm -rf src/generated src/*.bc; \
+		rm -rf $(BUILT); \
 		echo "$(abspath $(KDIR))" > $(KDIR_STAMP); \
 	fi
 	$(MAKE) -C "$(KDIR)" M="$(CURDIR)" LLVM=$(LLVM) $(KTOOLS) modules
 
 clean:
-	@if [ -f "$(KDIR)/Makefile" ]; then $(MAKE) -C "$(KDIR)" M="$(CURDIR)" LLVM=$(LLVM) clean; fi
-	rm -rf src/generated src/*.bc $(KDIR_STAMP)
+	rm -rf $(BUILT) $(KDIR_STAMP)
 
 .PHONY: all modules check-kdir btfgen clean FORCE
 
