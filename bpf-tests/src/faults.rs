@@ -123,22 +123,7 @@ fn log_clean(mark: kernel_log::Mark) -> Result<()> {
     }
 }
 
-fn fork_and_reap() -> Result<()> {
-    // SAFETY: the child only calls _exit.
-    match unsafe { libc::fork() } {
-        -1 => bail!("fork: {}", io::Error::last_os_error()),
-        // SAFETY: _exit touches no Rust state.
-        0 => unsafe { libc::_exit(0) },
-        pid => {
-            let mut status = 0;
-            // SAFETY: status is a valid out-pointer.
-            unsafe { libc::waitpid(pid, &mut status, 0) };
-            Ok(())
-        }
-    }
-}
-
-/// insmod, load + attach + trigger (a fork, a TEST_RUN), close, rmmod; 100
+/// insmod, load + attach + trigger (a child, a TEST_RUN), close, rmmod; 100
 /// times. The module BTF must come and go with the module.
 fn cycles(path: &Path) -> Result<()> {
     let before = leaks()?;
@@ -163,7 +148,7 @@ fn cycles(path: &Path) -> Result<()> {
             let link = stress::program(&skel, "cycle_newtask")?
                 .attach()
                 .with_context(|| format!("cycle {i}: attach"))?;
-            fork_and_reap()?;
+            crate::process::spawn_and_reap()?;
             let found = stress::test_run(&skel, "cycle_from_pid")?;
             if found != me {
                 bail!("cycle {i}: rust_task_from_pid(self) gave {found}, want {me}");
@@ -185,52 +170,6 @@ fn cycles(path: &Path) -> Result<()> {
     no_new_leaks(before)
 }
 
-/// A parked child, released (and reaped) on drop.
-struct Sentinel {
-    pid: i32,
-    write: i32,
-}
-
-impl Sentinel {
-    fn new() -> Result<Self> {
-        let mut fds = [0i32; 2];
-        // SAFETY: fds is a valid array of two ints.
-        if unsafe { libc::pipe(fds.as_mut_ptr()) } != 0 {
-            bail!("pipe: {}", io::Error::last_os_error());
-        }
-        // SAFETY: the runner is single-threaded here; the child only reads
-        // and exits.
-        match unsafe { libc::fork() } {
-            -1 => bail!("fork: {}", io::Error::last_os_error()),
-            0 => {
-                let mut b = 0u8;
-                // SAFETY: plain fd operations on our own descriptors.
-                unsafe {
-                    libc::close(fds[1]);
-                    while libc::read(fds[0], (&raw mut b).cast(), 1) > 0 {}
-                    libc::_exit(0)
-                }
-            }
-            pid => {
-                // SAFETY: closing our copy of the read end.
-                unsafe { libc::close(fds[0]) };
-                Ok(Sentinel { pid, write: fds[1] })
-            }
-        }
-    }
-}
-
-impl Drop for Sentinel {
-    fn drop(&mut self) {
-        let mut status = 0;
-        // SAFETY: closing our descriptor, then reaping our child.
-        unsafe {
-            libc::close(self.write);
-            libc::waitpid(self.pid, &mut status, 0);
-        }
-    }
-}
-
 /// rcu_users of `pid`, read with the kernel's kfuncs only (works with the
 /// module unloaded).
 fn rcu_users_c(pid: i32) -> Result<i32> {
@@ -245,23 +184,23 @@ fn map_outlives(path: &Path) -> Result<()> {
     if !module::is_loaded() {
         module::insmod(path).context("insmod")?;
     }
-    let sentinel = Sentinel::new()?;
-    let baseline = rcu_users_c(sentinel.pid)?;
+    let sentinel = crate::process::Parked::spawn()?;
+    let baseline = rcu_users_c(sentinel.pid())?;
     let map = {
         let mut storage = MaybeUninit::uninit();
         let mut skel = stress::load(&mut storage, &["hold_pid"], |_| Ok(()))?;
         for slot in 0..HELD {
             let bss = skel.maps.bss_data.as_deref_mut().context("no .bss")?;
-            bss.read_pid = sentinel.pid;
+            bss.read_pid = sentinel.pid();
             bss.read_slot = slot;
             if stress::test_run(&skel, "hold_pid")? != 0 {
-                bail!("hold_pid found no task {}", sentinel.pid);
+                bail!("hold_pid found no task {}", sentinel.pid());
             }
         }
         MapHandle::try_from(&skel.maps.slots).context("a handle on the slots map")?
         // The skeleton (the program, its module reference) goes here.
     };
-    let held = rcu_users_c(sentinel.pid)?;
+    let held = rcu_users_c(sentinel.pid())?;
     if held != baseline + HELD as i32 {
         bail!(
             "rcu_users {held} with {HELD} references in the map, want {}",
@@ -269,7 +208,7 @@ fn map_outlives(path: &Path) -> Result<()> {
         );
     }
     unload("with the map still open")?;
-    let still = rcu_users_c(sentinel.pid)?;
+    let still = rcu_users_c(sentinel.pid())?;
     if still != held {
         bail!(
             "rcu_users went from {held} to {still} when the module went; the map still holds them"
@@ -279,7 +218,7 @@ fn map_outlives(path: &Path) -> Result<()> {
     // The map is freed from a work item, after its last fd is closed.
     let start = Instant::now();
     loop {
-        let now = rcu_users_c(sentinel.pid)?;
+        let now = rcu_users_c(sentinel.pid())?;
         if now == baseline {
             break;
         }
@@ -288,7 +227,7 @@ fn map_outlives(path: &Path) -> Result<()> {
         }
         thread::sleep(Duration::from_millis(50));
     }
-    drop(sentinel);
+    sentinel.finish()?;
     Ok(())
 }
 

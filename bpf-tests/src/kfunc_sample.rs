@@ -32,7 +32,7 @@ const NAME: &CStr = c"kfunc_sample";
 enum Trigger {
     /// BPF_PROG_TEST_RUN of a syscall program.
     TestRun,
-    /// Attach, then fork a child that exits at once.
+    /// Attach, then spawn a child that exits at once.
     Fork,
 }
 
@@ -162,18 +162,7 @@ fn run(prog: &str, trigger: Trigger, field: fn(&types::bss) -> u64, want: u64) -
         }
         Trigger::Fork => {
             let _link = p.attach().context("attaching")?;
-            // SAFETY: the child only calls _exit.
-            let pid = unsafe { libc::fork() };
-            match pid {
-                -1 => bail!("fork: {}", std::io::Error::last_os_error()),
-                // SAFETY: _exit never returns and touches no Rust state.
-                0 => unsafe { libc::_exit(0) },
-                _ => {
-                    let mut status = 0;
-                    // SAFETY: status is a valid out-pointer.
-                    unsafe { libc::waitpid(pid, &mut status, 0) };
-                }
-            }
+            crate::process::spawn_and_reap()?;
         }
     }
     let bss = skel.maps.bss_data.as_deref().context("no .bss")?;
