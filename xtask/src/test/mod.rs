@@ -8,13 +8,15 @@
 //! 2. xtask's own: one boot, `vm -- 'exit 3'` exits 3 (the exit code the
 //!    guest part relies on; the guest suite's own exit code must agree with
 //!    its verdicts, which covers 0).
-//! 3. Toolkit: the rust-kfuncs sample module (samples/kfunc_sample) is
-//!    built, and plain-Kbuild builds of both modules and their checked-in
-//!    `*.kfuncs.h` headers are checked ([`toolkit`], `toolkit/...` cases).
-//! 4. Guest: task_kfuncs.ko and the BPF selftest runner are built on the
-//!    host; one boot (2 vCPUs for the stress suite) runs the runner, with
-//!    the sample module, whose KTAP becomes one case per runner case
-//!    ([`guest`]).
+//! 3. Builds: task_kfuncs.ko and the BPF selftest runner; the runner lists
+//!    the cases the filter selects.
+//! 4. Toolkit: the rust-kfuncs sample module (samples/kfunc_sample) is
+//!    built when a toolkit check or a sample case is selected, and
+//!    plain-Kbuild builds of both modules and their checked-in `*.kfuncs.h`
+//!    headers are checked ([`toolkit`], `toolkit/...` cases).
+//! 5. Guest: one boot (2 vCPUs for the stress suite) runs the selected
+//!    cases, with the sample module, and the runner's KTAP becomes one case
+//!    per runner case ([`guest`]).
 //!
 //! A case runs when its name contains FILTER (the runner applies the same
 //! rule to its cases, and adds its sanity checks and kernel-log judges to
@@ -150,16 +152,43 @@ fn run(
     };
     let ko = ko.map_err(|e| r.fail("build/module", &e)).ok();
     lap("module built");
-    // The toolkit: the sample module, plain-Kbuild builds, fresh headers.
-    let sample = toolkit::build_sample(checkout, cache, &kdir)
-        .map_err(|e| r.fail("build/kfunc_sample", &e))
+    let bins = selftests::build(checkout, &kdir)
+        .map_err(|e| r.fail("build/selftests", &e))
         .ok();
-    if let (Some(ko), Some(sample)) = (&ko, &sample) {
-        let names = ["toolkit/plain_kbuild_same_btf/", "toolkit/kfuncs_h_fresh/"];
-        if names
-            .iter()
-            .any(|n| filter.is_none_or(|f| n.contains(f) || f.starts_with(n)))
-        {
+    lap("selftest runner built");
+    // What the guest would run, listed with the sample module's path (the
+    // runner does not open it to list), so that the sample is built only
+    // when a selected case needs it.
+    let selection = match (&ko, &bins) {
+        (Some(ko), Some(bins)) => guest::select(
+            &bins.runner,
+            ko,
+            Some(&toolkit::sample_ko(checkout)),
+            filter,
+        )
+        .map_err(|e| r.fail("build/selftests_list", &e))
+        .ok(),
+        _ => None,
+    };
+    lap("guest cases listed");
+
+    // The toolkit: the sample module, plain-Kbuild builds, fresh headers.
+    let toolkit_names = ["toolkit/plain_kbuild_same_btf/", "toolkit/kfuncs_h_fresh/"];
+    let toolkit_selected = toolkit_names
+        .iter()
+        .any(|n| filter.is_none_or(|f| n.contains(f) || f.starts_with(n)));
+    let sample_selected = selection
+        .as_ref()
+        .is_some_and(|s| s.cases.iter().any(|c| c.starts_with("kfunc_sample/")));
+    let sample = if toolkit_selected || sample_selected {
+        toolkit::build_sample(checkout, cache, &kdir)
+            .map_err(|e| r.fail("build/kfunc_sample", &e))
+            .ok()
+    } else {
+        None
+    };
+    match (&ko, &sample) {
+        (Some(ko), Some(sample)) if toolkit_selected => {
             for (name, result) in toolkit::checks(
                 checkout,
                 cache,
@@ -181,28 +210,31 @@ fn run(
                     },
                 );
             }
-        } else {
-            r.filtered_out(4);
         }
-        lap("toolkit checks");
+        _ if !toolkit_selected => r.filtered_out(2 * toolkit_names.len()),
+        // The module or the sample failed to build: recorded above.
+        _ => {}
     }
-    let bins = selftests::build(checkout, &kdir)
-        .map_err(|e| r.fail("build/selftests", &e))
-        .ok();
-    lap("selftest runner built");
-    if let (Some(ko), Some(bins)) = (ko, bins) {
-        guest(
-            r,
-            checkout,
-            cache,
-            &opts,
-            flavour,
-            filter,
-            &bins.runner,
-            &ko,
-            sample.as_deref(),
-            &mut lap,
-        );
+    lap("toolkit checks");
+
+    if let (Some(ko), Some(bins), Some(selection)) = (ko, bins, selection) {
+        r.filtered_out(selection.filtered_out);
+        if !selection.cases.is_empty() {
+            guest::run(
+                r,
+                checkout,
+                cache,
+                &opts,
+                flavour == Flavour::Debug,
+                &bins.runner,
+                &ko,
+                sample.as_deref(),
+                filter,
+                &selection,
+                &[],
+            );
+            lap("guest run");
+        }
     }
 
     match host.join() {
@@ -220,43 +252,4 @@ fn run(
     }
     lap("host tests (waited for)");
     true
-}
-
-/// Lists the guest cases the filter selects and runs them in one boot.
-#[allow(clippy::too_many_arguments)]
-fn guest(
-    r: &mut Report,
-    checkout: &Path,
-    cache: &Path,
-    opts: &vm::VmOptions,
-    flavour: Flavour,
-    filter: Option<&str>,
-    runner: &Path,
-    ko: &Path,
-    sample: Option<&Path>,
-    lap: &mut impl FnMut(&str),
-) {
-    match guest::select(runner, ko, sample, filter) {
-        Ok(selection) => {
-            r.filtered_out(selection.filtered_out);
-            lap("guest cases listed");
-            if !selection.cases.is_empty() {
-                guest::run(
-                    r,
-                    checkout,
-                    cache,
-                    opts,
-                    flavour == Flavour::Debug,
-                    runner,
-                    ko,
-                    sample,
-                    filter,
-                    &selection,
-                    &[],
-                );
-                lap("guest run");
-            }
-        }
-        Err(e) => r.fail("build/selftests_list", &e),
-    }
 }

@@ -28,6 +28,11 @@ const COPIED: &[&str] = &[
     "samples/kfunc_sample/kfunc_sample.rs",
 ];
 
+/// Where [`build_sample`] leaves the sample module.
+pub fn sample_ko(checkout: &Path) -> PathBuf {
+    checkout.join(SAMPLE_DIR).join("kfunc_sample.ko")
+}
+
 /// `make -C samples/kfunc_sample KDIR=<kdir>`; returns the path of kfunc_sample.ko.
 pub fn build_sample(checkout: &Path, cache: &Path, kdir: &Path) -> Result<PathBuf> {
     let dir = checkout.join(SAMPLE_DIR);
@@ -36,7 +41,7 @@ pub fn build_sample(checkout: &Path, cache: &Path, kdir: &Path) -> Result<PathBu
         .arg(&dir)
         .arg(format!("KDIR={}", kdir.display()));
     util::run(&mut make).context("building samples/kfunc_sample against the test kernel")?;
-    let ko = dir.join("kfunc_sample.ko");
+    let ko = sample_ko(checkout);
     if !ko.exists() {
         bail!("make succeeded but left no {}", ko.display());
     }
