@@ -348,9 +348,10 @@ pub(crate) unsafe extern "C" fn rust_task_from_vpid(vpid: i32) -> *mut task_stru
         // `schedule()` for a thread that reaps itself in `exit_notify()`,
         // possibly during it when another task reaps a zombie (the parent's
         // `wait()`, the last thread releasing its group leader). The
-        // helper is `task_active_pid_ns(current)`'s body: it loads
-        // `thread_pid` once and returns NULL or that `struct pid`'s
-        // namespace. `free_pid()` drops the pid's initial reference through
+        // helper is `task_active_pid_ns(current)`'s body: it reads
+        // `thread_pid` (a plain load that may race `release_task()`, as in
+        // the kernel's own function) and returns NULL or that `struct
+        // pid`'s namespace. `free_pid()` drops the pid's initial reference through
         // `call_rcu()`, so the pid, and the reference on its namespace it
         // holds, outlive the RCU read section of `task_from_nr` that we are
         // in.

@@ -58,6 +58,15 @@ impl Parked {
     }
 }
 
+/// A case that fails before [`Parked::finish`] still reaps its child: the
+/// pipe closes, `cat` exits, and no zombie outlives the case.
+impl Drop for Parked {
+    fn drop(&mut self) {
+        drop(self.child.stdin.take());
+        let _ = self.child.wait();
+    }
+}
+
 /// Clones a child into a new pid namespace, where it is pid 1, runs `f` in
 /// it and exits with what `f` returns; the parent reaps it and returns
 /// `(child pid in our namespace, exit code)`.

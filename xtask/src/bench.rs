@@ -66,16 +66,15 @@ pub fn bench(checkout: &Path, cache: &Path, args: &[String]) -> Result<()> {
     let guest_log = out.join("guest.log");
     // `bench -- --from-log FILE`: redo the report from a saved guest log
     // (target/bench/guest.log of an earlier run) without booting.
-    let from_log = args.iter().position(|arg| arg == "--from-log");
-    let stdout = if let Some(at) = from_log {
-        let [_, log] = args else {
+    let stdout = if args.iter().any(|arg| arg == "--from-log") {
+        let [flag, log] = args else {
             bail!(
-                "--from-log FILE takes no other bench argument (got: {})",
+                "usage: bench -- --from-log FILE, with no other bench argument (got: {})",
                 args.join(" ")
             );
         };
-        if at != 0 {
-            bail!("--from-log needs a FILE (got: {})", args.join(" "));
+        if flag != "--from-log" {
+            bail!("usage: bench -- --from-log FILE (got: {})", args.join(" "));
         }
         fs::read_to_string(log).with_context(|| format!("cannot read {log}"))?
     } else {

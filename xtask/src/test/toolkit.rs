@@ -48,6 +48,22 @@ pub fn build_sample(checkout: &Path, cache: &Path, kdir: &Path) -> Result<PathBu
     Ok(ko)
 }
 
+/// The modules the checks cover, as their `.ko` stems.
+const MODULES: [&str; 2] = ["task_kfuncs", "kfunc_sample"];
+
+/// The names of the checks [`checks`] records.
+pub fn names() -> Vec<String> {
+    MODULES
+        .iter()
+        .flat_map(|stem| {
+            [
+                format!("toolkit/plain_kbuild_same_btf/{stem}"),
+                format!("toolkit/kfuncs_h_fresh/{stem}"),
+            ]
+        })
+        .collect()
+}
+
 /// The named checks, each with its result, for `cargo xtask test` to record. `modules` are the
 /// modules `make KDIR=` built: (directory relative to the checkout, .ko path).
 pub fn checks(
