@@ -44,23 +44,7 @@ u64 elapsed_ns[MAX_SLOTS];
 u64 misses[MAX_SLOTS];
 
 /* One referenced task kptr (the runner's), for the kptr_get case. */
-struct task_slot {
-	struct task_struct __kptr *task;
-};
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__type(key, int);
-	__type(value, struct task_slot);
-	__uint(max_entries, 1);
-} task_slots SEC(".maps");
-
-static struct task_slot *task_slot(void)
-{
-	int zero = 0;
-
-	return bpf_map_lookup_elem(&task_slots, &zero);
-}
+#include "task_kfuncs_slot.h"
 
 /* Stores a reference to the current task in task_slots (run once). */
 SEC("syscall")

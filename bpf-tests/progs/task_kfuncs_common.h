@@ -75,24 +75,7 @@ extern struct task_struct *rust_task_from_vpid(s32 vpid) __ksym __weak;
 #define KF_FROM_VPID_NAME "rust_task_from_vpid"
 #endif
 
-/* One slot holding a referenced task kptr; its destructor is the kernel's. */
-struct task_slot {
-	struct task_struct __kptr *task;
-};
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__type(key, int);
-	__type(value, struct task_slot);
-	__uint(max_entries, 1);
-} task_slots SEC(".maps");
-
-static inline struct task_slot *task_slot(void)
-{
-	int zero = 0;
-
-	return bpf_map_lookup_elem(&task_slots, &zero);
-}
+#include "task_kfuncs_slot.h"
 
 /*
  * Take a reference on @p with rust_task_acquire() and move it into the slot.

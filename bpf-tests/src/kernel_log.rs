@@ -48,17 +48,25 @@ impl Mark {
         Ok(Mark { kmsg })
     }
 
-    /// Every message logged since the mark (or the last read), one a line.
-    pub fn read_new(&mut self) -> io::Result<String> {
-        let mut out = String::new();
+    /// The text of every record logged since the mark (or the last read).
+    /// Each read of /dev/kmsg returns one record, "prio,seq,time,flags;
+    /// message\n" and the record's dictionary lines.
+    fn records(&mut self) -> io::Result<Vec<String>> {
+        let mut out = Vec::new();
         let mut buf = vec![0u8; 8192];
         loop {
             match self.kmsg.read(&mut buf) {
                 Ok(0) => break,
                 Ok(n) => {
                     let record = String::from_utf8_lossy(&buf[..n]);
-                    out.push_str(record.split_once(';').map_or(&*record, |(_, m)| m));
+                    out.push(
+                        record
+                            .split_once(';')
+                            .map_or(&*record, |(_, m)| m)
+                            .to_owned(),
+                    );
                 }
+                // Overwritten records: keep reading from the oldest left.
                 Err(e) if e.raw_os_error() == Some(libc::EPIPE) => continue,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) => return Err(e),
@@ -67,26 +75,21 @@ impl Mark {
         Ok(out)
     }
 
+    /// Every message logged since the mark (or the last read), one a line.
+    pub fn read_new(&mut self) -> io::Result<String> {
+        Ok(self.records()?.concat())
+    }
+
     /// Fails if the kernel logged a line the policy denies since
     /// [`Mark::now`]; the log of the failure is everything it logged.
     pub fn check(mut self) -> Outcome {
-        let mut all = Vec::new();
-        let mut buf = vec![0u8; 8192];
-        loop {
-            // Each read returns one record: "prio,seq,time,flags;message\n".
-            match self.kmsg.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => {
-                    let record = String::from_utf8_lossy(&buf[..n]);
-                    let text = record.split_once(';').map_or(&*record, |(_, m)| m);
-                    all.push(text.lines().next().unwrap_or_default().to_owned());
-                }
-                // Overwritten records: keep reading from the oldest left.
-                Err(e) if e.raw_os_error() == Some(libc::EPIPE) => continue,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) => return Outcome::fail(format!("reading /dev/kmsg: {e}")),
-            }
-        }
+        let all: Vec<String> = match self.records() {
+            Ok(records) => records
+                .iter()
+                .map(|text| text.lines().next().unwrap_or_default().to_owned())
+                .collect(),
+            Err(e) => return Outcome::fail(format!("reading /dev/kmsg: {e}")),
+        };
         let hits: Vec<String> = kernel_log::findings(&all.join("\n"))
             .into_iter()
             .map(|finding| format!("{}: {}", finding.marker, finding.line))
