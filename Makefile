@@ -7,7 +7,7 @@
 #   make clean
 #
 # The kernel must have CONFIG_RUST, CONFIG_DEBUG_INFO_BTF_MODULES and the
-# put_task_struct_rcu_user() export (qemu/patches/0001). This Makefile is a
+# put_task_struct_rcu_user() export (test-kernel/patches/6.12/0001). This Makefile is a
 # convenience: it checks the kernel, builds btfgen and runs Kbuild, whose
 # include of rust-kfuncs/kfuncs.mk gives the Rust kfuncs their BTF (pahole
 # skips Rust) and the kfunc set its ids. A plain
@@ -47,14 +47,14 @@ check-kdir:
 		echo "  Build the test kernel with 'cargo xtask kernel' and use KDIR=\$$(cargo xtask kernel --print-path)." >&2; exit 1; }
 	@test -f "$(KDIR)/.config" || { echo "error: $(KDIR) has no .config: configure and build that kernel first." >&2; exit 1; }
 	@grep -q '^CONFIG_RUST=y' "$(KDIR)/.config" || { echo "error: $(KDIR) was built without CONFIG_RUST=y." >&2; \
-		echo "  task_kfuncs is a Rust module; use the test kernel from 'cargo xtask kernel' (qemu/kernel.config)." >&2; exit 1; }
+		echo "  task_kfuncs is a Rust module; use the test kernel from 'cargo xtask kernel' (test-kernel/kernel.config)." >&2; exit 1; }
 	@grep -q '^CONFIG_DEBUG_INFO_BTF_MODULES=y' "$(KDIR)/.config" || { echo "error: $(KDIR) lacks CONFIG_DEBUG_INFO_BTF_MODULES=y:" >&2; \
 		echo "  without module BTF the kernel cannot register kfuncs from a module." >&2; exit 1; }
 	@test -f "$(KDIR)/Module.symvers" || { echo "error: $(KDIR)/Module.symvers is missing: finish building that kernel first." >&2; exit 1; }
 	@grep -qw 'put_task_struct_rcu_user' "$(KDIR)/Module.symvers" || { \
 		echo "error: $(KDIR) does not export put_task_struct_rcu_user()." >&2; \
 		echo "  task_kfuncs releases task references exactly like bpf_task_release() and needs that export;" >&2; \
-		echo "  apply qemu/patches/0001-exit-export-put_task_struct_rcu_user.patch to the kernel and rebuild it." >&2; exit 1; }
+		echo "  apply test-kernel/patches/6.12/0001-exit-export-put_task_struct_rcu_user.patch to the kernel and rebuild it." >&2; exit 1; }
 	@test -x "$(RESOLVE_BTFIDS_BIN)" || { echo "error: $(RESOLVE_BTFIDS_BIN) is missing: the kernel build is incomplete." >&2; exit 1; }
 	@test -x "$(RUST_BINDIR)/rustc" || { echo "error: no rustc in RUST_BINDIR=$(RUST_BINDIR) (Debian: apt-get install rustc-web rust-web-src)." >&2; exit 1; }
 	@command -v $(TASK_KFUNCS_BC_CC) >/dev/null && command -v $(TASK_KFUNCS_BC_LINK) >/dev/null || { \

@@ -259,7 +259,7 @@ mod tests {
             assert!(
                 all.iter()
                     .any(|(o, w)| o == option && *w == Want::Value("y".into())),
-                "qemu/kernel.config does not set CONFIG_{option}=y"
+                "test-kernel/kernel.config does not set CONFIG_{option}=y"
             );
         }
     }

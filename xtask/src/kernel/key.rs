@@ -70,7 +70,7 @@ pub fn key_inputs(checkout: &Path, cache: &Path, flavour: Flavour) -> Result<Key
                 format!("{SOURCE_PACKAGE} is not installed: run `cargo xtask setup`")
             })?;
 
-    let patch_dir = checkout.join("qemu/patches");
+    let patch_dir = checkout.join("test-kernel/patches/6.12");
     let mut patch_paths: Vec<PathBuf> = fs::read_dir(&patch_dir)
         .with_context(|| format!("cannot read {}", patch_dir.display()))?
         .filter_map(|e| Some(e.ok()?.path()))

@@ -5,7 +5,7 @@
 //!
 //! Layout under the cache directory:
 //! - `src-<srckey>/`: Debian's linux-source-6.12 tarball extracted, with
-//!   `qemu/patches/*.patch` applied in order. Key: package version + patches.
+//!   `test-kernel/patches/6.12/*.patch` applied in order. Key: package version + patches.
 //! - `build-<flavour>-<key>/`: the `O=` build tree. Key: the source key's
 //!   inputs + the config fragment(s) + the toolchain versions. It becomes
 //!   usable only once `xtask-ok` is written after a successful build, so an
@@ -39,9 +39,9 @@ const STAMP: &str = "xtask-ok";
 /// Which kernel to build.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Flavour {
-    /// `qemu/kernel.config` over tinyconfig.
+    /// `test-kernel/kernel.config` over tinyconfig.
     Normal,
-    /// `qemu/kernel.config` then `qemu/kernel-debug.config`: KASAN, lockdep,
+    /// `test-kernel/kernel.config` then `test-kernel/kernel-debug.config`: KASAN, lockdep,
     /// PROVE_RCU, kmemleak.
     Debug,
 }
@@ -145,7 +145,7 @@ pub fn ensure_built(checkout: &Path, cache: &Path, flavour: Flavour) -> Result<P
             .open(&config_path)
             .with_context(|| format!("tinyconfig left no {}", config_path.display()))?;
         for (name, text) in &inputs.fragments {
-            writeln!(config, "\n# --- from qemu/{name}\n{text}")?;
+            writeln!(config, "\n# --- from test-kernel/{name}\n{text}")?;
         }
     }
     run_logged(
@@ -231,7 +231,7 @@ fn ensure_source(checkout: &Path, cache: &Path, inputs: &KeyInputs, log: &Path) 
             run_logged(
                 Command::new("patch")
                     .args(["-p1", "--forward", "--batch", "-i"])
-                    .arg(checkout.join("qemu/patches").join(name))
+                    .arg(checkout.join("test-kernel/patches/6.12").join(name))
                     .current_dir(&tmp)
                     .stdin(Stdio::null()),
                 &format!("apply {name}"),
@@ -239,7 +239,7 @@ fn ensure_source(checkout: &Path, cache: &Path, inputs: &KeyInputs, log: &Path) 
             )
             .map_err(|e| {
                 e.context(format!(
-                    "qemu/patches/{name} does not apply to {SOURCE_PACKAGE} {}",
+                    "test-kernel/patches/6.12/{name} does not apply to {SOURCE_PACKAGE} {}",
                     inputs.source_version
                 ))
             })?;
