@@ -23,7 +23,11 @@ use libbpf_cargo::SkeletonBuilder;
 
 /// The selftest objects, each built from `progs/<name>.bpf.c` into
 /// `<variant>/<name>.skel.rs` for both kfunc variants.
-const SELFTESTS: &[&str] = &["task_kfuncs_success", "task_kfuncs_failure"];
+const SELFTESTS: &[&str] = &[
+    "task_kfuncs_success",
+    "task_kfuncs_failure",
+    "task_kfuncs_nmi",
+];
 
 /// The kfunc variants: output subdirectory and extra clang arguments.
 const VARIANTS: &[(&str, &[&str])] = &[("rust", &[]), ("c", &["-DTASK_KFUNCS_C"])];

@@ -12,7 +12,7 @@ use std::sync::Mutex;
 use anyhow::{bail, Context, Result};
 use libbpf_rs::btf::types::{DeclTag, Func};
 use libbpf_rs::btf::{Btf, ReferencesType};
-use libbpf_rs::{OpenObject, PrintLevel};
+use libbpf_rs::{Object, OpenObject, PrintLevel, ProgramMut};
 
 pub use crate::kfuncs_rust::skel::{failure_skel, success_skel, FAILURE_OBJ, SUCCESS_OBJ};
 
@@ -125,14 +125,26 @@ pub fn annotations(obj_name: &str, obj: &[u8]) -> Result<Vec<(String, Annotation
 
 /// Marks `prog` as the only program of `obj` that gets loaded.
 pub fn select_program(obj: &mut OpenObject, prog: &str) -> Result<()> {
-    let mut found = false;
+    select_programs(obj, &[prog])
+}
+
+/// Marks `progs` as the programs of `obj` that get loaded.
+pub fn select_programs(obj: &mut OpenObject, progs: &[&str]) -> Result<()> {
+    let mut found = 0;
     for mut p in obj.progs_mut() {
-        let this = p.name() == prog;
-        found |= this;
+        let this = progs.iter().any(|&name| p.name() == name);
+        found += usize::from(this);
         p.set_autoload(this);
     }
-    if !found {
-        bail!("no BPF program named {prog}");
+    if found != progs.len() {
+        bail!("not every one of {progs:?} is a BPF program of the object");
     }
     Ok(())
+}
+
+/// The loaded program `name` of `obj`.
+pub fn program<'obj>(obj: &'obj Object, name: &str) -> Result<ProgramMut<'obj>> {
+    obj.progs_mut()
+        .find(|p| p.name() == name)
+        .with_context(|| format!("no program {name} in the loaded object"))
 }

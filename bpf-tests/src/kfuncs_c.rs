@@ -24,6 +24,11 @@ pub mod skel {
         include!(concat!(env!("OUT_DIR"), "/c/task_kfuncs_failure.skel.rs"));
     }
 
+    /// Skeleton of `progs/task_kfuncs_nmi.bpf.c`.
+    pub mod nmi_skel {
+        include!(concat!(env!("OUT_DIR"), "/c/task_kfuncs_nmi.skel.rs"));
+    }
+
     /// The object files behind the skeletons, for reading their BTF.
     pub const SUCCESS_OBJ: &[u8] =
         include_bytes!(concat!(env!("OUT_DIR"), "/c/task_kfuncs_success.bpf.o"));
@@ -40,3 +45,7 @@ pub mod success;
 #[allow(clippy::duplicate_mod)]
 #[path = "failure.rs"]
 pub mod failure;
+
+#[allow(clippy::duplicate_mod)]
+#[path = "nmi.rs"]
+pub mod nmi;

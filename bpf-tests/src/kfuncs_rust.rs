@@ -27,6 +27,14 @@ pub mod skel {
         ));
     }
 
+    /// Skeleton of `progs/task_kfuncs_nmi.bpf.c`.
+    pub mod nmi_skel {
+        include!(concat!(
+            env!("OUT_DIR"),
+            "/rust/task_kfuncs_nmi.skel.rs"
+        ));
+    }
+
     /// The object files behind the skeletons, for reading their BTF.
     pub const SUCCESS_OBJ: &[u8] =
         include_bytes!(concat!(env!("OUT_DIR"), "/rust/task_kfuncs_success.bpf.o"));
@@ -43,3 +51,7 @@ pub mod success;
 #[allow(clippy::duplicate_mod)]
 #[path = "failure.rs"]
 pub mod failure;
+
+#[allow(clippy::duplicate_mod)]
+#[path = "nmi.rs"]
+pub mod nmi;

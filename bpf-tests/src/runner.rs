@@ -52,6 +52,7 @@ const KMEMLEAK_CLEAN: &str = "kmemleak_clean";
 fn suites(cli: &Cli) -> Result<Vec<Suite>> {
     let mut rust = kfuncs_rust::success::cases()?;
     rust.extend(kfuncs_rust::failure::cases()?);
+    rust.extend(kfuncs_rust::nmi::cases());
     rust.extend(exiting::cases()?);
     rust.extend(prog_types::cases()?);
     rust.extend(privilege::cases());
@@ -59,6 +60,7 @@ fn suites(cli: &Cli) -> Result<Vec<Suite>> {
     rust.extend(lifecycle::cases());
     let mut c = kfuncs_c::success::cases()?;
     c.extend(kfuncs_c::failure::cases()?);
+    c.extend(kfuncs_c::nmi::cases());
     let sample = match cli.sample_module.clone() {
         Some(path) => kfunc_sample::cases(path)?,
         None => Vec::new(),
