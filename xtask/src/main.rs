@@ -5,13 +5,13 @@
 //! `cargo xtask help <command>` for each one.
 
 mod bench;
+mod driver;
 mod kernel;
 mod module;
 mod run;
 mod selftests;
 mod setup;
 mod stress;
-mod test;
 mod util;
 mod vm;
 
@@ -157,7 +157,7 @@ fn real_main() -> Result<()> {
             process::exit(outcome.exit_code);
         }
         Cmd::Run => run::run(&checkout, &cache),
-        Cmd::Test { debug, filter } => test::test(&checkout, &cache, debug, filter.as_deref()),
+        Cmd::Test { debug, filter } => driver::test(&checkout, &cache, debug, filter.as_deref()),
         Cmd::Stress { debug } => stress::stress(&checkout, &cache, debug),
         Cmd::Bench { args } => bench::bench(&checkout, &cache, &args),
     }

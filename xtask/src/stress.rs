@@ -4,7 +4,7 @@
 //! (bpf-tests/src/stress.rs, `stress/stress_smp`) in a guest with [`CPUS`]
 //! vCPUs booted with `panic_on_warn=1`, followed by the runner's sanity
 //! checks and kernel log and kmemleak judges. It runs through the guest part
-//! of `cargo xtask test` ([`test::guest`]), which runs the short form with
+//! of `cargo xtask test` ([`driver::guest`]), which runs the short form with
 //! the other cases.
 
 use std::path::Path;
@@ -15,7 +15,7 @@ use anyhow::{bail, Result};
 use harness::Outcome;
 
 use crate::kernel::{self, Flavour};
-use crate::test::{guest, report::Report};
+use crate::driver::{guest, report::Report};
 use crate::util::fmt_duration;
 use crate::{module, say, selftests, vm};
 

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! `cargo xtask test [FILTER]`: every test the project has, one line per
+//! The test driver behind `cargo xtask test [FILTER]`: every test the project has, one line per
 //! case in one numbering, and one closing `N passed, N failed` line.
 //!
 //! 1. Host: the workspace's tests, one case per test ([`host`]), on a
