@@ -1,102 +1,160 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! The test driver behind `cargo xtask test [FILTER]`: every test the project has, one line per
-//! case in one numbering, and one closing `N passed, N failed` line.
+//! The test driver behind `cargo xtask test [--debug] [--long] [FILTER]`:
+//! every test the project has, one line per case in one numbering, and one
+//! closing `N passed, N failed` line.
 //!
-//! 1. Host: the workspace's tests, one case per test ([`host`]), on a
-//!    thread of their own while the rest runs; recorded last.
-//! 2. xtask's own: one boot, `vm -- 'exit 3'` exits 3 (the exit code the
-//!    guest part relies on; the guest suite's own exit code must agree with
-//!    its verdicts, which covers 0).
-//! 3. Builds: task_kfuncs.ko and the BPF selftest runner; the runner lists
-//!    the cases the filter selects.
-//! 4. Toolkit: the rust-kfuncs sample module (samples/kfunc_sample) is
-//!    built when a toolkit check or a sample case is selected, and
-//!    plain-Kbuild builds of both modules and their checked-in `*.kfuncs.h`
-//!    headers are checked ([`toolkit`], `toolkit/...` cases).
-//! 5. Guest: one boot (2 vCPUs for the stress suite) runs the selected
-//!    cases, with the sample module, and the runner's KTAP becomes one case
-//!    per runner case ([`guest`]).
+//! A run is a sequence of phases over one [`Plan`]:
 //!
-//! A case runs when its name contains FILTER (the runner applies the same
-//! rule to its cases, and adds its sanity checks and kernel-log judges to
-//! any selection); the report says how many were filtered out. Anything that
-//! cannot run counts as failed, with the reason. Every case also lands in
-//! `target/xtask/results.xml` (JUnit, [`report`]).
+//! 1. kernel: the test kernel is built (or found in the cache);
+//! 2. host: the workspace's tests, one case per test ([`host`]), built and
+//!    run on a thread of their own while the rest goes on; recorded last;
+//! 3. builds: task_kfuncs.ko and the BPF selftest runner;
+//! 4. plan: what the filter selects, decided once ([`Plan`]): the runner's
+//!    cases (the runner lists them, [`guest::select`]), the toolkit checks,
+//!    and whether the toolkit's sample module is needed;
+//! 5. toolkit: the sample module is built, plain-Kbuild builds and the
+//!    checked-in `*.kfuncs.h` headers are checked ([`toolkit`]);
+//! 6. guest: one boot (2 vCPUs, `slab_nomerge`) runs the selected runner
+//!    cases; the runner's KTAP becomes one case per runner case, and the
+//!    guest's exit code must come through and agree with them ([`guest`]).
+//!
+//! `--long` runs the long forms of the heavy cases (the SMP stress run, the
+//! module fault cases). Anything that cannot run counts as failed, with the
+//! reason. Every case also lands in `target/xtask/results.xml` (JUnit,
+//! [`report`]).
 
-pub(crate) mod guest;
+mod guest;
 mod host;
-pub(crate) mod report;
+mod report;
 mod toolkit;
 
-use std::path::Path;
-use std::process;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 use std::thread;
 use std::time::Instant;
 
-use anyhow::{anyhow, bail, Result};
+use anyhow::Result;
 use harness::Outcome;
 
 use crate::kernel::{self, Flavour};
 use crate::util::fmt_duration;
 use crate::{module, say, selftests, vm};
+use guest::Selection;
 use report::Report;
 
-fn selected(name: &str, filter: Option<&str>) -> bool {
-    filter.is_none_or(|f| name.contains(f))
+/// vCPUs of the test guest: the stress case needs SMP.
+const CPUS: u32 = 2;
+
+/// Kernel options of the test guest: `task_struct` gets a slab cache of its
+/// own, so that the stress case's object count means something.
+const APPEND: &[&str] = &["slab_nomerge"];
+
+/// What one run does, decided once from the filter and what the runner
+/// lists.
+struct Plan {
+    filter: Option<String>,
+    /// The runner's cases to run in the guest, in run order (the runner adds
+    /// its sanity checks and kernel judges to any selection of its own).
+    guest: Selection,
+    /// The toolkit checks to record.
+    toolkit: Vec<String>,
+    /// Whether the toolkit's sample module must be built.
+    sample: bool,
 }
 
-/// `cargo xtask test [--debug] [FILTER]`. Exits the process: 0 when nothing
-/// failed.
-pub fn test(checkout: &Path, cache: &Path, debug: bool, filter: Option<&str>) -> Result<()> {
+impl Plan {
+    /// Whether the filter selects a case of ours (host tests, toolkit
+    /// checks): its name contains the filter. The runner applies the same
+    /// rule (libtest's) to its own cases.
+    fn selects(filter: Option<&str>, name: &str) -> bool {
+        filter.is_none_or(|f| name.contains(f))
+    }
+
+    fn new(filter: Option<&str>, runner: &Path, ko: &Path, sample_ko: &Path) -> Result<Self> {
+        // Listed with the sample module's path: listing does not open it.
+        let guest = guest::select(runner, ko, Some(sample_ko), filter)?;
+        let toolkit: Vec<String> = toolkit::names()
+            .into_iter()
+            .filter(|n| Self::selects(filter, n))
+            .collect();
+        let sample = !toolkit.is_empty() || guest.cases.iter().any(|c| is_sample_case(c));
+        Ok(Plan {
+            filter: filter.map(str::to_string),
+            guest,
+            toolkit,
+            sample,
+        })
+    }
+
+    fn filter(&self) -> Option<&str> {
+        self.filter.as_deref()
+    }
+}
+
+fn is_sample_case(name: &str) -> bool {
+    name.starts_with("kfunc_sample/")
+}
+
+/// `cargo xtask test`: records every case and prints the report.
+pub fn test(
+    checkout: &Path,
+    cache: &Path,
+    flavour: Flavour,
+    long: bool,
+    filter: Option<&str>,
+) -> Result<ExitCode> {
     let start = Instant::now();
-    let flavour = Flavour::new(debug);
     let mut r = Report::default();
-    let ok = run(&mut r, checkout, cache, flavour, filter);
+    run(&mut r, checkout, cache, flavour, long, filter);
     if let (true, Some(f)) = (r.is_empty(), filter) {
         r.record(
             "xtask/filter_selects_a_case",
             Outcome::fail(format!(
                 "no case name contains {f:?}: names look like `rust/from_pid_current`, \
                  `c_kfuncs/release_null`, `host/harness/lib/ktap::tests::round_trip`, \
-                 `xtask/vm_exit_code_passes_through`"
+                 `toolkit/kfuncs_h_fresh/task_kfuncs`"
             )),
         );
     }
     say!("test: finished in {}", fmt_duration(start.elapsed()));
-    let junit = checkout.join("target/xtask/results.xml");
-    let passed = r.finish(&junit, filter)?;
-    if !(ok && passed) {
-        process::exit(1);
-    }
-    Ok(())
+    let passed = r.finish(&checkout.join("target/xtask/results.xml"), filter)?;
+    Ok(if passed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
-/// Records every case; returns false when the run could not even start.
+/// Prints how long each phase took (`# time:` lines).
+struct Laps(Instant);
+
+impl Laps {
+    fn lap(&mut self, what: &str) {
+        println!("# time: {what} {:.1} s", self.0.elapsed().as_secs_f64());
+        self.0 = Instant::now();
+    }
+}
+
+/// The phases; every outcome goes into `r`.
 fn run(
     r: &mut Report,
     checkout: &Path,
     cache: &Path,
     flavour: Flavour,
+    long: bool,
     filter: Option<&str>,
-) -> bool {
+) {
+    // 1. The kernel.
     let kdir = match kernel::ensure_built(checkout, cache, flavour) {
         Ok(dir) => dir,
-        Err(e) => {
-            r.fail(&format!("build/{}_kernel", flavour.name()), &e);
-            return false;
-        }
+        Err(e) => return r.fail(&format!("build/{}_kernel", flavour.name()), &e),
     };
     println!("# kernel: {}", kdir.display());
-    let mut phase = Instant::now();
-    let mut lap = |what: &str| {
-        println!("# time: {what} {:.1} s", phase.elapsed().as_secs_f64());
-        phase = Instant::now();
-    };
+    let mut laps = Laps(Instant::now());
 
-    // 1. Host tests: built, listed and run on a thread of their own while
-    // the module is built and the guest runs (QEMU under TCG keeps one core
-    // busy); recorded at the end.
+    // 2. Host tests, on a thread of their own while the module is built and
+    // the guest runs (QEMU under TCG keeps one core busy).
     let host = {
         let (checkout, kdir, filter) = (
             checkout.to_path_buf(),
@@ -107,157 +165,71 @@ fn run(
             let tests = host::build_and_list(&checkout, &kdir)?;
             let (tests, out): (Vec<_>, Vec<_>) = tests
                 .into_iter()
-                .partition(|t| selected(&t.name, filter.as_deref()));
+                .partition(|t| Plan::selects(filter.as_deref(), &t.name));
             Ok((host::run(tests, &kdir), out.len()))
         })
     };
-    // 2. xtask's own check of the guest's exit code: a specific non-zero
-    // code must come through (the guest suite's exit code is then checked
-    // against its verdicts on every run, which covers 0 on a green run).
-    let opts = vm::VmOptions {
-        echo_prefix: "# ",
-        // The stress suite needs SMP, and a task_struct slab of its own.
-        cpus: Some(crate::stress::CPUS),
-        append: vec!["slab_nomerge"],
-        ..vm::VmOptions::new(kdir.clone(), flavour == Flavour::Debug)
-    };
-    let name = "xtask/vm_exit_code_passes_through";
-    if selected(name, filter) {
-        let result = vm::run(cache, &opts, "exit 3").and_then(|o| {
-            println!("# boot to command: {:.1} s", o.boot_time.as_secs_f64());
-            match o.exit_code {
-                3 => Ok(()),
-                c => bail!("`exit 3` in the guest gave exit code {c}"),
-            }
-        });
-        r.record(
-            name,
-            match result {
-                Ok(()) => Outcome::Pass,
-                Err(e) => Outcome::fail(format!("{e:#}")),
-            },
-        );
-        lap(name);
-    } else {
-        r.filtered_out(1);
-    }
 
-    // 3. The module and the BPF selftests in the guest.
-    let ko = if module::exists(checkout) {
-        module::build(checkout, cache, &kdir)
-    } else {
-        Err(anyhow!(
-            "no module source (Makefile and src/lib.rs are missing)"
-        ))
-    };
-    let ko = ko.map_err(|e| r.fail("build/module", &e)).ok();
-    lap("module built");
-    let bins = selftests::build(checkout, &kdir)
-        .map_err(|e| r.fail("build/selftests", &e))
+    // 3. Builds.
+    let ko = module::build(checkout, cache, &kdir)
+        .map_err(|e| r.fail("build/module", &e))
         .ok();
-    lap("selftest runner built");
-    // What the guest would run, listed with the sample module's path (the
-    // runner does not open it to list), so that the sample is built only
-    // when a selected case needs it.
-    let mut selection = match (&ko, &bins) {
-        (Some(ko), Some(bins)) => guest::select(
-            &bins.runner,
-            ko,
-            Some(&toolkit::sample_ko(checkout)),
-            filter,
-        )
-        .map_err(|e| r.fail("build/selftests_list", &e))
-        .ok(),
+    laps.lap("module built");
+    let runner = selftests::build(checkout, &kdir)
+        .map_err(|e| r.fail("build/selftests", &e))
+        .ok()
+        .map(|b| b.runner);
+    laps.lap("selftest runner built");
+
+    // 4. The plan.
+    let sample_ko = toolkit::sample_ko(checkout);
+    let plan = match (&ko, &runner) {
+        (Some(ko), Some(runner)) => Plan::new(filter, runner, ko, &sample_ko)
+            .map_err(|e| r.fail("build/selftests_list", &e))
+            .ok(),
         _ => None,
     };
-    lap("guest cases listed");
 
-    // The toolkit: the sample module, plain-Kbuild builds, fresh headers.
-    let toolkit_names = toolkit::names();
-    let toolkit_selected = toolkit_names.iter().any(|n| selected(n, filter));
-    let is_sample_case = |case: &String| case.starts_with("kfunc_sample/");
-    let sample_selected = selection
-        .as_ref()
-        .is_some_and(|s| s.cases.iter().any(is_sample_case));
-    let sample = if toolkit_selected || sample_selected {
-        toolkit::build_sample(checkout, cache, &kdir)
-            .map_err(|e| r.fail("build/kfunc_sample", &e))
-            .ok()
-    } else {
-        None
-    };
-    if sample.is_none() {
-        // Without the sample module the runner has no kfunc_sample suite:
-        // a selected case of it fails here, by name, not as unreported.
-        if let Some(selection) = selection.as_mut() {
-            for case in selection.cases.iter().filter(|c| is_sample_case(c)) {
-                r.record(
-                    case,
-                    Outcome::fail(
-                        "not run: samples/kfunc_sample did not build (build/kfunc_sample)",
-                    ),
-                );
-            }
-            selection.cases.retain(|c| !is_sample_case(c));
-            // The runner adds its sanity checks and kernel judges to any
-            // selection; with nothing else left there is nothing to boot for.
-            let accompanying = |c: &String| c.starts_with("guest/") || c.starts_with("kernel/");
-            if selection.cases.iter().all(accompanying) {
-                r.filtered_out(selection.cases.len());
-                selection.cases.clear();
-            }
-        }
-    }
-    match (&ko, &sample) {
-        (Some(ko), Some(sample)) if toolkit_selected => {
-            for (name, result) in toolkit::checks(
-                checkout,
-                cache,
-                &kdir,
-                &[
-                    (".", ko.as_path()),
-                    ("samples/kfunc_sample", sample.as_path()),
-                ],
-            ) {
-                if !selected(&name, filter) {
-                    r.filtered_out(1);
-                    continue;
-                }
-                r.record(
-                    &name,
-                    match result {
-                        Ok(()) => Outcome::Pass,
-                        Err(e) => Outcome::fail(format!("{e:#}")),
-                    },
-                );
-            }
-        }
-        _ if !toolkit_selected => r.filtered_out(toolkit_names.len()),
-        // The module or the sample failed to build: recorded above.
-        _ => {}
-    }
-    lap("toolkit checks");
+    if let (Some(ko), Some(runner), Some(mut plan)) = (ko, runner, plan) {
+        // 5. The toolkit.
+        r.filtered_out(toolkit::names().len() - plan.toolkit.len());
+        let sample = if plan.sample {
+            toolkit_phase(r, &mut plan, checkout, cache, &kdir, &ko, &runner)
+        } else {
+            None
+        };
+        laps.lap("toolkit");
 
-    if let (Some(ko), Some(bins), Some(selection)) = (ko, bins, selection) {
-        r.filtered_out(selection.filtered_out);
-        if !selection.cases.is_empty() {
+        // 6. The guest.
+        r.filtered_out(plan.guest.filtered_out);
+        if !plan.guest.cases.is_empty() {
+            let opts = vm::VmOptions {
+                echo_prefix: "# ",
+                cpus: Some(CPUS),
+                append: APPEND.to_vec(),
+                ..vm::VmOptions::new(kdir.clone(), flavour == Flavour::Debug)
+            };
+            let run = guest::Run {
+                runner: &runner,
+                ko: &ko,
+                sample: sample.as_deref(),
+                filter: plan.filter(),
+                long,
+            };
             guest::run(
                 r,
                 checkout,
                 cache,
                 &opts,
                 flavour == Flavour::Debug,
-                &bins.runner,
-                &ko,
-                sample.as_deref(),
-                filter,
-                &selection,
-                &[],
+                &run,
+                &plan.guest,
             );
-            lap("guest run");
+            laps.lap("guest run");
         }
     }
 
+    // 2, recorded.
     match host.join() {
         Ok(Ok((ran, filtered_out))) => {
             r.filtered_out(filtered_out);
@@ -271,6 +243,60 @@ fn run(
             Outcome::fail("the host test thread panicked"),
         ),
     }
-    lap("host tests (waited for)");
-    true
+    laps.lap("host tests (waited for)");
+}
+
+/// Builds the sample module and records the toolkit checks the plan
+/// selects; returns the sample module's path when it built. Without it the
+/// runner has no kfunc_sample suite: the plan's sample cases fail here, by
+/// name, and the guest selection is listed again without them.
+fn toolkit_phase(
+    r: &mut Report,
+    plan: &mut Plan,
+    checkout: &Path,
+    cache: &Path,
+    kdir: &Path,
+    ko: &Path,
+    runner: &Path,
+) -> Option<PathBuf> {
+    let sample = match toolkit::build_sample(checkout, cache, kdir) {
+        Ok(sample) => sample,
+        Err(e) => {
+            r.fail("build/kfunc_sample", &e);
+            for case in plan.guest.cases.iter().filter(|c| is_sample_case(c)) {
+                r.record(
+                    case,
+                    Outcome::fail(
+                        "not run: samples/kfunc_sample did not build (build/kfunc_sample)",
+                    ),
+                );
+            }
+            for name in &plan.toolkit {
+                r.record(name, Outcome::fail("not run: build/kfunc_sample failed"));
+            }
+            match guest::select(runner, ko, None, plan.filter()) {
+                Ok(selection) => plan.guest = selection,
+                Err(e) => {
+                    r.fail("build/selftests_list", &e);
+                    plan.guest.cases.clear();
+                }
+            }
+            return None;
+        }
+    };
+    if !plan.toolkit.is_empty() {
+        let modules = [(".", ko), ("samples/kfunc_sample", sample.as_path())];
+        for (name, result) in toolkit::checks(checkout, cache, kdir, &modules) {
+            if plan.toolkit.contains(&name) {
+                r.record(
+                    &name,
+                    match result {
+                        Ok(()) => Outcome::Pass,
+                        Err(e) => Outcome::fail(format!("{e:#}")),
+                    },
+                );
+            }
+        }
+    }
+    Some(sample)
 }
