@@ -64,10 +64,10 @@ impl Flavour {
 
     /// The config fragments, applied in this order.
     pub fn fragments(self, checkout: &Path) -> Vec<PathBuf> {
-        let qemu = checkout.join("qemu");
+        let dir = checkout.join("test-kernel");
         match self {
-            Flavour::Normal => vec![qemu.join("kernel.config")],
-            Flavour::Debug => vec![qemu.join("kernel.config"), qemu.join("kernel-debug.config")],
+            Flavour::Normal => vec![dir.join("kernel.config")],
+            Flavour::Debug => vec![dir.join("kernel.config"), dir.join("kernel-debug.config")],
         }
     }
 }
