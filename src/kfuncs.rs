@@ -46,10 +46,10 @@ const HOOKS: [bindings::bpf_prog_type; 3] = [
 /// The program types that may call the kfuncs: tracing (fentry, fexit,
 /// fmod_ret, tp_btf, iter), classic tracepoints, LSM, struct_ops (sched_ext)
 /// and syscall programs. Everything else is refused, in particular
-/// PERF_EVENT: a perf_event program runs in NMI context, where the release
-/// of a last `rcu_users` reference would call `call_rcu()`, which is illegal
-/// in NMI handlers. Kprobes, socket filters, XDP, TC and the other types use
-/// hooks the set is not registered for.
+/// PERF_EVENT, whose every run is in NMI: the kfuncs are NMI-safe, but the
+/// kernel's task kptr destructor that their references reach through maps
+/// is not (docs/program-types.md). Kprobes, socket filters, XDP, TC and the
+/// other types use hooks the set is not registered for.
 const ADMITTED: [bindings::bpf_prog_type; 5] = [
     bindings::bpf_prog_type_BPF_PROG_TYPE_TRACING,
     bindings::bpf_prog_type_BPF_PROG_TYPE_TRACEPOINT,

@@ -7,19 +7,16 @@
  * waits until each slot holds the task's last rcu_users reference, arms the
  * programs and sends an NMI to the other CPU (sysrq 'l'). release_in_nmi,
  * on tp_btf/nmi_handler, then drops every stashed reference in that NMI:
- * with the release kfunc under test (RELEASE_KFUNC), or, with
- * DROP_BY_UPDATE set, by overwriting the slot so that the map's destructor
+ * with the release kfunc under test (rust_task_release, or
+ * bpf_task_release in the C build), or, with
+ * drop_by_update set, by overwriting the slot so that the map's destructor
  * for task kptrs drops it. call_rcu_entry counts the call_rcu() calls made
- * in NMI meanwhile; on_free counts the stashed tasks that were freed.
+ * in NMI by those drops; on_free counts the stashed tasks that were freed.
  */
 
 #include "task_kfuncs_common.h"
-#include <bpf/bpf_core_read.h>
 
 #define NMI_SLOTS 8
-
-/* include/linux/preempt.h */
-#define NMI_MASK 0x00f00000
 
 struct nmi_slot {
 	struct task_struct __kptr *task;
@@ -40,7 +37,6 @@ int stashed_pids[NMI_SLOTS];
 /* What the programs saw. */
 int stash_error;
 int nmi_runs;
-int not_in_nmi;
 int released;
 int last_puts;
 int call_rcu_in_nmi;
@@ -48,30 +44,24 @@ int freed;
 int users[NMI_SLOTS];
 
 /*
- * This CPU's preempt count, as the kernel's selftests read it
- * (tools/testing/selftests/bpf/bpf_experimental.h): the per-CPU
- * __preempt_count since 6.15, pcpu_hot.preempt_count before.
+ * Set on a CPU while release_in_nmi drops references there: a call_rcu()
+ * that call_rcu_entry sees meanwhile on the same CPU was made in NMI, by
+ * the drop. (Reading the preempt count from BPF needs the per-CPU
+ * variable's address in kallsyms, which the test kernel lacks without
+ * CONFIG_KALLSYMS_ALL; and this pins the call on the drop itself.)
  */
-extern const int __preempt_count __ksym __weak;
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, int);
+	__type(value, int);
+	__uint(max_entries, 1);
+} dropping SEC(".maps");
 
-struct pcpu_hot___local {
-	int preempt_count;
-} __attribute__((preserve_access_index));
-
-extern struct pcpu_hot___local pcpu_hot __ksym __weak;
-
-static inline int preempt_count(void)
+static inline int *dropping_here(void)
 {
-	if (bpf_ksym_exists(&__preempt_count))
-		return *(int *)bpf_this_cpu_ptr(&__preempt_count);
-	if (bpf_core_field_exists(pcpu_hot.preempt_count))
-		return ((struct pcpu_hot___local *)bpf_this_cpu_ptr(&pcpu_hot))->preempt_count;
-	return 0;
-}
+	int zero = 0;
 
-static inline bool in_nmi(void)
-{
-	return preempt_count() & NMI_MASK;
+	return bpf_map_lookup_elem(&dropping, &zero);
 }
 
 struct stash_args {
@@ -115,11 +105,13 @@ int read_users(void *ctx)
 {
 	struct task_struct *t;
 	struct nmi_slot *v;
-	int i;
+	int i, key;
 
 	bpf_rcu_read_lock();
 	for (i = 0; i < NMI_SLOTS; i++) {
-		v = bpf_map_lookup_elem(&nmi_slots, &i);
+		/* The verifier keeps i's bounds only while it is not on the stack. */
+		key = i;
+		v = bpf_map_lookup_elem(&nmi_slots, &key);
 		if (!v)
 			break;
 		t = v->task;
@@ -134,17 +126,19 @@ int BPF_PROG(release_in_nmi, void *handler, s64 delta_ns, int handled)
 {
 	struct nmi_slot empty = {}, *v;
 	struct task_struct *t;
-	int i;
+	int i, key, *flag;
 
+	/* trace_nmi_handler() is called by nmi_handle(), in the NMI. */
 	if (!armed)
 		return 0;
-	if (!in_nmi()) {
-		not_in_nmi++;
+	flag = dropping_here();
+	if (!flag)
 		return 0;
-	}
 	nmi_runs++;
+	*flag = 1;
 	for (i = 0; i < NMI_SLOTS; i++) {
-		v = bpf_map_lookup_elem(&nmi_slots, &i);
+		key = i;
+		v = bpf_map_lookup_elem(&nmi_slots, &key);
 		if (!v)
 			break;
 		if (drop_by_update) {
@@ -154,7 +148,7 @@ int BPF_PROG(release_in_nmi, void *handler, s64 delta_ns, int handled)
 			if (task_rcu_users(t) == 1)
 				last_puts++;
 			/* Overwriting the value frees its kptr fields. */
-			if (!bpf_map_update_elem(&nmi_slots, &i, &empty, BPF_ANY))
+			if (!bpf_map_update_elem(&nmi_slots, &key, &empty, BPF_ANY))
 				released++;
 			continue;
 		}
@@ -166,13 +160,16 @@ int BPF_PROG(release_in_nmi, void *handler, s64 delta_ns, int handled)
 		rust_task_release(t);
 		released++;
 	}
+	*flag = 0;
 	return 0;
 }
 
 SEC("fentry/call_rcu")
-int BPF_PROG(call_rcu_entry, struct rcu_head *head, rcu_callback_t func)
+int BPF_PROG(call_rcu_entry, struct callback_head *head, void *func)
 {
-	if (armed && in_nmi())
+	int *flag = dropping_here();
+
+	if (flag && *flag)
 		__sync_fetch_and_add(&call_rcu_in_nmi, 1);
 	return 0;
 }
