@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * Stress and fault programs: the task kfuncs from every context at once on
- * an SMP guest, with per-CPU counters that let the runner (src/stress.rs)
+ * Stress programs: the task kfuncs from every context at once on an SMP
+ * guest, with per-CPU counters that let the runner (src/suites/stress.rs)
  * prove that every reference taken was dropped again.
  *
  *   tp_btf/task_newtask         acquire the new task, bpf_kptr_xchg() it into
@@ -24,10 +24,7 @@
  * the `drain` program at the end, which counts its releases the same way,
  * so after a drain taken == dropped must hold exactly.
  *
- * The Rust kfuncs are declared __weak so that the readers that use only the
- * kernel's kfuncs (read_rcu_users_c) load while the module is not loaded.
- * Compiled the same way in the c-kfuncs build: these programs always call
- * both families on purpose.
+ * The programs call both families (Rust and the kernel's) on purpose.
  */
 
 #include <vmlinux.h>
@@ -36,18 +33,12 @@
 
 char _license[] SEC("license") = "GPL";
 
-extern struct task_struct *rust_task_acquire(struct task_struct *p) __ksym __weak;
-extern void rust_task_release(struct task_struct *p) __ksym __weak;
-extern struct task_struct *rust_task_kptr_get(struct task_struct *p) __ksym __weak;
-extern struct task_struct *rust_task_from_pid(s32 pid) __ksym __weak;
-extern struct task_struct *rust_task_from_vpid(s32 vpid) __ksym __weak;
-extern struct task_struct *bpf_task_acquire(struct task_struct *p) __ksym;
+#include "task_kfuncs.kfuncs.h"
 extern void bpf_task_release(struct task_struct *p) __ksym;
-extern struct task_struct *bpf_task_from_pid(s32 pid) __ksym;
 extern void bpf_rcu_read_lock(void) __ksym;
 extern void bpf_rcu_read_unlock(void) __ksym;
 
-/* Counter indices; src/stress.rs has the same list. */
+/* Counter indices; src/suites/stress.rs has the same list. */
 enum counter {
 	C_ACQUIRE,		/* rust_task_acquire calls */
 	C_ACQUIRE_OK,		/* ...that returned a task */
@@ -100,11 +91,10 @@ struct {
 s32 pids[NR_PIDS];
 
 /* Set by the runner. */
-volatile u32 enabled;		/* the tracing programs act only while set */
+volatile u32 enabled = 1;	/* the tracing programs act only while set */
 u32 mix_iters = 100;		/* stress_mix iterations per run */
 s32 pid_range = 4096;		/* random pids are drawn from [-8, pid_range) */
-s32 read_pid;			/* read_rcu_users*, hold_pid*: the task */
-u32 read_slot;			/* hold_pid*: the slot to put it in */
+s32 read_pid;			/* read_rcu_users: the task */
 
 /* Written by the programs. */
 volatile s64 inflight;		/* tracing programs inside their body */
@@ -195,9 +185,11 @@ static __always_inline s32 random_pid(u32 r)
 }
 
 /*
- * Entry and exit of every tracing program. The runner clears `enabled`,
- * then waits for `inflight` to reach 0: a program that entered before sees
- * enabled, one that enters after does nothing.
+ * Entry and exit of every tracing program. The runner runs `quiesce` until
+ * it returns 0: a program that entered before `enabled` was cleared is
+ * counted in `inflight`, one that enters after does nothing. Both sides
+ * order their store before their load with an atomic operation (a full
+ * barrier on x86).
  */
 #define ENTER()								\
 	__sync_fetch_and_add(&inflight, 1);				\
@@ -361,19 +353,6 @@ int drain(void *ctx)
 	return 0;
 }
 
-/* Moves a reference on read_pid into slot read_slot, with Rust. */
-SEC("syscall")
-int hold_pid(void *ctx)
-{
-	struct task_struct *t;
-
-	t = COUNTED(C_FROM_PID, rust_task_from_pid(read_pid));
-	if (!t)
-		return 1;
-	store(t, read_slot);
-	return 0;
-}
-
 /* rcu_users of read_pid, without the reference taken to read it (Rust). */
 SEC("syscall")
 int read_rcu_users(void *ctx)
@@ -389,64 +368,10 @@ int read_rcu_users(void *ctx)
 	return 0;
 }
 
-/* The same with the kernel's kfuncs only: works without the module. */
+/* Stops the tracing programs; returns how many are still inside. */
 SEC("syscall")
-int read_rcu_users_c(void *ctx)
+int quiesce(void *ctx)
 {
-	struct task_struct *t;
-
-	rcu_users_read = -1;
-	t = bpf_task_from_pid(read_pid);
-	if (!t)
-		return 1;
-	rcu_users_read = t->rcu_users.refs.counter - 1;
-	bpf_task_release(t);
-	return 0;
-}
-
-/* Moves a reference on read_pid into slot read_slot, with the kernel's kfuncs. */
-SEC("syscall")
-int hold_pid_c(void *ctx)
-{
-	struct task_struct *t, *old;
-	u32 key = read_slot;
-	struct task_slot *v = bpf_map_lookup_elem(&slots, &key);
-
-	if (!v)
-		return 2;
-	t = bpf_task_from_pid(read_pid);
-	if (!t)
-		return 1;
-	old = bpf_kptr_xchg(&v->task, t);
-	if (old)
-		bpf_task_release(old);
-	return 0;
-}
-
-/* Lifecycle: one Rust acquire + release per new task while enabled. */
-SEC("tp_btf/task_newtask")
-int BPF_PROG(cycle_newtask, struct task_struct *task, u64 clone_flags)
-{
-	struct task_struct *t;
-
-	ENTER();
-	t = COUNTED(C_ACQUIRE, rust_task_acquire(task));
-	if (t)
-		release(t, 1);
-	LEAVE();
-}
-
-/* Lifecycle: rust_task_from_pid(read_pid), found or not, via TEST_RUN. */
-SEC("syscall")
-int cycle_from_pid(void *ctx)
-{
-	struct task_struct *t;
-	s32 pid;
-
-	t = COUNTED(C_FROM_PID, rust_task_from_pid(read_pid));
-	if (!t)
-		return -1;
-	pid = t->pid;
-	release(t, 1);
-	return pid;
+	enabled = 0;
+	return __sync_fetch_and_add(&inflight, 0);
 }

@@ -2,22 +2,14 @@
 /*
  * Programs the verifier must accept and that must behave: one program per
  * case, named for what it proves. The runner loads only the case's own
- * program, attaches it, triggers it (a fork for tp_btf/fentry, or
+ * program, triggers it as its section says (a fork for tp_btf/fentry,
  * BPF_PROG_TEST_RUN for syscall programs) and reads the verdict back from
- * the globals below. A case whose program never ran fails.
+ * `runs` and `err` (selftest.h). A case whose program never ran fails.
  */
 
 #include "task_kfuncs_common.h"
 
 char _license[] SEC("license") = "GPL";
-
-/* Set by the runner before the trigger. */
-int target_tgid;	/* the runner: only its forks count */
-int pid_max;		/* /proc/sys/kernel/pid_max */
-
-/* Read by the runner after the trigger. */
-int runs;		/* times the program body ran for the runner */
-int err;		/* first failed check (its line number), 0 if none */
 
 /* Observations the runner checks or prints. */
 int users_before, users_held, users_after;
@@ -36,21 +28,6 @@ enum slot_op {
 	SLOT_PEEK = 3,		/* users_before = rcu_users of the stored task */
 	SLOT_EMPTY_GET = 4,	/* empty the slot, then kptr_get the stale pointer */
 };
-
-#define CHECK(cond)						\
-	do {							\
-		if (!(cond) && !err)				\
-			err = __LINE__;				\
-	} while (0)
-
-/* True, and counted as a run, when the fork comes from the runner. */
-static inline bool runner_forked(void)
-{
-	if ((bpf_get_current_pid_tgid() >> 32) != target_tgid)
-		return false;
-	runs++;
-	return true;
-}
 
 static inline void acquire_release(struct task_struct *p)
 {
@@ -318,112 +295,36 @@ int BPF_PROG(from_vpid_current, struct task_struct *task, u64 clone_flags)
 	return 0;
 }
 
-/* A reference from one side of the contract is dropped by the other. */
-
-SEC("tp_btf/task_newtask")
-int BPF_PROG(interop_acquire_rust_release_kernel, struct task_struct *task, u64 clone_flags)
-{
-	struct task_struct *acquired;
-
-	if (!runner_forked())
-		return 0;
-
-	users_before = task_rcu_users(task);
-	acquired = rust_task_acquire(task);
-	CHECK(acquired);
-	if (!acquired)
-		return 0;
-	users_held = task_rcu_users(acquired);
-	bpf_task_release(acquired);
-	users_after = task_rcu_users(task);
-	CHECK(users_held == users_before + 1);
-	CHECK(users_after == users_before);
-	return 0;
+/*
+ * A reference taken on @subject by one side of the contract is dropped by
+ * the other (or by the same side): rcu_users goes up by one and back.
+ */
+#define BALANCED(name, subject, get, put)					\
+SEC("tp_btf/task_newtask")							\
+int BPF_PROG(name, struct task_struct *task, u64 clone_flags)			\
+{										\
+	struct task_struct *p = (subject), *got;				\
+										\
+	if (!runner_forked())							\
+		return 0;							\
+	users_before = task_rcu_users(p);					\
+	got = get;								\
+	CHECK(got);								\
+	if (!got)								\
+		return 0;							\
+	users_held = task_rcu_users(p);						\
+	put(got);								\
+	users_after = task_rcu_users(p);					\
+	CHECK(users_held == users_before + 1);					\
+	CHECK(users_after == users_before);					\
+	return 0;								\
 }
 
-SEC("tp_btf/task_newtask")
-int BPF_PROG(interop_acquire_kernel_release_rust, struct task_struct *task, u64 clone_flags)
-{
-	struct task_struct *acquired;
-
-	if (!runner_forked())
-		return 0;
-
-	users_before = task_rcu_users(task);
-	acquired = bpf_task_acquire(task);
-	CHECK(acquired);
-	if (!acquired)
-		return 0;
-	users_held = task_rcu_users(acquired);
-	rust_task_release(acquired);
-	users_after = task_rcu_users(task);
-	CHECK(users_held == users_before + 1);
-	CHECK(users_after == users_before);
-	return 0;
-}
-
-SEC("tp_btf/task_newtask")
-int BPF_PROG(interop_from_pid_kernel_release_rust, struct task_struct *task, u64 clone_flags)
-{
-	struct task_struct *found;
-
-	if (!runner_forked())
-		return 0;
-
-	users_before = task_rcu_users(task);
-	found = bpf_task_from_pid(task->pid);
-	CHECK(found);
-	if (!found)
-		return 0;
-	users_held = task_rcu_users(found);
-	rust_task_release(found);
-	users_after = task_rcu_users(task);
-	CHECK(users_held == users_before + 1);
-	CHECK(users_after == users_before);
-	return 0;
-}
-
-SEC("tp_btf/task_newtask")
-int BPF_PROG(interop_from_pid_rust_release_kernel, struct task_struct *task, u64 clone_flags)
-{
-	struct task_struct *found;
-
-	if (!runner_forked())
-		return 0;
-
-	users_before = task_rcu_users(task);
-	found = rust_task_from_pid(task->pid);
-	CHECK(found);
-	if (!found)
-		return 0;
-	users_held = task_rcu_users(found);
-	bpf_task_release(found);
-	users_after = task_rcu_users(task);
-	CHECK(users_held == users_before + 1);
-	CHECK(users_after == users_before);
-	return 0;
-}
-
-SEC("tp_btf/task_newtask")
-int BPF_PROG(rcu_users_balanced, struct task_struct *task, u64 clone_flags)
-{
-	struct task_struct *current = bpf_get_current_task_btf(), *acquired;
-
-	if (!runner_forked())
-		return 0;
-
-	users_before = task_rcu_users(current);
-	acquired = rust_task_acquire(current);
-	CHECK(acquired);
-	if (!acquired)
-		return 0;
-	users_held = task_rcu_users(current);
-	rust_task_release(acquired);
-	users_after = task_rcu_users(current);
-	CHECK(users_held == users_before + 1);
-	CHECK(users_after == users_before);
-	return 0;
-}
+BALANCED(interop_acquire_rust_release_kernel, task, rust_task_acquire(task), bpf_task_release)
+BALANCED(interop_acquire_kernel_release_rust, task, bpf_task_acquire(task), rust_task_release)
+BALANCED(interop_from_pid_kernel_release_rust, task, bpf_task_from_pid(task->pid), rust_task_release)
+BALANCED(interop_from_pid_rust_release_kernel, task, rust_task_from_pid(task->pid), bpf_task_release)
+BALANCED(rcu_users_balanced, bpf_get_current_task_btf(), rust_task_acquire(p), rust_task_release)
 
 /*
  * fentry arguments are not trusted (only tp_btf, iter, LSM and struct_ops
@@ -554,83 +455,5 @@ unlock:
 	default:
 		CHECK(false);
 	}
-	return 0;
-}
-
-/*
- * Issue 3 acceptance: one program that calls every kfunc on a fork and
- * reports through a map which ones behaved (one bit per kfunc).
- */
-enum {
-	ACCEPT_ACQUIRE = 1 << 0,
-	ACCEPT_RELEASE = 1 << 1,
-	ACCEPT_KPTR_GET = 1 << 2,
-	ACCEPT_FROM_PID = 1 << 3,
-	ACCEPT_FROM_VPID = 1 << 4,
-};
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__type(key, int);
-	__type(value, u32);
-	__uint(max_entries, 1);
-} acceptance SEC(".maps");
-
-SEC("tp_btf/task_newtask")
-__c_skip("calls rust_task_from_vpid, which has no C twin in 6.12")
-int BPF_PROG(acceptance_all_kfuncs, struct task_struct *task, u64 clone_flags)
-{
-	struct task_struct *current = bpf_get_current_task_btf(), *t, *stored;
-	struct task_slot *slot;
-	u32 *mask;
-	int zero = 0, before;
-
-	if (!runner_forked())
-		return 0;
-	mask = bpf_map_lookup_elem(&acceptance, &zero);
-	if (!mask)
-		return 0;
-
-	before = task_rcu_users(task);
-	t = rust_task_acquire(task);
-	if (!t)
-		return 0;
-	if (task_rcu_users(task) == before + 1)
-		*mask |= ACCEPT_ACQUIRE;
-	rust_task_release(t);
-	t = rust_task_acquire(current);
-	if (!t)
-		return 0;
-	rust_task_release(t);
-	if (task_rcu_users(task) == before)
-		*mask |= ACCEPT_RELEASE;
-
-	t = rust_task_from_pid(current->pid);
-	if (t) {
-		if (t->pid == current->pid)
-			*mask |= ACCEPT_FROM_PID;
-		rust_task_release(t);
-	}
-	t = rust_task_from_vpid(current->pid);
-	if (t) {
-		if (t->pid == current->pid)
-			*mask |= ACCEPT_FROM_VPID;
-		rust_task_release(t);
-	}
-
-	slot = task_slot();
-	if (!slot || task_slot_store(task))
-		return 0;
-	bpf_rcu_read_lock();
-	stored = slot->task;
-	if (stored) {
-		t = rust_task_kptr_get(stored);
-		if (t) {
-			if (t->pid == task->pid)
-				*mask |= ACCEPT_KPTR_GET;
-			rust_task_release(t);
-		}
-	}
-	bpf_rcu_read_unlock();
 	return 0;
 }

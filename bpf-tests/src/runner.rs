@@ -17,9 +17,10 @@ use clap::Parser;
 use harness::ktap::Writer;
 use libtest_mimic::{Arguments, Trial};
 
-use crate::{bpf, exiting, kernel_log, kfuncs_c, kfuncs_rust, lifecycle, module, sanity};
-use crate::{faults, kfunc_sample, privilege, prog_types, sched_ext, stress};
-use crate::{Case, Ctx, Outcome, Suite};
+use crate::module::{self, TASK_KFUNCS};
+use crate::suites::{exiting, kfuncs, lifecycle, privilege, prog_types, sample, sanity};
+use crate::suites::{sched_ext, stress};
+use crate::{bpf, kernel_log, Case, Ctx, Outcome, Suite};
 
 /// Runs the task_kfuncs BPF selftests in the test kernel and prints KTAP.
 #[derive(Parser, Debug)]
@@ -53,17 +54,13 @@ const KMEMLEAK_CLEAN: &str = "kmemleak_clean";
 /// Every suite, in run order, before selection (the judges come last and
 /// are run by [`run`] itself).
 fn suites(cli: &Cli) -> Result<Vec<Suite>> {
-    let mut rust = kfuncs_rust::success::cases()?;
-    rust.extend(kfuncs_rust::failure::cases()?);
-    rust.extend(exiting::cases()?);
+    let mut rust = kfuncs::RUST.cases()?;
+    rust.extend(exiting::cases());
     rust.extend(prog_types::cases()?);
     rust.extend(privilege::cases());
     rust.extend(sched_ext::cases());
-    rust.extend(lifecycle::cases());
-    let mut c = kfuncs_c::success::cases()?;
-    c.extend(kfuncs_c::failure::cases()?);
     let sample = match cli.sample_module.clone() {
-        Some(path) => kfunc_sample::cases(path)?,
+        Some(path) => sample::cases(path)?,
         None => Vec::new(),
     };
     let mut judges = Vec::new();
@@ -76,10 +73,10 @@ fn suites(cli: &Cli) -> Result<Vec<Suite>> {
             always: true,
             ..Suite::new("guest", sanity::cases())
         },
-        Suite::new(kfuncs_rust::SUITE, rust),
-        Suite::new(kfuncs_c::SUITE, c),
+        Suite::new(kfuncs::RUST.suite, rust),
+        Suite::new(kfuncs::C.suite, kfuncs::C.cases()?),
         Suite::new("kfunc_sample", sample),
-        Suite::new("faults", faults::cases()),
+        Suite::new("lifecycle", lifecycle::cases()),
         Suite::new("stress", stress::cases()),
         Suite {
             always: true,
@@ -139,9 +136,9 @@ pub fn run(cli: Cli) -> Result<bool> {
 
     bpf::capture_libbpf_output();
     let kmsg = kernel_log::Mark::now()?;
-    let loaded = module::Loaded::ensure(cli.module.as_deref())?;
-    let wants_module = suites.iter().any(|s| s.name == kfuncs_rust::SUITE);
-    if wants_module && !module::is_loaded() {
+    let loaded = module::Loaded::ensure(TASK_KFUNCS, cli.module.as_deref())?;
+    let wants_module = suites.iter().any(|s| s.name == kfuncs::RUST.suite);
+    if wants_module && !TASK_KFUNCS.is_loaded() {
         bail!(
             "the task_kfuncs module is not loaded: insmod it first or pass \
              --module /path/to/task_kfuncs.ko"

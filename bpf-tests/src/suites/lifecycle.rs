@@ -1,19 +1,20 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! Faults and module lifecycle under use: load/attach/trigger/unload
+//! The module's lifecycle under use and under faults: a loaded program pins
+//! the module, a second insmod is refused, insmod/attach/trigger/rmmod
 //! cycles, a map of task references that outlives its program and the
 //! module, program loads racing rmmod/insmod, every allocation of insmod
-//! failed in turn (fault injection), and a module whose kfunc BTF is
-//! missing or whose id set is empty refusing to load.
+//! failed in turn (fault injection), and a module whose kfunc BTF is missing
+//! or whose id set is empty refusing to load.
 //!
-//! They need `--module PATH` and leave the module loaded, as found
-//! ([`lifecycle::guarded`]). Programs come from
-//! `progs/task_kfuncs_stress.bpf.c` ([`stress`]'s skeleton); module loading
-//! is [`module`]'s.
+//! The cases need `--module PATH` and leave the module loaded, as found
+//! ([`guarded`]). Their programs are those of
+//! `progs/task_kfuncs_lifecycle.bpf.c`. The heavy ones exercise the kernel's
+//! module loader more than the module: `cargo xtask test` runs a short form
+//! of each, `--long` the full one ([`Scale`]).
 
 use std::fs::{self, File};
 use std::io;
-use std::mem::MaybeUninit;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::{self, Command};
@@ -24,18 +25,45 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use libbpf_rs::MapHandle;
 
-use crate::lifecycle::guarded;
-use crate::module::{self, UNLOAD_GRACE};
-use crate::stress::{self, counters};
-use crate::{kernel_log, Case};
+use crate::bpf::{self, Loaded};
+use crate::kernel_log::{self, Leaks, Mark};
+use crate::module::{self, TASK_KFUNCS};
+use crate::process::{spawn_and_reap, Parked};
+use crate::{Case, Ctx, Outcome};
 
-/// Cycles of `insmod_attach_trigger_rmmod_cycles`.
-const CYCLES: usize = 100;
-/// Program loads of `load_races_rmmod_insmod`: at least this many, and at
-/// least [`RACE_RAN`] that succeed, within [`RACE_MAX`] attempts.
-const RACE_LOADS: u32 = 150;
-const RACE_RAN: u32 = 20;
-const RACE_MAX: u32 = 3000;
+/// How much of each heavy case a run does.
+struct Scale {
+    /// insmod/attach/trigger/rmmod cycles.
+    cycles: usize,
+    /// Program loads racing rmmod/insmod: at least `race_loads`, and at
+    /// least `race_ran` that succeed, within 20 times as many attempts.
+    race_loads: u32,
+    race_ran: u32,
+    /// fail-nth: after failing the k-th allocation, the next k to fail.
+    next_k: fn(u32) -> u32,
+    /// Whether the cases also compare kmemleak before and after (the
+    /// `kernel/kmemleak_clean` judge covers the whole run anyway).
+    own_kmemleak: bool,
+}
+
+const LONG: Scale = Scale {
+    cycles: 100,
+    race_loads: 150,
+    race_ran: 20,
+    next_k: |k| k + 1,
+    own_kmemleak: true,
+};
+
+/// The short form: every allocation at first, then ever sparser (k grows
+/// by a quarter), so that the whole insmod is still crossed.
+const SHORT: Scale = Scale {
+    cycles: 5,
+    race_loads: 30,
+    race_ran: 5,
+    next_k: |k| k + 1 + k / 4,
+    own_kmemleak: false,
+};
+
 /// How long the module stays loaded after each insmod of the race, in
 /// turn: some loads race rmmod, some have time to finish.
 const RACE_PAUSES_MS: [u64; 4] = [0, 5, 20, 200];
@@ -44,161 +72,158 @@ const HELD: u32 = 4;
 /// insmod attempts of `insmod_fail_nth` before giving up.
 const MAX_FAIL_NTH: u32 = 5000;
 
-/// The fault and lifecycle cases.
+type Run = fn(&Path, &Scale) -> Result<()>;
+
+const CASES: &[(&str, Run)] = &[
+    ("rmmod_refused_while_program_loaded", rmmod_refused),
+    ("second_insmod_fails", second_insmod_fails),
+    ("insmod_attach_trigger_rmmod_cycles", cycles),
+    ("map_outlives_program_and_module", map_outlives),
+    ("load_races_rmmod_insmod", race),
+    ("insmod_fail_nth", fail_nth),
+    ("refused_without_module_btf", refused_without_btf),
+    ("refused_with_empty_kfunc_set", refused_empty_set),
+];
+
+/// The lifecycle cases.
 pub fn cases() -> Vec<Case> {
-    vec![
-        Case::new("fault_insmod_attach_trigger_rmmod_cycles", |ctx| {
-            guarded(ctx.module.as_deref(), cycles)
-        }),
-        Case::new("fault_map_outlives_program_and_module", |ctx| {
-            guarded(ctx.module.as_deref(), map_outlives)
-        }),
-        Case::new("fault_load_races_rmmod_insmod", |ctx| {
-            guarded(ctx.module.as_deref(), race)
-        }),
-        Case::new("fault_insmod_fail_nth", |ctx| {
-            guarded(ctx.module.as_deref(), fail_nth)
-        }),
-        Case::new("fault_refused_without_module_btf", |ctx| {
-            guarded(ctx.module.as_deref(), refused_without_btf)
-        }),
-        Case::new("fault_refused_with_empty_kfunc_set", |ctx| {
-            guarded(ctx.module.as_deref(), refused_empty_set)
-        }),
-    ]
+    CASES
+        .iter()
+        .map(|&(name, run)| Case::new(name, move |ctx| guarded(ctx, run)))
+        .collect()
 }
 
-fn btf_path() -> PathBuf {
-    Path::new("/sys/kernel/btf").join(module::NAME)
-}
-
-fn unload(what: &str) -> Result<()> {
-    if module::is_loaded() {
-        module::rmmod_waiting(UNLOAD_GRACE).with_context(|| format!("{what}: rmmod"))?;
-    }
-    if module::is_loaded() || btf_path().exists() {
-        bail!(
-            "{what}: /sys/module/{0} or /sys/kernel/btf/{0} still there after rmmod",
-            module::NAME
-        );
-    }
-    Ok(())
-}
-
-/// kmemleak's unreferenced objects now, when the kernel has kmemleak.
-fn leaks() -> Result<Option<Vec<String>>> {
-    if !kernel_log::kmemleak_available() {
-        return Ok(None);
-    }
-    stress::kmemleak_objects().map(Some)
-}
-
-/// Fails on any kmemleak object that `before` did not have: no filtering
-/// by name.
-fn no_new_leaks(before: Option<Vec<String>>) -> Result<()> {
-    let Some(before) = before else {
-        println!("# no kmemleak in this kernel: leaks checked on the debug kernel only");
-        return Ok(());
+/// Runs a case with the module at `--module`, and leaves the module loaded
+/// whatever happened, for the cases after it.
+fn guarded(ctx: &Ctx, case: Run) -> Outcome {
+    let Some(path) = ctx.module.as_deref() else {
+        return Outcome::Skip("needs --module PATH".into());
     };
-    let new: Vec<String> = leaks()?
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|l| !before.iter().any(|b| b.lines().next() == l.lines().next()))
-        .collect();
-    if !new.is_empty() {
-        bail!(
-            "kmemleak: {} new unreferenced object(s)\n{}",
-            new.len(),
-            new.join("\n")
-        );
-    }
-    Ok(())
-}
-
-/// Fails when the kernel logged a bad line since `mark`.
-fn log_clean(mark: kernel_log::Mark) -> Result<()> {
-    match mark.check() {
-        crate::Outcome::Fail { reason: why, .. } => bail!("kernel log: {why}"),
-        _ => Ok(()),
+    let result = case(path, if ctx.long { &LONG } else { &SHORT });
+    match result.and(TASK_KFUNCS.ensure_loaded(path)) {
+        Ok(()) => Outcome::Pass,
+        Err(e) => bpf::failed(e),
     }
 }
 
-/// insmod, load + attach + trigger (a child, a TEST_RUN), close, rmmod; 100
-/// times. The module BTF must come and go with the module.
-fn cycles(path: &Path) -> Result<()> {
-    let before = leaks()?;
-    let mark = kernel_log::Mark::here()?;
-    unload("initial")?;
-    let me = process::id() as i32;
-    for i in 1..=CYCLES {
-        module::insmod(path).with_context(|| format!("cycle {i}: insmod"))?;
-        if !btf_path().exists() {
-            bail!("cycle {i}: no {} after insmod", btf_path().display());
+/// Checks a case's window: the kernel log, and kmemleak when the scale asks.
+struct Window(Mark, Option<Leaks>);
+
+impl Window {
+    fn open(scale: &Scale) -> Result<Self> {
+        let leaks = if scale.own_kmemleak {
+            Leaks::snapshot()?
+        } else {
+            None
+        };
+        Ok(Window(Mark::here()?, leaks))
+    }
+
+    fn close(self) -> Result<()> {
+        self.0.clean()?;
+        match self.1 {
+            Some(leaks) => leaks.none_since(),
+            None => Ok(()),
         }
-        {
-            let mut storage = MaybeUninit::uninit();
-            let mut skel =
-                stress::load(&mut storage, &["cycle_newtask", "cycle_from_pid"], |open| {
-                    let bss = open.maps.bss_data.as_deref_mut().context("no .bss")?;
-                    bss.enabled = 1;
-                    bss.read_pid = me;
-                    Ok(())
-                })
-                .with_context(|| format!("cycle {i}"))?;
-            let link = stress::program(&skel, "cycle_newtask")?
-                .attach()
-                .with_context(|| format!("cycle {i}: attach"))?;
-            crate::process::spawn_and_reap()?;
-            let found = stress::test_run(&skel, "cycle_from_pid")?;
-            if found != me {
-                bail!("cycle {i}: rust_task_from_pid(self) gave {found}, want {me}");
+    }
+}
+
+fn lifecycle(progs: &[&str]) -> Result<Loaded> {
+    let skel = bpf::LIFECYCLE.load(progs)?;
+    skel.set("read_pid", process::id() as i32)?;
+    Ok(skel)
+}
+
+/// rust_task_from_pid(self) through the loaded `from_pid` program.
+fn from_pid_finds_self(skel: &Loaded) -> Result<()> {
+    let me = process::id();
+    match skel.test_run("from_pid", &mut [])? {
+        found if found == me => Ok(()),
+        found => bail!("rust_task_from_pid(self) gave {}, want {me}", found as i32),
+    }
+}
+
+fn rmmod_refused(path: &Path, _: &Scale) -> Result<()> {
+    TASK_KFUNCS.ensure_loaded(path)?;
+    let skel = lifecycle(&["newtask"])?;
+    match TASK_KFUNCS.rmmod() {
+        // kernel/module/main.c: try_stop_module() refuses a module with
+        // references with EWOULDBLOCK (what rmmod reports as "in use").
+        Err(e) if e.raw_os_error() == Some(libc::EWOULDBLOCK) => {}
+        Err(e) => bail!("rmmod with a program loaded failed with {e}, want EWOULDBLOCK (in use)"),
+        Ok(()) => bail!("rmmod succeeded while a program using the kfuncs was loaded"),
+    }
+    if !TASK_KFUNCS.is_loaded() {
+        bail!("the module is gone after the refused rmmod");
+    }
+    drop(skel);
+    TASK_KFUNCS.ensure_unloaded("after the program was closed")
+}
+
+fn second_insmod_fails(path: &Path, _: &Scale) -> Result<()> {
+    TASK_KFUNCS.ensure_loaded(path)?;
+    match module::insmod(path) {
+        Err(e) if e.raw_os_error() == Some(libc::EEXIST) => Ok(()),
+        Err(e) => bail!("second insmod failed with {e}, want EEXIST"),
+        Ok(()) => bail!("second insmod succeeded"),
+    }
+}
+
+/// insmod, load + attach + trigger (a child, a test run), close, rmmod. The
+/// module BTF must come and go with the module.
+fn cycles(path: &Path, scale: &Scale) -> Result<()> {
+    let window = Window::open(scale)?;
+    TASK_KFUNCS.ensure_unloaded("initial")?;
+    for i in 1..=scale.cycles {
+        (|| -> Result<()> {
+            module::insmod(path).context("insmod")?;
+            if !TASK_KFUNCS.btf().exists() {
+                bail!("no {} after insmod", TASK_KFUNCS.btf().display());
             }
+            let skel = lifecycle(&["newtask", "from_pid"])?;
+            let link = skel.attach("newtask")?;
+            spawn_and_reap()?;
+            from_pid_finds_self(&skel)?;
             drop(link);
-            let n = counters(&skel.maps.counts)?;
-            if n[0] == 0 {
-                bail!("cycle {i}: the task_newtask program never ran");
+            if skel.get::<u64>("acquired")? == 0 {
+                bail!("the task_newtask program never ran");
             }
-            skel.maps
-                .bss_data
-                .as_deref_mut()
-                .context("no .bss")?
-                .enabled = 0;
-        }
-        unload(&format!("cycle {i}"))?;
+            drop(skel);
+            TASK_KFUNCS.ensure_unloaded("rmmod")
+        })()
+        .with_context(|| format!("cycle {i}"))?;
     }
-    log_clean(mark)?;
-    no_new_leaks(before)
+    window.close()
 }
 
 /// rcu_users of `pid`, read with the kernel's kfuncs only (works with the
 /// module unloaded).
 fn rcu_users_c(pid: i32) -> Result<i32> {
-    let mut storage = MaybeUninit::uninit();
-    let mut skel = stress::load(&mut storage, &["read_rcu_users_c"], |_| Ok(()))?;
-    stress::rcu_users(&mut skel, "read_rcu_users_c", pid)
+    let skel = bpf::LIFECYCLE.load(&["read_rcu_users_c"])?;
+    skel.set("read_pid", pid)?;
+    if skel.test_run("read_rcu_users_c", &mut [])? != 0 {
+        bail!("no task with pid {pid}");
+    }
+    skel.get("rcu_users_read")
 }
 
 /// References stored by a program in a map stay valid after the program
 /// and the module are gone, and are dropped when the map goes.
-fn map_outlives(path: &Path) -> Result<()> {
-    if !module::is_loaded() {
-        module::insmod(path).context("insmod")?;
-    }
-    let sentinel = crate::process::Parked::spawn()?;
+fn map_outlives(path: &Path, _: &Scale) -> Result<()> {
+    TASK_KFUNCS.ensure_loaded(path)?;
+    let sentinel = Parked::spawn()?;
     let baseline = rcu_users_c(sentinel.pid())?;
     let map = {
-        let mut storage = MaybeUninit::uninit();
-        let mut skel = stress::load(&mut storage, &["hold_pid"], |_| Ok(()))?;
+        let skel = bpf::LIFECYCLE.load(&["hold_pid"])?;
+        skel.set("read_pid", sentinel.pid())?;
         for slot in 0..HELD {
-            let bss = skel.maps.bss_data.as_deref_mut().context("no .bss")?;
-            bss.read_pid = sentinel.pid();
-            bss.read_slot = slot;
-            if stress::test_run(&skel, "hold_pid")? != 0 {
+            skel.set("read_slot", slot)?;
+            if skel.test_run("hold_pid", &mut [])? != 0 {
                 bail!("hold_pid found no task {}", sentinel.pid());
             }
         }
-        MapHandle::try_from(&skel.maps.slots).context("a handle on the slots map")?
-        // The skeleton (the program, its module reference) goes here.
+        MapHandle::try_from(&skel.map("slots")?).context("a handle on the slots map")?
+        // The object (the program, its module reference) goes here.
     };
     let held = rcu_users_c(sentinel.pid())?;
     if held != baseline + HELD as i32 {
@@ -207,7 +232,7 @@ fn map_outlives(path: &Path) -> Result<()> {
             baseline + HELD as i32
         );
     }
-    unload("with the map still open")?;
+    TASK_KFUNCS.ensure_unloaded("with the map still open")?;
     let still = rcu_users_c(sentinel.pid())?;
     if still != held {
         bail!(
@@ -227,40 +252,28 @@ fn map_outlives(path: &Path) -> Result<()> {
         }
         thread::sleep(Duration::from_millis(50));
     }
-    sentinel.finish()?;
-    Ok(())
+    sentinel.finish()
 }
 
 /// One thread loads, runs and closes programs while another unloads and
 /// reloads the module.
-fn race(path: &Path) -> Result<()> {
-    let mark = kernel_log::Mark::here()?;
-    if !module::is_loaded() {
-        module::insmod(path).context("insmod")?;
-    }
+fn race(path: &Path, scale: &Scale) -> Result<()> {
+    let window = Window::open(scale)?;
+    TASK_KFUNCS.ensure_loaded(path)?;
     let stop = AtomicBool::new(false);
-    let (loaded, refused, unloads, reloads) = (
-        AtomicU32::new(0),
-        AtomicU32::new(0),
-        AtomicU32::new(0),
-        AtomicU32::new(0),
-    );
-    let me = process::id() as i32;
+    let [loaded, refused, unloads, reloads] = [(); 4].map(|()| AtomicU32::new(0));
     let result = thread::scope(|s| -> Result<()> {
         let cycler = s.spawn(|| -> Result<()> {
             for i in 0.. {
                 if stop.load(Ordering::Relaxed) {
                     break;
                 }
-                match module::rmmod() {
+                match TASK_KFUNCS.rmmod() {
                     Ok(()) => {
                         unloads.fetch_add(1, Ordering::Relaxed);
                     }
                     Err(e)
-                        if matches!(
-                            e.raw_os_error(),
-                            Some(libc::EWOULDBLOCK) | Some(libc::ENOENT)
-                        ) => {}
+                        if matches!(e.raw_os_error(), Some(libc::EWOULDBLOCK | libc::ENOENT)) => {}
                     Err(e) => bail!("rmmod: {e}"),
                 }
                 match module::insmod(path) {
@@ -277,26 +290,14 @@ fn race(path: &Path) -> Result<()> {
             Ok(())
         });
         let loader = (|| -> Result<()> {
-            for i in 0..RACE_MAX {
-                if i >= RACE_LOADS && loaded.load(Ordering::Relaxed) >= RACE_RAN {
+            for i in 0..scale.race_loads * 20 {
+                if i >= scale.race_loads && loaded.load(Ordering::Relaxed) >= scale.race_ran {
                     break;
                 }
-                let mut storage = MaybeUninit::uninit();
-                let loaded_skel = stress::load(&mut storage, &["cycle_from_pid"], |open| {
-                    open.maps
-                        .bss_data
-                        .as_deref_mut()
-                        .context("no .bss")?
-                        .read_pid = me;
-                    Ok(())
-                });
-                match loaded_skel {
+                match lifecycle(&["from_pid"]) {
+                    // Loaded: the program pins the module and works.
                     Ok(skel) => {
-                        // Loaded: the program pins the module and works.
-                        let found = stress::test_run(&skel, "cycle_from_pid")?;
-                        if found != me {
-                            bail!("load {i}: rust_task_from_pid(self) gave {found}, want {me}");
-                        }
+                        from_pid_finds_self(&skel).with_context(|| format!("load {i}"))?;
                         loaded.fetch_add(1, Ordering::Relaxed);
                     }
                     Err(_) => {
@@ -312,26 +313,20 @@ fn race(path: &Path) -> Result<()> {
             .unwrap_or_else(|_| Err(anyhow::anyhow!("the rmmod/insmod thread panicked")));
         loader.and(cycled)
     });
-    let _ = crate::bpf::take_log();
-    let (loaded, refused, unloads, reloads) = (
-        loaded.into_inner(),
-        refused.into_inner(),
-        unloads.into_inner(),
-        reloads.into_inner(),
-    );
+    let _ = bpf::take_log();
+    let [loaded, refused, unloads, reloads] =
+        [loaded, refused, unloads, reloads].map(|a| a.into_inner());
     println!(
         "# race: {loaded} loads ran, {refused} refused cleanly, {unloads} rmmods, {reloads} insmods"
     );
     result?;
     // The module must still be unloadable.
-    if !module::is_loaded() {
-        module::insmod(path).context("insmod after the race")?;
-    }
-    unload("after the race")?;
+    TASK_KFUNCS.ensure_loaded(path)?;
+    TASK_KFUNCS.ensure_unloaded("after the race")?;
     if loaded == 0 || unloads == 0 {
         bail!("the race never happened: {loaded} loads ran, {unloads} rmmods succeeded");
     }
-    log_clean(mark)
+    window.close()
 }
 
 /// debugfs knobs set for the fail-nth case, restored on drop.
@@ -339,8 +334,7 @@ struct FaultKnobs(Vec<(PathBuf, String)>);
 
 impl FaultKnobs {
     fn set() -> Result<Self> {
-        // Mounts debugfs if needed.
-        let _ = kernel_log::kmemleak_available();
+        kernel_log::mount_debugfs();
         let mut saved = Vec::new();
         for (file, value) in [
             ("failslab/ignore-gfp-wait", "N"),
@@ -378,23 +372,22 @@ impl Drop for FaultKnobs {
     }
 }
 
-/// Fails the k-th allocation of insmod, for k = 1, 2, ... until insmod
-/// succeeds without a failure injected. Every failed insmod must leave no
-/// module and no module BTF behind; kmemleak must find nothing new.
-fn fail_nth(path: &Path) -> Result<()> {
-    let before = leaks()?;
-    let mark = kernel_log::Mark::here()?;
-    unload("initial")?;
+/// Fails the k-th allocation of insmod, for k = 1, 2, ... (sparser in the
+/// short form) until insmod succeeds without a failure injected. Every
+/// failed insmod must leave no module and no module BTF behind.
+fn fail_nth(path: &Path, scale: &Scale) -> Result<()> {
+    let window = Window::open(scale)?;
+    TASK_KFUNCS.ensure_unloaded("initial")?;
     let knobs = FaultKnobs::set()?;
     // Read from tmpfs: insmod of a file on the guest's 9p root goes through
     // netfs, whose unbuffered read drops a request twice when one of its
-    // allocations fails (6.12: refcount_t underflow in netfs_put_request).
+    // allocations fails (docs/upstream/netfs-unbuffered-read-double-put.md).
     let copy = scratch("task_kfuncs-failnth");
     fs::copy(path, &copy)
         .with_context(|| format!("copying {} to {}", path.display(), copy.display()))?;
     let ko = File::open(&copy).with_context(|| format!("opening {}", copy.display()))?;
     let _ = fs::remove_file(&copy);
-    let (mut failed, mut absorbed) = (0u32, 0u32);
+    let (mut failed, mut absorbed, mut tries) = (0u32, 0u32, 0u32);
     let start = Instant::now();
     // Opened once: opening it again would be an allocation of its own.
     let nth = fs::OpenOptions::new()
@@ -407,6 +400,7 @@ fn fail_nth(path: &Path) -> Result<()> {
         if k > MAX_FAIL_NTH {
             bail!("insmod still hit an injected failure at k = {MAX_FAIL_NTH}");
         }
+        tries += 1;
         let arm = k.to_string();
         let fd = nth.as_raw_fd();
         let mut left = [0u8; 16];
@@ -430,7 +424,7 @@ fn fail_nth(path: &Path) -> Result<()> {
         // 0: the k-th call failed; anything else: insmod made fewer calls.
         let injected = left.trim() == "0";
         if ret == 0 {
-            unload(&format!("k = {k}"))?;
+            TASK_KFUNCS.ensure_unloaded(&format!("k = {k}"))?;
             if !injected {
                 break;
             }
@@ -440,25 +434,23 @@ fn fail_nth(path: &Path) -> Result<()> {
                 bail!("insmod failed with no failure injected (k = {k}): {err}");
             }
             failed += 1;
-            if module::is_loaded() || btf_path().exists() {
+            if TASK_KFUNCS.is_loaded() || TASK_KFUNCS.btf().exists() {
                 bail!(
                     "k = {k}: insmod failed ({err}) but left /sys/module/{0} or \
                      /sys/kernel/btf/{0} behind",
-                    module::NAME
+                    TASK_KFUNCS.name()
                 );
             }
         }
-        k += 1;
+        k = (scale.next_k)(k);
     }
     println!(
-        "# fail-nth: insmod makes {} fault-injectable calls; {failed} failed insmods, {absorbed} \
-         failures absorbed, {:.1} s",
-        k - 1,
+        "# fail-nth: insmod made fewer than {k} fault-injectable calls; {tries} insmods, \
+         {failed} failed, {absorbed} absorbed the failure, {:.1} s",
         start.elapsed().as_secs_f64()
     );
     drop(knobs);
-    log_clean(mark)?;
-    no_new_leaks(before)
+    window.close()
 }
 
 /// Runs objcopy (LLVM's or GNU's) with `args`.
@@ -480,11 +472,11 @@ fn objcopy(args: &[&str]) -> Result<()> {
 
 /// insmod of `ko` must fail with `errno` and log `message`.
 fn refused(ko: &Path, errno: i32, message: &str) -> Result<()> {
-    unload("initial")?;
-    let mut mark = kernel_log::Mark::here()?;
+    TASK_KFUNCS.ensure_unloaded("initial")?;
+    let mut mark = Mark::here()?;
     match module::insmod(ko) {
         Ok(()) => {
-            let _ = module::rmmod_waiting(UNLOAD_GRACE);
+            let _ = TASK_KFUNCS.rmmod_waiting();
             bail!(
                 "insmod of {} succeeded: the module loaded as a no-op",
                 ko.display()
@@ -501,7 +493,7 @@ fn refused(ko: &Path, errno: i32, message: &str) -> Result<()> {
     if !log.contains(message) {
         bail!("the kernel log lacks {message:?}; it has:\n{log}");
     }
-    if module::is_loaded() || btf_path().exists() {
+    if TASK_KFUNCS.is_loaded() || TASK_KFUNCS.btf().exists() {
         bail!("the refused module left /sys/module or /sys/kernel/btf entries");
     }
     Ok(())
@@ -512,10 +504,13 @@ fn scratch(name: &str) -> PathBuf {
 }
 
 /// The module with its .BTF section removed refuses to load.
-fn refused_without_btf(path: &Path) -> Result<()> {
+fn refused_without_btf(path: &Path, _: &Scale) -> Result<()> {
     let ko = scratch("task_kfuncs-nobtf");
-    let ko_str = ko.to_string_lossy();
-    objcopy(&["--remove-section=.BTF", &path.to_string_lossy(), &ko_str])?;
+    objcopy(&[
+        "--remove-section=.BTF",
+        &path.to_string_lossy(),
+        &ko.to_string_lossy(),
+    ])?;
     let result = refused(&ko, libc::ENOENT, "task_kfuncs: the module has no BTF");
     let _ = fs::remove_file(&ko);
     result
@@ -523,7 +518,7 @@ fn refused_without_btf(path: &Path) -> Result<()> {
 
 /// The module whose kfunc id set was never filled in (its .BTF_ids zeroed,
 /// as if resolve_btfids had not run) refuses to load.
-fn refused_empty_set(path: &Path) -> Result<()> {
+fn refused_empty_set(path: &Path, _: &Scale) -> Result<()> {
     let ko = scratch("task_kfuncs-emptyset");
     let ids = scratch("task_kfuncs-btf-ids");
     let (ko_str, ids_str) = (ko.to_string_lossy(), ids.to_string_lossy());

@@ -1,18 +1,20 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! What the cases left in the kernel: the kernel log since the run started,
+//! What the cases left in the kernel: the kernel log since a [`Mark`],
 //! judged by the one kernel log policy ([`harness::kernel_log`]), and
-//! kmemleak's report on debug kernels (every unreferenced object fails).
-//! Each runs once per run, after every case.
+//! kmemleak's unreferenced objects on debug kernels: new since a
+//! [`Leaks::snapshot`], or since the run started (every unreferenced object
+//! fails, [`kmemleak_check`]).
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
+use std::process::Command;
 use std::thread::sleep;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use harness::kernel_log;
 
 use crate::Outcome;
@@ -80,8 +82,17 @@ impl Mark {
         Ok(self.records()?.concat())
     }
 
-    /// Fails if the kernel logged a line the policy denies since
-    /// [`Mark::now`]; the log of the failure is everything it logged.
+    /// An error when the kernel logged a line the policy denies since the
+    /// mark: for cases that judge their own window.
+    pub fn clean(self) -> Result<()> {
+        match self.check() {
+            Outcome::Fail { reason, .. } => bail!("kernel log: {reason}"),
+            _ => Ok(()),
+        }
+    }
+
+    /// Fails if the kernel logged a line the policy denies since the mark;
+    /// the log of the failure is everything it logged.
     pub fn check(mut self) -> Outcome {
         let all: Vec<String> = match self.records() {
             Ok(records) => records
@@ -110,24 +121,25 @@ impl Mark {
     }
 }
 
-/// Whether kmemleak is there, mounting debugfs if needed.
-pub(crate) fn kmemleak_available() -> bool {
-    if !Path::new(KMEMLEAK).exists() {
-        // SAFETY: all pointers are NUL-terminated strings that outlive the call.
-        unsafe {
-            libc::mount(
-                c"debugfs".as_ptr(),
-                c"/sys/kernel/debug".as_ptr(),
-                c"debugfs".as_ptr(),
-                0,
-                std::ptr::null(),
-            );
-        }
+/// Mounts debugfs (fault injection and kmemleak live there) if needed.
+pub fn mount_debugfs() {
+    if !Path::new("/sys/kernel/debug/kmemleak").exists()
+        && !Path::new("/sys/kernel/debug/failslab").exists()
+    {
+        let _ = Command::new("mount")
+            .args(["-t", "debugfs", "debugfs", "/sys/kernel/debug"])
+            .status();
     }
+}
+
+/// Whether the kernel has kmemleak (only the debug kernel does).
+pub fn kmemleak_available() -> bool {
+    mount_debugfs();
     Path::new(KMEMLEAK).exists()
 }
 
-/// Scans for leaks once: any unreferenced object fails.
+/// Scans for leaks once: any unreferenced object since the run began (see
+/// [`Mark::now`]) fails.
 pub fn kmemleak_check() -> Outcome {
     if !kmemleak_available() {
         return Outcome::Skip("no kmemleak in this kernel (only the debug kernel has it)".into());
@@ -152,7 +164,7 @@ pub fn kmemleak_check() -> Outcome {
     }
 }
 
-pub(crate) fn kmemleak_report() -> Result<String> {
+fn kmemleak_report() -> Result<String> {
     // kmemleak reports objects older than 5 s that were unreferenced and
     // unchanged across two scans.
     sleep(Duration::from_secs(6));
@@ -164,4 +176,54 @@ pub(crate) fn kmemleak_report() -> Result<String> {
         f.write_all(b"scan").context("triggering a kmemleak scan")?;
     }
     fs::read_to_string(KMEMLEAK).context("reading kmemleak")
+}
+
+/// kmemleak's unreferenced objects at one time, by their first line.
+pub struct Leaks(Vec<String>);
+
+impl Leaks {
+    /// The objects kmemleak reports now; None without kmemleak.
+    pub fn snapshot() -> Result<Option<Leaks>> {
+        if !kmemleak_available() {
+            return Ok(None);
+        }
+        Ok(Some(Leaks(kernel_log::kmemleak_leaks(&kmemleak_report()?))))
+    }
+
+    /// An error naming every object reported now and not at the snapshot:
+    /// no filtering by name.
+    pub fn none_since(&self) -> Result<()> {
+        let now = kernel_log::kmemleak_leaks(&kmemleak_report()?);
+        let new: Vec<&String> = now
+            .iter()
+            .filter(|l| !self.0.iter().any(|b| b.lines().next() == l.lines().next()))
+            .collect();
+        if !new.is_empty() {
+            bail!(
+                "kmemleak: {} new unreferenced object(s)\n{}",
+                new.len(),
+                new.iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Dumps every task's stack and every CPU's backtrace into the kernel log
+/// (sysrq t and l) and returns what the log got from then on.
+pub fn sysrq_dump() -> String {
+    let kmsg = Mark::here();
+    for key in ["t", "l"] {
+        let _ = fs::write("/proc/sysrq-trigger", key);
+    }
+    sleep(Duration::from_secs(2));
+    match kmsg {
+        Ok(mut kmsg) => kmsg
+            .read_new()
+            .unwrap_or_else(|e| format!("reading /dev/kmsg: {e}")),
+        Err(e) => format!("{e:#}"),
+    }
 }

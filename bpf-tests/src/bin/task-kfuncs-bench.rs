@@ -19,25 +19,15 @@
 //! program fails to load or run, or an operation found a task where it
 //! should not (or none where it should).
 
-use std::mem::MaybeUninit;
-use std::os::fd::{AsFd, AsRawFd};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Barrier;
 use std::thread;
 
 use anyhow::{bail, Context, Result};
+use bpf_tests::bpf::{self, Loaded};
+use bpf_tests::module::{self, TASK_KFUNCS};
 use clap::Parser;
-use libbpf_rs::libbpf_sys;
-use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
-
-#[allow(dead_code)]
-mod module;
-
-mod bench_skel {
-    include!(concat!(env!("OUT_DIR"), "/task_kfuncs_bench.skel.rs"));
-}
-use bench_skel::*;
 
 #[derive(Parser)]
 #[command(about = "Benchmark the Rust task kfuncs against the kernel's C kfuncs")]
@@ -128,28 +118,6 @@ const CASES: &[Case] = &[
     },
 ];
 
-/// Runs the program behind `fd` once with slot `slot` as its context.
-fn test_run(fd: i32, slot: u32) -> Result<()> {
-    let mut args = slot;
-    // SAFETY: `bpf_test_run_opts` is plain data; zeroed is its default.
-    let mut opts: libbpf_sys::bpf_test_run_opts = unsafe { std::mem::zeroed() };
-    opts.sz = std::mem::size_of::<libbpf_sys::bpf_test_run_opts>() as _;
-    opts.ctx_in = std::ptr::addr_of_mut!(args).cast();
-    opts.ctx_size_in = std::mem::size_of::<u32>() as _;
-    // SAFETY: `opts` is valid and points at `args`, which outlives the call.
-    let ret = unsafe { libbpf_sys::bpf_prog_test_run_opts(fd, &mut opts) };
-    if ret != 0 {
-        bail!(
-            "BPF_PROG_TEST_RUN failed: {}",
-            std::io::Error::last_os_error()
-        );
-    }
-    if opts.retval != 0 {
-        bail!("the program returned {}", opts.retval);
-    }
-    Ok(())
-}
-
 /// Pins the calling thread to `cpu`.
 fn pin(cpu: usize) -> Result<()> {
     // SAFETY: `set` is a plain bit set, zeroed is empty; CPU_SET stays in it.
@@ -167,29 +135,26 @@ fn pin(cpu: usize) -> Result<()> {
     Ok(())
 }
 
-struct Bench<'a> {
-    skel: TaskKfuncsBenchSkel<'a>,
+struct Bench {
+    skel: Loaded,
     iters: u32,
     cpus: usize,
 }
 
-impl Bench<'_> {
-    fn fd(&self, prog: &str) -> Result<i32> {
-        let p = self
-            .skel
-            .object()
-            .progs()
-            .find(|p| p.name() == prog)
-            .with_context(|| format!("no program {prog}"))?;
-        Ok(p.as_fd().as_raw_fd())
+impl Bench {
+    /// Runs `prog` once with slot `slot` as its context.
+    fn test_run(&self, prog: &str, slot: u32) -> Result<()> {
+        match self.skel.test_run(prog, &mut slot.to_ne_bytes())? {
+            0 => Ok(()),
+            ret => bail!("{prog} returned {ret}"),
+        }
     }
 
     /// Runs `prog` on `threads` CPUs at once (slot = CPU) and returns the
     /// mean ns per operation, after checking what the operations found.
     fn run(&self, prog: &str, threads: usize, expect: Option<Expect>) -> Result<f64> {
-        let fd = self.fd(prog)?;
         if threads == 1 {
-            test_run(fd, 0).with_context(|| format!("running {prog}"))?;
+            self.test_run(prog, 0)?;
         } else {
             let barrier = Barrier::new(threads);
             thread::scope(|s| -> Result<()> {
@@ -199,22 +164,22 @@ impl Bench<'_> {
                         s.spawn(move || -> Result<()> {
                             pin(cpu)?;
                             barrier.wait();
-                            test_run(fd, cpu as u32)
+                            self.test_run(prog, cpu as u32)
                         })
                     })
                     .collect();
                 for h in handles {
                     h.join()
-                        .map_err(|_| anyhow::anyhow!("a bench thread panicked"))?
-                        .with_context(|| format!("running {prog}"))?;
+                        .map_err(|_| anyhow::anyhow!("a bench thread panicked"))??;
                 }
                 Ok(())
             })?;
         }
-        let bss = self.skel.maps.bss_data.as_deref().context("no .bss")?;
+        let elapsed = u64s(&self.skel.get_bytes("elapsed_ns")?);
+        let misses = u64s(&self.skel.get_bytes("misses")?);
         let mut total = 0.0;
         for slot in 0..threads {
-            let misses = bss.misses[slot];
+            let misses = misses[slot];
             match expect {
                 Some(Expect::Task) if misses != 0 => {
                     bail!(
@@ -229,10 +194,18 @@ impl Bench<'_> {
                 ),
                 _ => {}
             }
-            total += bss.elapsed_ns[slot] as f64 / f64::from(self.iters);
+            total += elapsed[slot] as f64 / f64::from(self.iters);
         }
         Ok(total / threads as f64)
     }
+}
+
+/// A `u64[]` global's values.
+fn u64s(bytes: &[u8]) -> Vec<u64> {
+    bytes
+        .chunks_exact(8)
+        .map(|b| u64::from_ne_bytes(b.try_into().unwrap_or_default()))
+        .collect()
 }
 
 /// A positive pid that no task has: from the top of the pid space down.
@@ -252,41 +225,30 @@ fn run(cli: &Cli) -> Result<()> {
     if cli.rounds == 0 || cli.iters == 0 || cli.runs == 0 {
         bail!("--rounds, --runs and --iters must be at least 1");
     }
-    let loaded = module::Loaded::ensure(cli.module.as_deref())?;
-    if !module::is_loaded() {
+    let loaded = module::Loaded::ensure(TASK_KFUNCS, cli.module.as_deref())?;
+    if !TASK_KFUNCS.is_loaded() {
         bail!("the task_kfuncs module is not loaded: insmod it or pass --module PATH");
     }
-    // SAFETY: sysconf has no preconditions.
-    let online = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
-    let cpus = usize::try_from(online).unwrap_or(1).clamp(1, 64);
-
-    let mut storage = MaybeUninit::uninit();
-    let mut open = TaskKfuncsBenchSkelBuilder::default()
-        .open(&mut storage)
-        .context("opening the bench object")?;
-    open.maps
-        .data_data
-        .as_deref_mut()
-        .context("no .data")?
-        .iters = cli.iters;
-    let bss = open.maps.bss_data.as_deref_mut().context("no .bss")?;
-    bss.pid = i32::try_from(std::process::id()).context("pid out of range")?;
-    bss.missing_pid = missing_pid()?;
-    let skel = open.load().context("loading the bench programs")?;
+    let cpus = thread::available_parallelism()
+        .map_or(1, usize::from)
+        .min(64);
+    let skel = bpf::BENCH.load(&[])?;
+    skel.set("iters", cli.iters)?;
+    skel.set("pid", std::process::id() as i32)?;
+    let missing_pid = missing_pid()?;
+    skel.set("missing_pid", missing_pid)?;
     let bench = Bench {
         skel,
         iters: cli.iters,
         cpus,
     };
-    test_run(bench.fd("bench_store_kptr")?, 0).context("storing the task kptr")?;
+    bench
+        .test_run("bench_store_kptr", 0)
+        .context("storing the task kptr")?;
 
     println!(
-        "bench-info\titers={}\trounds={}\truns={}\tcpus={}\tmissing_pid={}",
-        cli.iters,
-        cli.rounds,
-        cli.runs,
-        bench.cpus,
-        bss_missing(&bench)?
+        "bench-info\titers={}\trounds={}\truns={}\tcpus={}\tmissing_pid={missing_pid}",
+        cli.iters, cli.rounds, cli.runs, bench.cpus,
     );
     let cases: Vec<&Case> = CASES
         .iter()
@@ -335,22 +297,13 @@ fn run(cli: &Cli) -> Result<()> {
     Ok(())
 }
 
-fn bss_missing(bench: &Bench<'_>) -> Result<i32> {
-    Ok(bench
-        .skel
-        .maps
-        .bss_data
-        .as_deref()
-        .context("no .bss")?
-        .missing_pid)
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    bpf::capture_libbpf_output();
     match run(&cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("task-kfuncs-bench: {e:#}");
+            eprintln!("task-kfuncs-bench: {e:#}\n{}", bpf::take_log());
             ExitCode::FAILURE
         }
     }

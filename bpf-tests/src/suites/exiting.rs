@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! The regression case for the `rust_task_from_vpid` oops (issue 7 §1).
+//! The regression case for the `rust_task_from_vpid` oops
+//! (docs/upstream/bpf_task_from_vpid-null-pidns.md).
 //!
 //! A `tp_btf/sched_switch` program (`progs/task_kfuncs_exiting.bpf.c`) calls
 //! `rust_task_from_vpid` on every switch away from a thread of the runner
@@ -12,16 +13,12 @@
 //! return NULL there, and find the runner whenever `current` has a pid.
 //! The case fails unless the program really ran on such final switches.
 
-use std::mem::MaybeUninit;
-use std::process;
 use std::thread::{self, sleep};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
-use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
+use anyhow::Result;
 
 use crate::bpf;
-use crate::bpf::exiting_skel::{types, TaskKfuncsExitingSkel, TaskKfuncsExitingSkelBuilder};
 use crate::{Case, Outcome};
 
 const PROG: &str = "from_vpid_exiting_threads";
@@ -35,43 +32,15 @@ const THREADS: u64 = 32;
 /// (the join returns when the thread clears its tid, before `exit_notify()`).
 const DEFERRED: Duration = Duration::from_secs(20);
 
-/// The regression case, or its skip in the C-kfunc build.
-pub fn cases() -> Result<Vec<Case>> {
-    let annotations = bpf::annotations("task_kfuncs_exiting", bpf::EXITING_OBJ)?;
-    let skip = annotations
-        .iter()
-        .find(|(name, _)| name == PROG)
-        .and_then(|(_, a)| a.skip.clone());
-    Ok(vec![Case::new(PROG, move |_| match skip {
-        Some(why) => Outcome::Skip(why),
-        None => run().unwrap_or_else(|e| Outcome::fail_with_log(format!("{e:#}"), bpf::take_log())),
-    })])
-}
-
-fn bss<'a>(skel: &'a TaskKfuncsExitingSkel<'_>) -> Result<&'a types::bss> {
-    skel.maps
-        .bss_data
-        .as_deref()
-        .context("the skeleton has no .bss")
+/// The regression case.
+pub fn cases() -> Vec<Case> {
+    vec![Case::new(PROG, |_| run().unwrap_or_else(bpf::failed))]
 }
 
 fn run() -> Result<Outcome> {
-    let mut storage = MaybeUninit::uninit();
-    let mut open = TaskKfuncsExitingSkelBuilder::default()
-        .open(&mut storage)
-        .context("opening the exiting skeleton")?;
-    open.maps
-        .bss_data
-        .as_deref_mut()
-        .context("the skeleton has no .bss")?
-        .target_tgid = process::id() as i32;
-    let skel = open.load().with_context(|| format!("loading {PROG}"))?;
-    let prog = skel
-        .object()
-        .progs_mut()
-        .find(|p| p.name() == PROG)
-        .with_context(|| format!("no program {PROG}"))?;
-    let _link = prog.attach().context("attaching to sched_switch")?;
+    let skel = bpf::EXITING.load(&[PROG])?;
+    skel.set_runner_globals()?;
+    let _link = skel.attach(PROG)?;
 
     for _ in 0..ROUNDS {
         let threads: Vec<_> = (0..THREADS)
@@ -83,42 +52,51 @@ fn run() -> Result<Outcome> {
     }
     let want = ROUNDS * THREADS;
     let start = Instant::now();
-    while bss(&skel)?.dead_no_pid < want && start.elapsed() < DEFERRED {
+    while skel.get::<u64>("dead_no_pid")? < want && start.elapsed() < DEFERRED {
         sleep(Duration::from_millis(10));
     }
 
-    let b = bss(&skel)?;
+    let b = |name: &str| skel.get::<u64>(name);
+    let (switches, exiting, no_pid, dead_no_pid) = (
+        b("switches")?,
+        b("exiting")?,
+        b("no_pid")?,
+        b("dead_no_pid")?,
+    );
+    let (no_pid_null, no_pid_found) = (b("no_pid_null")?, b("no_pid_found")?);
+    let (with_pid_found, with_pid_wrong) = (b("with_pid_found")?, b("with_pid_wrong")?);
+    let prev_not_current = b("prev_not_current")?;
     let observed = format!(
         "switches {}, exiting {}, without pid {} (final {}), from_vpid there NULL {} / found {}, \
          with pid found {} / wrong {}, prev != current {}",
-        b.switches,
-        b.exiting,
-        b.no_pid,
-        b.dead_no_pid,
-        b.no_pid_null,
-        b.no_pid_found,
-        b.with_pid_found,
-        b.with_pid_wrong,
-        b.prev_not_current
+        switches,
+        exiting,
+        no_pid,
+        dead_no_pid,
+        no_pid_null,
+        no_pid_found,
+        with_pid_found,
+        with_pid_wrong,
+        prev_not_current
     );
     let fail = |why: &str| Ok(Outcome::fail(format!("{why}\n{observed}")));
-    if b.prev_not_current != 0 {
+    if prev_not_current != 0 {
         return fail("sched_switch ran with prev != current");
     }
-    if b.dead_no_pid < want {
+    if dead_no_pid < want {
         return fail(&format!(
             "the program saw {} final switches of threads without a pid, want at least {want} \
              (one per exited thread)",
-            b.dead_no_pid
+            dead_no_pid
         ));
     }
-    if b.exiting < b.no_pid {
+    if exiting < no_pid {
         return fail("a thread without a pid was not PF_EXITING");
     }
-    if b.no_pid_found != 0 || b.no_pid_null != b.no_pid {
+    if no_pid_found != 0 || no_pid_null != no_pid {
         return fail("from_vpid found a task for a current without a pid namespace");
     }
-    if b.with_pid_found == 0 || b.with_pid_wrong != 0 {
+    if with_pid_found == 0 || with_pid_wrong != 0 {
         return fail("from_vpid did not find the runner from a thread that has its pid");
     }
     println!("# {PROG}: {observed}");
