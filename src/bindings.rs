@@ -95,17 +95,17 @@ assert_c_size!(
 
 assert_c_offset!(
     btf_kfunc_id_set.owner == TASK_KFUNCS_C_OFFSETOF_btf_kfunc_id_set_owner,
-    "check src/bindgen_parameters"
+    "the kernel crate's bindings do not match this kernel"
 );
 assert_c_offset!(
     btf_kfunc_id_set.set == TASK_KFUNCS_C_OFFSETOF_btf_kfunc_id_set_set,
-    "check src/bindgen_parameters"
+    "the kernel crate's bindings do not match this kernel"
 );
 assert_c_offset!(
     btf_kfunc_id_set.filter == TASK_KFUNCS_C_OFFSETOF_btf_kfunc_id_set_filter,
-    "check src/bindgen_parameters"
+    "the kernel crate's bindings do not match this kernel"
 );
 assert_c_size!(
     btf_kfunc_id_set == TASK_KFUNCS_C_SIZEOF_btf_kfunc_id_set,
-    "check src/bindgen_parameters"
+    "the kernel crate's bindings do not match this kernel"
 );
