@@ -12,7 +12,8 @@
  * the verifier must accept reports through two globals: `runs` (the times its
  * body ran for the runner) and `err` (the line of its first failed CHECK, 0 if
  * none). The runner sets `target_tgid` (itself) and `pid_max` where a program
- * declares them.
+ * declares them, and test-runs a syscall program with a context of two ints:
+ * 0 and its own pid (struct syscall_args of task_kfuncs_success.bpf.c).
  */
 
 #ifndef _TASK_KFUNCS_SELFTEST_H

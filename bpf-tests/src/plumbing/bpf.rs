@@ -328,14 +328,18 @@ impl Loaded {
     }
 
     /// Makes `prog` run as its section says: a test run of a syscall
-    /// program, a read of an iterator, and for every other type (the
-    /// tracing ones: tp_btf, fentry, fexit, LSM task_alloc, the
+    /// program (its context: `{ 0, the runner's pid }`, two ints, see
+    /// progs/selftest.h), a read of an iterator, and for every other type
+    /// (the tracing ones: tp_btf, fentry, fexit, LSM task_alloc, the
     /// sched_process_fork tracepoint) a child forked and reaped while it is
     /// attached.
     pub fn trigger(&self, prog: &str) -> Result<()> {
         let section = self.prog(prog)?.section().to_string_lossy().into_owned();
         if section == "syscall" {
-            match self.test_run(prog, &mut [])? {
+            let mut args = [0, std::process::id() as i32]
+                .map(i32::to_ne_bytes)
+                .concat();
+            match self.test_run(prog, &mut args)? {
                 0 => Ok(()),
                 ret => bail!("{prog} returned {ret}"),
             }

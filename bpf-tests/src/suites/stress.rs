@@ -23,6 +23,7 @@
 //! baseline. A guest-side watchdog dumps `sysrq-t`/`sysrq-l` and fails the
 //! run when the work stops making progress.
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;
 use std::path::Path;
@@ -31,6 +32,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use libbpf_rs::btf::types::Enum;
+use libbpf_rs::btf::Btf;
 use libbpf_rs::{Link, MapCore, MapFlags, MapHandle};
 
 use crate::bpf::{self, Loaded};
@@ -39,41 +42,17 @@ use crate::module::TASK_KFUNCS;
 use crate::process::{self, Parked};
 use crate::{Case, Outcome};
 
-/// The counters of the programs' `enum counter`, in order.
-const COUNTERS: &[&str] = &[
-    "acquire",
-    "acquire_ok",
-    "kptr_get",
-    "kptr_get_ok",
-    "from_pid",
-    "from_pid_ok",
-    "from_vpid",
-    "from_vpid_ok",
-    "release_rust",
-    "release_c",
-    "free_acquire",
-    "free_violation",
-    "stored",
-    "drained",
-    "mix_runs",
-    "switch_no_ns",
-];
+/// The programs' per-CPU counters, summed, by the names of their `enum
+/// counter` without `C_`, in lower case (`acquire`, `acquire_ok`, ...).
+type Counts = BTreeMap<String, u64>;
 
-/// Indices into [`COUNTERS`].
-mod c {
-    pub const ACQUIRE: usize = 0;
-    pub const KPTR_GET: usize = 2;
-    pub const FROM_PID: usize = 4;
-    pub const FROM_VPID: usize = 6;
-    pub const RELEASE_RUST: usize = 8;
-    pub const RELEASE_C: usize = 9;
-    pub const FREE_ACQUIRE: usize = 10;
-    pub const FREE_VIOLATION: usize = 11;
-    pub const STORED: usize = 12;
-    pub const DRAINED: usize = 13;
-    pub const MIX_RUNS: usize = 14;
-    pub const SWITCH_NO_NS: usize = 15;
-}
+/// What a counter is read as: calls, and calls that returned a task.
+const KFUNCS: [(&str, &str); 4] = [
+    ("rust_task_acquire", "acquire"),
+    ("rust_task_kptr_get", "kptr_get"),
+    ("rust_task_from_pid", "from_pid"),
+    ("rust_task_from_vpid", "from_vpid"),
+];
 
 /// The tracing programs, attached for the whole run.
 const TRACING: &[&str] = &[
@@ -87,70 +66,29 @@ const TRACING: &[&str] = &[
 #[derive(Debug, Clone, Copy)]
 struct Scale {
     name: &'static str,
-    /// Threads running `stress_mix`, and runs each, and iterations per run.
-    mix_threads: usize,
+    /// Runs of `stress_mix` per thread (4 threads), and iterations per run.
     mix_runs: u32,
     mix_iters: u32,
     /// Per churn helper: forks (child exits at once) and threads (reap
     /// themselves), each from its own thread.
-    forks: u32,
-    threads: u32,
-    /// Parked tasks whose `rcu_users` must come back.
-    sentinels: usize,
+    churn: u32,
     /// kfunc calls the run must reach.
     min_calls: u64,
     /// No progress for this long is a stall.
-    stall: Duration,
+    stall_secs: u64,
 }
 
-fn scale(long: bool, debug: bool) -> Scale {
-    match (long, debug) {
-        (true, false) => Scale {
-            name: "long",
-            mix_threads: 4,
-            mix_runs: 250,
-            mix_iters: 1000,
-            forks: 2000,
-            threads: 2000,
-            sentinels: 4,
-            min_calls: 1_000_000,
-            stall: Duration::from_secs(120),
-        },
-        (false, false) => Scale {
-            name: "short",
-            mix_threads: 4,
-            mix_runs: 50,
-            mix_iters: 500,
-            forks: 300,
-            threads: 300,
-            sentinels: 4,
-            min_calls: 100_000,
-            stall: Duration::from_secs(120),
-        },
-        (true, true) => Scale {
-            name: "long (debug kernel)",
-            mix_threads: 4,
-            mix_runs: 50,
-            mix_iters: 500,
-            forks: 300,
-            threads: 300,
-            sentinels: 4,
-            min_calls: 100_000,
-            stall: Duration::from_secs(300),
-        },
-        (false, true) => Scale {
-            name: "short (debug kernel)",
-            mix_threads: 4,
-            mix_runs: 20,
-            mix_iters: 250,
-            forks: 50,
-            threads: 50,
-            sentinels: 4,
-            min_calls: 20_000,
-            stall: Duration::from_secs(300),
-        },
-    }
-}
+const MIX_THREADS: usize = 4;
+/// Parked tasks whose `rcu_users` must come back.
+const SENTINELS: usize = 4;
+
+#[rustfmt::skip]
+const SCALES: [Scale; 4] = [
+    Scale { name: "short", mix_runs: 50, mix_iters: 500, churn: 300, min_calls: 100_000, stall_secs: 120 },
+    Scale { name: "long", mix_runs: 250, mix_iters: 1000, churn: 2000, min_calls: 1_000_000, stall_secs: 120 },
+    Scale { name: "short (debug kernel)", mix_runs: 20, mix_iters: 250, churn: 50, min_calls: 20_000, stall_secs: 300 },
+    Scale { name: "long (debug kernel)", mix_runs: 50, mix_iters: 500, churn: 300, min_calls: 100_000, stall_secs: 300 },
+];
 
 /// The stress case.
 pub fn cases() -> Vec<Case> {
@@ -159,7 +97,8 @@ pub fn cases() -> Vec<Case> {
             return Outcome::Skip("needs the module (--module PATH)".into());
         }
         let debug = kernel_log::kmemleak_available();
-        match run(scale(ctx.long, debug), ctx.long && debug, ctx.verbose) {
+        let scale = SCALES[usize::from(ctx.long) + 2 * usize::from(debug)];
+        match run(scale, ctx.long && debug, ctx.verbose) {
             Ok(()) => Outcome::Pass,
             Err(e) => bpf::failed(e),
         }
@@ -175,39 +114,49 @@ fn rcu_users(skel: &Loaded, pid: i32) -> Result<i32> {
     skel.get("rcu_users_read")
 }
 
+/// The counters' names, by value, from the object's BTF.
+fn counter_names() -> Result<Vec<String>> {
+    let btf = Btf::from_raw("stress", bpf::STRESS.bytes)?.context("no BTF")?;
+    let e: Enum<'_> = btf.type_by_name("counter").context("no enum counter")?;
+    Ok(e.iter()
+        .filter_map(|m| m.name?.to_str())
+        .filter(|n| *n != "NR_COUNTERS")
+        .map(|n| n.trim_start_matches("C_").to_lowercase())
+        .collect())
+}
+
 /// Sums the per-CPU counters.
-fn counters(map: &dyn MapCore) -> Result<Vec<u64>> {
+fn counters(map: &dyn MapCore) -> Result<Counts> {
     let per_cpu = map
         .lookup_percpu(&0u32.to_ne_bytes(), MapFlags::ANY)
         .context("reading the counters")?
         .context("no counters")?;
-    let mut sum = vec![0u64; COUNTERS.len()];
-    for cpu in per_cpu {
-        for (i, v) in sum.iter_mut().enumerate() {
+    let mut sum = Counts::new();
+    for (i, name) in counter_names()?.into_iter().enumerate() {
+        let mut total = 0;
+        for cpu in &per_cpu {
             let bytes = cpu
                 .get(i * 8..i * 8 + 8)
                 .context("counter value too short")?;
-            *v += u64::from_ne_bytes(bytes.try_into()?);
+            total += u64::from_ne_bytes(bytes.try_into()?);
         }
+        sum.insert(name, total);
     }
     Ok(sum)
 }
 
 /// kfunc calls in a counter snapshot.
-fn kfunc_calls(n: &[u64]) -> u64 {
-    n[c::ACQUIRE]
-        + n[c::KPTR_GET]
-        + n[c::FROM_PID]
-        + n[c::FROM_VPID]
-        + n[c::RELEASE_RUST]
-        + n[c::RELEASE_C]
-        + n[c::FREE_ACQUIRE]
+fn kfunc_calls(n: &Counts) -> u64 {
+    KFUNCS.iter().map(|(_, k)| n[*k]).sum::<u64>()
+        + n["release_rust"]
+        + n["release_c"]
+        + n["free_acquire"]
 }
 
 /// References taken and dropped in a counter snapshot.
-fn balance(n: &[u64]) -> (u64, u64) {
-    let taken = n[c::ACQUIRE + 1] + n[c::KPTR_GET + 1] + n[c::FROM_PID + 1] + n[c::FROM_VPID + 1];
-    (taken, n[c::RELEASE_RUST] + n[c::RELEASE_C])
+fn balance(n: &Counts) -> (u64, u64) {
+    let taken = KFUNCS.iter().map(|(_, k)| n[&format!("{k}_ok")]).sum();
+    (taken, n["release_rust"] + n["release_c"])
 }
 
 /// Fails the run (the runner exits: a stall is not a case's verdict) when
@@ -216,7 +165,7 @@ fn balance(n: &[u64]) -> (u64, u64) {
 fn watchdog(counts: &MapHandle, stall: Duration, done: &AtomicBool) {
     let progress = || {
         counters(counts)
-            .map(|n| n[c::MIX_RUNS] + n[c::ACQUIRE])
+            .map(|n| n["mix_runs"] + n["acquire"])
             .unwrap_or(0)
     };
     let (mut last, mut since) = (progress(), Instant::now());
@@ -363,15 +312,9 @@ fn run(scale: Scale, kmemleak: bool, verbose: bool) -> Result<()> {
     }
     println!(
         "# stress ({}): {cpus} vCPUs, {} mix threads x {} runs x {} iterations, \
-         {} forks + {} threads per churn helper (2, one in a new pid namespace), \
+         {} forks + as many threads per churn helper (2, one in a new pid namespace), \
          {} sentinels",
-        scale.name,
-        scale.mix_threads,
-        scale.mix_runs,
-        scale.mix_iters,
-        scale.forks,
-        scale.threads,
-        scale.sentinels
+        scale.name, MIX_THREADS, scale.mix_runs, scale.mix_iters, scale.churn, SENTINELS
     );
     let _panic = PanicOnWarn::on();
     let kmsg = Mark::here()?;
@@ -380,7 +323,7 @@ fn run(scale: Scale, kmemleak: bool, verbose: bool) -> Result<()> {
     if kmemleak_available_but_no_slab(slab_before) {
         bail!("the debug kernel has no /sys/kernel/slab/task_struct/objects (SLUB_DEBUG + SYSFS)");
     }
-    let sentinels = (0..scale.sentinels)
+    let sentinels = (0..SENTINELS)
         .map(|_| Parked::spawn())
         .collect::<Result<Vec<_>>>()?;
     let figures = stress(scale, &sentinels, verbose)?;
@@ -448,14 +391,14 @@ fn stress(scale: Scale, sentinels: &[Parked], verbose: bool) -> Result<String> {
     // The helpers, forked while the runner is still single-threaded; the
     // tracing programs see their work from the start.
     let start = Instant::now();
-    let (forks, threads) = (scale.forks, scale.threads);
+    let churn_count = scale.churn;
     let helpers = [false, true].map(|new_pidns| {
         process::fork(new_pidns, |out| {
             if new_pidns && std::process::id() != 1 {
                 let _ = write!(out, "not pid 1 in the new pid namespace");
                 return 1;
             }
-            churn(out, forks, threads)
+            churn(out, churn_count, churn_count)
         })
     });
     let helper_pids: Vec<i32> = helpers.iter().flatten().map(|h| h.pid()).collect();
@@ -473,8 +416,8 @@ fn stress(scale: Scale, sentinels: &[Parked], verbose: bool) -> Result<String> {
     let done = AtomicBool::new(false);
     let mut errors = Vec::new();
     let churned = thread::scope(|s| {
-        s.spawn(|| watchdog(&counts, scale.stall, &done));
-        let mix: Vec<_> = (0..scale.mix_threads)
+        s.spawn(|| watchdog(&counts, Duration::from_secs(scale.stall_secs), &done));
+        let mix: Vec<_> = (0..MIX_THREADS)
             .map(|_| {
                 s.spawn(|| -> Result<()> {
                     for i in 0..scale.mix_runs {
@@ -520,10 +463,9 @@ fn stress(scale: Scale, sentinels: &[Parked], verbose: bool) -> Result<String> {
     if skel.test_run("drain", &mut [])? != 0 {
         bail!("drain failed");
     }
-    let n: Vec<u64> = counters(&counts)?
-        .iter()
-        .zip(&before)
-        .map(|(a, b)| a - b)
+    let n: Counts = counters(&counts)?
+        .into_iter()
+        .map(|(k, v)| (k.clone(), v - before[&k]))
         .collect();
     let mut after = Vec::new();
     for s in sentinels {
@@ -538,16 +480,11 @@ fn stress(scale: Scale, sentinels: &[Parked], verbose: bool) -> Result<String> {
         elapsed.as_secs_f64(),
         calls as f64 / elapsed.as_secs_f64().max(1e-3)
     );
-    for (what, i) in [
-        ("rust_task_acquire", c::ACQUIRE),
-        ("rust_task_kptr_get", c::KPTR_GET),
-        ("rust_task_from_pid", c::FROM_PID),
-        ("rust_task_from_vpid", c::FROM_VPID),
-    ] {
+    for (what, k) in KFUNCS {
         figures.push_str(&format!(
             "# stress:   {what:<20} {:>9} calls, {:>9} NULL\n",
-            n[i],
-            n[i] - n[i + 1]
+            n[k],
+            n[k] - n[&format!("{k}_ok")]
         ));
     }
     figures.push_str(&format!(
@@ -557,18 +494,18 @@ fn stress(scale: Scale, sentinels: &[Parked], verbose: bool) -> Result<String> {
          # stress:   stored in slots {}, taken out {}, mix iterations {}, \
          sched_switch without pid namespace {}\n\
          # stress:   helpers: {}; sentinel rcu_users before {baseline:?} after {after:?}",
-        n[c::RELEASE_RUST],
-        n[c::RELEASE_C],
-        n[c::FREE_ACQUIRE],
-        n[c::FREE_VIOLATION],
-        n[c::STORED],
-        n[c::DRAINED],
-        n[c::MIX_RUNS],
-        n[c::SWITCH_NO_NS],
+        n["release_rust"],
+        n["release_c"],
+        n["free_acquire"],
+        n["free_violation"],
+        n["stored"],
+        n["drained"],
+        n["mix_runs"],
+        n["switch_no_ns"],
         churned.join(", "),
     ));
     if verbose {
-        for (name, v) in COUNTERS.iter().zip(&n) {
+        for (name, v) in &n {
             figures.push_str(&format!("\n# stress:   counter {name} = {v}"));
         }
     }
@@ -578,10 +515,10 @@ fn stress(scale: Scale, sentinels: &[Parked], verbose: bool) -> Result<String> {
             "references taken {taken} != dropped {dropped} after the drain"
         ));
     }
-    if n[c::FREE_VIOLATION] != 0 {
+    if n["free_violation"] != 0 {
         errors.push(format!(
             "acquire in sched_process_free returned a task {} times (past its last rcu_users)",
-            n[c::FREE_VIOLATION]
+            n["free_violation"]
         ));
     }
     if baseline != after {
@@ -595,15 +532,15 @@ fn stress(scale: Scale, sentinels: &[Parked], verbose: bool) -> Result<String> {
             scale.min_calls
         ));
     }
-    for (what, i) in [
-        ("task_newtask acquires", c::ACQUIRE),
-        ("kptr_get calls", c::KPTR_GET),
-        ("from_pid calls", c::FROM_PID),
-        ("from_vpid calls", c::FROM_VPID),
-        ("sched_process_free acquires", c::FREE_ACQUIRE),
-        ("references stored in slots", c::STORED),
+    for (what, k) in [
+        ("task_newtask acquires", "acquire"),
+        ("kptr_get calls", "kptr_get"),
+        ("from_pid calls", "from_pid"),
+        ("from_vpid calls", "from_vpid"),
+        ("sched_process_free acquires", "free_acquire"),
+        ("references stored in slots", "stored"),
     ] {
-        if n[i] == 0 {
+        if n[k] == 0 {
             errors.push(format!("no {what}: a program never ran"));
         }
     }
@@ -616,47 +553,24 @@ fn stress(scale: Scale, sentinels: &[Parked], verbose: bool) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use libbpf_rs::btf::types::Enum;
-    use libbpf_rs::btf::Btf;
 
     #[test]
-    fn counters_match_the_programs_enum() {
-        let btf = Btf::from_raw("task_kfuncs_stress", bpf::STRESS.bytes)
-            .expect("BTF parses")
-            .expect("the object has BTF");
-        let e: Enum<'_> = btf.type_by_name("counter").expect("enum counter");
-        let names: Vec<String> = e
-            .iter()
-            .map(|m| {
-                m.name
-                    .and_then(|n| n.to_str())
-                    .unwrap_or_default()
-                    .trim_start_matches("C_")
-                    .to_lowercase()
-            })
-            .collect();
-        let mut want: Vec<String> = COUNTERS.iter().map(|s| s.to_string()).collect();
-        want.push("nr_counters".into());
-        assert_eq!(names, want);
-        for (name, i) in [
-            ("acquire", c::ACQUIRE),
-            ("kptr_get", c::KPTR_GET),
-            ("from_pid", c::FROM_PID),
-            ("from_vpid", c::FROM_VPID),
-            ("release_rust", c::RELEASE_RUST),
-            ("release_c", c::RELEASE_C),
-            ("free_acquire", c::FREE_ACQUIRE),
-            ("free_violation", c::FREE_VIOLATION),
-            ("stored", c::STORED),
-            ("drained", c::DRAINED),
-            ("mix_runs", c::MIX_RUNS),
-            ("switch_no_ns", c::SWITCH_NO_NS),
-        ] {
-            assert_eq!(COUNTERS[i], name);
+    fn the_counters_the_runner_reads_exist() {
+        let names = counter_names().unwrap();
+        for (_, k) in KFUNCS {
+            assert!(names.contains(&k.to_string()) && names.contains(&format!("{k}_ok")));
         }
-        assert_eq!(COUNTERS[c::ACQUIRE + 1], "acquire_ok");
-        assert_eq!(COUNTERS[c::KPTR_GET + 1], "kptr_get_ok");
-        assert_eq!(COUNTERS[c::FROM_PID + 1], "from_pid_ok");
-        assert_eq!(COUNTERS[c::FROM_VPID + 1], "from_vpid_ok");
+        for k in [
+            "release_rust",
+            "release_c",
+            "free_acquire",
+            "free_violation",
+            "stored",
+        ] {
+            assert!(names.contains(&k.to_string()), "{k}");
+        }
+        for k in ["drained", "mix_runs", "switch_no_ns"] {
+            assert!(names.contains(&k.to_string()), "{k}");
+        }
     }
 }
