@@ -30,26 +30,18 @@ static __always_inline void find_init(void)
 	rust_task_release(init);
 }
 
-SEC("tp_btf/task_newtask")
-int BPF_PROG(type_tp_btf, struct task_struct *task, u64 clone_flags)
-{
-	find_init();
-	return 0;
-}
+/* One program of the matrix: a tracing one (BPF_PROG arguments), or not. */
+#define TRACING_TYPE(sec, name, args...)				\
+	SEC(sec) int BPF_PROG(name, args) { find_init(); return 0; }
+#define TYPE(sec, name, ctx)						\
+	SEC(sec) int name(ctx) { find_init(); return 0; }
 
-SEC("fentry/wake_up_new_task")
-int BPF_PROG(type_fentry, struct task_struct *p)
-{
-	find_init();
-	return 0;
-}
-
-SEC("fexit/wake_up_new_task")
-int BPF_PROG(type_fexit, struct task_struct *p)
-{
-	find_init();
-	return 0;
-}
+TRACING_TYPE("tp_btf/task_newtask", type_tp_btf, struct task_struct *task, u64 clone_flags)
+TRACING_TYPE("fentry/wake_up_new_task", type_fentry, struct task_struct *p)
+TRACING_TYPE("fexit/wake_up_new_task", type_fexit, struct task_struct *p)
+TRACING_TYPE("lsm/task_alloc", type_lsm, struct task_struct *task, unsigned long clone_flags)
+TYPE("tracepoint/sched/sched_process_fork", type_tracepoint, void *ctx)
+TYPE("syscall", type_syscall, void *ctx)
 
 SEC("iter/task")
 int type_iter(struct bpf_iter__task *ctx)
@@ -59,76 +51,20 @@ int type_iter(struct bpf_iter__task *ctx)
 	return 0;
 }
 
-SEC("tracepoint/sched/sched_process_fork")
-int type_tracepoint(void *ctx)
-{
-	find_init();
-	return 0;
-}
-
-SEC("lsm/task_alloc")
-int BPF_PROG(type_lsm, struct task_struct *task, unsigned long clone_flags)
-{
-	find_init();
-	return 0;
-}
-
-SEC("syscall")
-int type_syscall(void *ctx)
-{
-	find_init();
-	return 0;
-}
-
 /*
  * PERF_EVENT shares the TRACING kfunc hook; the module's filter refuses it:
  * a perf_event program runs in NMI, where call_rcu() (the last
  * rcu_users put) is illegal.
  */
-SEC("perf_event")
 __failure __msg(NOT_ALLOWED)
-int type_perf_event(struct bpf_perf_event_data *ctx)
-{
-	find_init();
-	return 0;
-}
-
-SEC("kprobe/wake_up_new_task")
+TYPE("perf_event", type_perf_event, struct bpf_perf_event_data *ctx)
 __failure __msg(NOT_ALLOWED)
-int type_kprobe(struct pt_regs *ctx)
-{
-	find_init();
-	return 0;
-}
-
-SEC("raw_tp/sched_process_fork")
+TYPE("kprobe/wake_up_new_task", type_kprobe, struct pt_regs *ctx)
 __failure __msg(NOT_ALLOWED)
-int type_raw_tp(struct bpf_raw_tracepoint_args *ctx)
-{
-	find_init();
-	return 0;
-}
-
-SEC("socket")
+TYPE("raw_tp/sched_process_fork", type_raw_tp, struct bpf_raw_tracepoint_args *ctx)
 __failure __msg(NOT_ALLOWED)
-int type_socket_filter(struct __sk_buff *skb)
-{
-	find_init();
-	return 0;
-}
-
-SEC("tc")
+TYPE("socket", type_socket_filter, struct __sk_buff *skb)
 __failure __msg(NOT_ALLOWED)
-int type_tc(struct __sk_buff *skb)
-{
-	find_init();
-	return 0;
-}
-
-SEC("xdp")
+TYPE("tc", type_tc, struct __sk_buff *skb)
 __failure __msg(NOT_ALLOWED)
-int type_xdp(struct xdp_md *ctx)
-{
-	find_init();
-	return 0;
-}
+TYPE("xdp", type_xdp, struct xdp_md *ctx)

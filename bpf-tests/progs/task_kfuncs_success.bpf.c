@@ -73,64 +73,50 @@ static inline void from_pid_misses(s32 pid)
  * @task is the new child (trusted), current is the forking runner.
  */
 
-SEC("tp_btf/task_newtask")
-int BPF_PROG(acquire_release_argument, struct task_struct *task, u64 clone_flags)
-{
-	if (runner_forked())
-		acquire_release(task);
-	return 0;
+/* A case that is one statement on the runner's forks. */
+#define ON_FORK(name, stmt)							\
+SEC("tp_btf/task_newtask")							\
+int BPF_PROG(name, struct task_struct *task, u64 clone_flags)			\
+{										\
+	if (runner_forked())							\
+		stmt;								\
+	return 0;								\
 }
 
-SEC("tp_btf/task_newtask")
-int BPF_PROG(acquire_release_current, struct task_struct *task, u64 clone_flags)
-{
-	if (runner_forked())
-		acquire_release(bpf_get_current_task_btf());
-	return 0;
-}
+ON_FORK(acquire_release_argument, acquire_release(task))
+ON_FORK(acquire_release_current, acquire_release(bpf_get_current_task_btf()))
+ON_FORK(from_pid_argument, from_pid_finds(task->pid))
+ON_FORK(from_pid_current, from_pid_finds(bpf_get_current_task_btf()->pid))
+/* The map's destructor drops the reference when the map goes away. */
+ON_FORK(acquire_leave_in_map, CHECK(!task_slot_store(task)))
 
 /*
  * In 6.12 task->group_leader is an RCU-safe field (BTF_TYPE_SAFE_RCU in
  * kernel/bpf/verifier.c), not a trusted one. Both acquiring kfuncs are
- * KF_RCU, as bpf_task_acquire is: each takes the reference.
+ * KF_RCU, as bpf_task_acquire is: each takes the reference, so a program
+ * written for bpf_task_acquire ports by renaming alone.
  */
-SEC("tp_btf/task_newtask")
-int BPF_PROG(kptr_get_rcu_walked, struct task_struct *task, u64 clone_flags)
-{
-	struct task_struct *leader;
-
-	if (!runner_forked())
-		return 0;
-
-	leader = rust_task_kptr_get(task->group_leader);
-	CHECK(leader);
-	if (!leader)
-		return 0;
-	found_pid = leader->pid;
-	/* A forked child leads its own thread group. */
-	CHECK(leader->pid == task->pid);
-	rust_task_release(leader);
-	return 0;
+#define RCU_WALKED(name, kfunc)							\
+SEC("tp_btf/task_newtask")							\
+int BPF_PROG(name, struct task_struct *task, u64 clone_flags)			\
+{										\
+	struct task_struct *leader;						\
+										\
+	if (!runner_forked())							\
+		return 0;							\
+	leader = kfunc(task->group_leader);					\
+	CHECK(leader);								\
+	if (!leader)								\
+		return 0;							\
+	found_pid = leader->pid;						\
+	/* A forked child leads its own thread group. */			\
+	CHECK(leader->pid == task->pid);					\
+	rust_task_release(leader);						\
+	return 0;								\
 }
 
-/* A program written for bpf_task_acquire ports by renaming alone. */
-SEC("tp_btf/task_newtask")
-int BPF_PROG(acquire_rcu_walked, struct task_struct *task, u64 clone_flags)
-{
-	struct task_struct *leader;
-
-	if (!runner_forked())
-		return 0;
-
-	leader = rust_task_acquire(task->group_leader);
-	CHECK(leader);
-	if (!leader)
-		return 0;
-	found_pid = leader->pid;
-	CHECK(leader->pid == task->pid);
-	rust_task_release(leader);
-	return 0;
-}
+RCU_WALKED(kptr_get_rcu_walked, rust_task_kptr_get)
+RCU_WALKED(acquire_rcu_walked, rust_task_acquire)
 
 /* An RCU kptr loaded inside bpf_rcu_read_lock(): acquire takes it too. */
 SEC("tp_btf/task_newtask")
@@ -159,15 +145,6 @@ int BPF_PROG(acquire_rcu_kptr, struct task_struct *task, u64 clone_flags)
 		}
 	}
 	bpf_rcu_read_unlock();
-	return 0;
-}
-
-SEC("tp_btf/task_newtask")
-int BPF_PROG(acquire_leave_in_map, struct task_struct *task, u64 clone_flags)
-{
-	/* The map's destructor drops the reference when the map goes away. */
-	if (runner_forked())
-		CHECK(!task_slot_store(task));
 	return 0;
 }
 
@@ -231,22 +208,6 @@ int BPF_PROG(kptr_get_stored, struct task_struct *task, u64 clone_flags)
 	CHECK(users_after == users_before);
 out:
 	bpf_rcu_read_unlock();
-	return 0;
-}
-
-SEC("tp_btf/task_newtask")
-int BPF_PROG(from_pid_argument, struct task_struct *task, u64 clone_flags)
-{
-	if (runner_forked())
-		from_pid_finds(task->pid);
-	return 0;
-}
-
-SEC("tp_btf/task_newtask")
-int BPF_PROG(from_pid_current, struct task_struct *task, u64 clone_flags)
-{
-	if (runner_forked())
-		from_pid_finds(bpf_get_current_task_btf()->pid);
 	return 0;
 }
 

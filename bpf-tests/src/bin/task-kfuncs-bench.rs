@@ -59,63 +59,23 @@ enum Expect {
     Null,
 }
 
-/// One Rust/C pair of programs that do the same thing.
-struct Case {
-    name: &'static str,
-    rust: &'static str,
-    c: &'static str,
-    expect: Expect,
-    /// Run on every online CPU at once (one thread each) instead of once.
-    all_cpus: bool,
-}
-
-const fn case(name: &'static str, rust: &'static str, c: &'static str) -> Case {
-    Case {
-        name,
-        rust,
-        c,
-        expect: Expect::Task,
-        all_cpus: false,
-    }
-}
+/// One Rust/C pair of programs that do the same thing: name, Rust program,
+/// C program, what they find, whether they run on every online CPU at once
+/// (one thread each) instead of once.
+type Case = (&'static str, &'static str, &'static str, Expect, bool);
 
 /// The cases, in the order of the report. The two `same-*` cases run one
 /// program against itself: their spread is the noise band of the run.
+#[rustfmt::skip]
 const CASES: &[Case] = &[
-    case(
-        "same-c",
-        "bench_c_acquire_release",
-        "bench_c_acquire_release",
-    ),
-    case(
-        "same-rust",
-        "bench_rust_acquire_release",
-        "bench_rust_acquire_release",
-    ),
-    case(
-        "acquire",
-        "bench_rust_acquire_release",
-        "bench_c_acquire_release",
-    ),
-    case(
-        "kptr_get",
-        "bench_rust_kptr_get_release",
-        "bench_c_kptr_get_release",
-    ),
-    case("from_pid", "bench_rust_from_pid", "bench_c_from_pid"),
-    Case {
-        expect: Expect::Null,
-        ..case(
-            "from_pid-missing",
-            "bench_rust_from_pid_missing",
-            "bench_c_from_pid_missing",
-        )
-    },
-    case("from_vpid", "bench_rust_from_vpid", "bench_c_from_pid"),
-    Case {
-        all_cpus: true,
-        ..case("contended", "bench_rust_contended", "bench_c_contended")
-    },
+    ("same-c", "bench_c_acquire_release", "bench_c_acquire_release", Expect::Task, false),
+    ("same-rust", "bench_rust_acquire_release", "bench_rust_acquire_release", Expect::Task, false),
+    ("acquire", "bench_rust_acquire_release", "bench_c_acquire_release", Expect::Task, false),
+    ("kptr_get", "bench_rust_kptr_get_release", "bench_c_kptr_get_release", Expect::Task, false),
+    ("from_pid", "bench_rust_from_pid", "bench_c_from_pid", Expect::Task, false),
+    ("from_pid-missing", "bench_rust_from_pid_missing", "bench_c_from_pid_missing", Expect::Null, false),
+    ("from_vpid", "bench_rust_from_vpid", "bench_c_from_pid", Expect::Task, false),
+    ("contended", "bench_rust_contended", "bench_c_contended", Expect::Task, true),
 ];
 
 /// Pins the calling thread to `cpu`.
@@ -252,7 +212,7 @@ fn run(cli: &Cli) -> Result<()> {
     );
     let cases: Vec<&Case> = CASES
         .iter()
-        .filter(|c| cli.only.as_deref().is_none_or(|o| c.name.contains(o)))
+        .filter(|c| cli.only.as_deref().is_none_or(|o| c.0.contains(o)))
         .collect();
     // Every round measures every case, so that all cases see the same
     // stretch of (emulated, shared) machine time.
@@ -262,19 +222,19 @@ fn run(cli: &Cli) -> Result<()> {
             empty = empty.min(bench.run("bench_empty", 1, None)?);
         }
         println!("bench\tloop\t{round}\t{empty:.3}\t{empty:.3}");
-        for case in &cases {
-            let threads = if case.all_cpus { bench.cpus } else { 1 };
+        for &&(name, rust_prog, c_prog, expect, all_cpus) in &cases {
+            let threads = if all_cpus { bench.cpus } else { 1 };
             let (mut rust, mut c) = (f64::INFINITY, f64::INFINITY);
             for run in 0..cli.runs {
                 // Alternate which side goes first, so that neither always
                 // runs on a machine warmed (or disturbed) by the other.
                 let sides = if (round + run) % 2 == 0 {
-                    [(case.rust, true), (case.c, false)]
+                    [(rust_prog, true), (c_prog, false)]
                 } else {
-                    [(case.c, false), (case.rust, true)]
+                    [(c_prog, false), (rust_prog, true)]
                 };
                 for (prog, is_rust) in sides {
-                    let ns = bench.run(prog, threads, Some(case.expect))?;
+                    let ns = bench.run(prog, threads, Some(expect))?;
                     if is_rust {
                         rust = rust.min(ns);
                     } else {
@@ -282,7 +242,7 @@ fn run(cli: &Cli) -> Result<()> {
                     }
                 }
             }
-            println!("bench\t{}\t{round}\t{rust:.3}\t{c:.3}", case.name);
+            println!("bench\t{name}\t{round}\t{rust:.3}\t{c:.3}");
         }
         eprintln!(
             "task-kfuncs-bench: round {} of {} done",

@@ -376,7 +376,7 @@ impl Loaded {
     }
 
     /// Every 4- or 8-byte global and its value, for a failure's reason.
-    fn globals(&self) -> String {
+    pub fn globals(&self) -> String {
         let Ok(btf) = self.from.btf() else {
             return String::new();
         };

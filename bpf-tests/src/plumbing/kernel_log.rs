@@ -212,6 +212,30 @@ impl Leaks {
     }
 }
 
+/// Kernel settings (/proc/sys, debugfs files) set for a window and put back
+/// as they were when dropped.
+pub struct Knobs(Vec<(&'static str, String)>);
+
+impl Knobs {
+    pub fn set(knobs: &[(&'static str, &str)]) -> Result<Self> {
+        let mut saved = Knobs(Vec::new());
+        for &(path, value) in knobs {
+            let old = fs::read_to_string(path).with_context(|| format!("reading {path}"))?;
+            fs::write(path, value).with_context(|| format!("writing {path}"))?;
+            saved.0.push((path, old.trim().to_owned()));
+        }
+        Ok(saved)
+    }
+}
+
+impl Drop for Knobs {
+    fn drop(&mut self) {
+        for (path, old) in self.0.iter().rev() {
+            let _ = fs::write(path, old);
+        }
+    }
+}
+
 /// Dumps every task's stack and every CPU's backtrace into the kernel log
 /// (sysrq t and l) and returns what the log got from then on.
 pub fn sysrq_dump() -> String {

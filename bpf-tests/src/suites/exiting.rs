@@ -57,37 +57,19 @@ fn run() -> Result<Outcome> {
     }
 
     let b = |name: &str| skel.get::<u64>(name);
-    let (switches, exiting, no_pid, dead_no_pid) = (
-        b("switches")?,
-        b("exiting")?,
-        b("no_pid")?,
-        b("dead_no_pid")?,
-    );
+    let (exiting, no_pid, dead_no_pid) = (b("exiting")?, b("no_pid")?, b("dead_no_pid")?);
     let (no_pid_null, no_pid_found) = (b("no_pid_null")?, b("no_pid_found")?);
     let (with_pid_found, with_pid_wrong) = (b("with_pid_found")?, b("with_pid_wrong")?);
     let prev_not_current = b("prev_not_current")?;
-    let observed = format!(
-        "switches {}, exiting {}, without pid {} (final {}), from_vpid there NULL {} / found {}, \
-         with pid found {} / wrong {}, prev != current {}",
-        switches,
-        exiting,
-        no_pid,
-        dead_no_pid,
-        no_pid_null,
-        no_pid_found,
-        with_pid_found,
-        with_pid_wrong,
-        prev_not_current
-    );
+    let observed = skel.globals();
     let fail = |why: &str| Ok(Outcome::fail(format!("{why}\n{observed}")));
     if prev_not_current != 0 {
         return fail("sched_switch ran with prev != current");
     }
     if dead_no_pid < want {
         return fail(&format!(
-            "the program saw {} final switches of threads without a pid, want at least {want} \
-             (one per exited thread)",
-            dead_no_pid
+            "the program saw {dead_no_pid} final switches of threads without a pid, want at \
+             least {want} (one per exited thread)"
         ));
     }
     if exiting < no_pid {

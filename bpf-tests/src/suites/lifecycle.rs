@@ -26,7 +26,7 @@ use anyhow::{bail, Context, Result};
 use libbpf_rs::MapHandle;
 
 use crate::bpf::{self, Loaded};
-use crate::kernel_log::{self, Leaks, Mark};
+use crate::kernel_log::{self, Knobs, Leaks, Mark};
 use crate::module::{self, TASK_KFUNCS};
 use crate::process::{spawn_and_reap, Parked};
 use crate::{Case, Ctx, Outcome};
@@ -329,56 +329,33 @@ fn race(path: &Path, scale: &Scale) -> Result<()> {
     window.close()
 }
 
-/// debugfs knobs set for the fail-nth case, restored on drop.
-struct FaultKnobs(Vec<(PathBuf, String)>);
-
-impl FaultKnobs {
-    fn set() -> Result<Self> {
-        kernel_log::mount_debugfs();
-        let mut saved = Vec::new();
-        for (file, value) in [
-            ("failslab/ignore-gfp-wait", "N"),
-            // Every injected failure says so, unthrottled: the kernel-log
-            // policy tells the allocation-failure reports they cause from
-            // bugs by that line (harness::kernel_log::findings).
-            ("failslab/verbose", "1"),
-            ("failslab/verbose_ratelimit_interval_ms", "0"),
-            ("fail_page_alloc/ignore-gfp-wait", "N"),
-            ("fail_page_alloc/ignore-gfp-highmem", "N"),
-            ("fail_page_alloc/min-order", "0"),
-            ("fail_page_alloc/verbose", "1"),
-            ("fail_page_alloc/verbose_ratelimit_interval_ms", "0"),
-        ] {
-            let path = Path::new("/sys/kernel/debug").join(file);
-            let old = fs::read_to_string(&path).with_context(|| {
-                format!(
-                    "reading {} (the kernel needs FAILSLAB, FAIL_PAGE_ALLOC and \
-                     FAULT_INJECTION_DEBUG_FS)",
-                    path.display()
-                )
-            })?;
-            fs::write(&path, value).with_context(|| format!("writing {}", path.display()))?;
-            saved.push((path, old.trim().to_owned()));
-        }
-        Ok(FaultKnobs(saved))
-    }
-}
-
-impl Drop for FaultKnobs {
-    fn drop(&mut self) {
-        for (path, old) in &self.0 {
-            let _ = fs::write(path, old);
-        }
-    }
-}
-
 /// Fails the k-th allocation of insmod, for k = 1, 2, ... (sparser in the
 /// short form) until insmod succeeds without a failure injected. Every
 /// failed insmod must leave no module and no module BTF behind.
 fn fail_nth(path: &Path, scale: &Scale) -> Result<()> {
     let window = Window::open(scale)?;
     TASK_KFUNCS.ensure_unloaded("initial")?;
-    let knobs = FaultKnobs::set()?;
+    kernel_log::mount_debugfs();
+    let knobs = Knobs::set(&[
+        ("/sys/kernel/debug/failslab/ignore-gfp-wait", "N"),
+        // Every injected failure says so, unthrottled: the kernel-log
+        // policy tells the allocation-failure reports they cause from bugs
+        // by that line (harness::kernel_log::findings).
+        ("/sys/kernel/debug/failslab/verbose", "1"),
+        (
+            "/sys/kernel/debug/failslab/verbose_ratelimit_interval_ms",
+            "0",
+        ),
+        ("/sys/kernel/debug/fail_page_alloc/ignore-gfp-wait", "N"),
+        ("/sys/kernel/debug/fail_page_alloc/ignore-gfp-highmem", "N"),
+        ("/sys/kernel/debug/fail_page_alloc/min-order", "0"),
+        ("/sys/kernel/debug/fail_page_alloc/verbose", "1"),
+        (
+            "/sys/kernel/debug/fail_page_alloc/verbose_ratelimit_interval_ms",
+            "0",
+        ),
+    ])
+    .context("the kernel needs FAILSLAB, FAIL_PAGE_ALLOC and FAULT_INJECTION_DEBUG_FS")?;
     // Read from tmpfs: insmod of a file on the guest's 9p root goes through
     // netfs, whose unbuffered read drops a request twice when one of its
     // allocations fails (docs/upstream/netfs-unbuffered-read-double-put.md).

@@ -55,48 +55,33 @@ enum Try {
 /// with what each must give.
 type PrivilegeCase = (&'static str, &'static [u32], &'static [(Try, Expect)]);
 
+use Expect::{Errno, NoModuleBtf, Runs};
+use Try::{ModuleBtfFd, Prog};
+
+#[rustfmt::skip]
 const CASES: &[PrivilegeCase] = &[
-    (
-        "privilege_no_caps",
-        &[],
-        &[
-            (
-                Try::Prog("priv_syscall_vmlinux_kfunc"),
-                Expect::Errno(EPERM),
-            ),
-            (Try::Prog("priv_syscall_module_kfunc"), Expect::Errno(EPERM)),
-            (Try::ModuleBtfFd, Expect::Errno(EPERM)),
-        ],
-    ),
-    (
-        "privilege_cap_bpf",
-        &[CAP_BPF],
-        &[
-            (Try::Prog("priv_syscall_vmlinux_kfunc"), Expect::Runs),
-            (Try::Prog("priv_syscall_module_kfunc"), Expect::NoModuleBtf),
-            (Try::Prog("priv_tp_btf_vmlinux_kfunc"), Expect::Errno(EPERM)),
-            (Try::ModuleBtfFd, Expect::Errno(EPERM)),
-        ],
-    ),
-    (
-        "privilege_cap_bpf_perfmon",
-        &[CAP_BPF, CAP_PERFMON],
-        &[
-            (Try::Prog("priv_tp_btf_vmlinux_kfunc"), Expect::Runs),
-            (Try::Prog("priv_tp_btf_module_kfunc"), Expect::NoModuleBtf),
-            (Try::Prog("priv_syscall_module_kfunc"), Expect::NoModuleBtf),
-            (Try::ModuleBtfFd, Expect::Errno(EPERM)),
-        ],
-    ),
-    (
-        "privilege_cap_sys_admin",
-        &[CAP_SYS_ADMIN],
-        &[
-            (Try::ModuleBtfFd, Expect::Runs),
-            (Try::Prog("priv_tp_btf_module_kfunc"), Expect::Runs),
-            (Try::Prog("priv_syscall_module_kfunc"), Expect::Runs),
-        ],
-    ),
+    ("privilege_no_caps", &[], &[
+        (Prog("priv_syscall_vmlinux_kfunc"), Errno(EPERM)),
+        (Prog("priv_syscall_module_kfunc"), Errno(EPERM)),
+        (ModuleBtfFd, Errno(EPERM)),
+    ]),
+    ("privilege_cap_bpf", &[CAP_BPF], &[
+        (Prog("priv_syscall_vmlinux_kfunc"), Runs),
+        (Prog("priv_syscall_module_kfunc"), NoModuleBtf),
+        (Prog("priv_tp_btf_vmlinux_kfunc"), Errno(EPERM)),
+        (ModuleBtfFd, Errno(EPERM)),
+    ]),
+    ("privilege_cap_bpf_perfmon", &[CAP_BPF, CAP_PERFMON], &[
+        (Prog("priv_tp_btf_vmlinux_kfunc"), Runs),
+        (Prog("priv_tp_btf_module_kfunc"), NoModuleBtf),
+        (Prog("priv_syscall_module_kfunc"), NoModuleBtf),
+        (ModuleBtfFd, Errno(EPERM)),
+    ]),
+    ("privilege_cap_sys_admin", &[CAP_SYS_ADMIN], &[
+        (ModuleBtfFd, Runs),
+        (Prog("priv_tp_btf_module_kfunc"), Runs),
+        (Prog("priv_syscall_module_kfunc"), Runs),
+    ]),
 ];
 
 /// The privilege cases.
@@ -198,7 +183,7 @@ fn module_btf_id() -> Result<u32> {
 fn attempt(what: Try, btf_id: u32) -> String {
     let _ = bpf::take_log();
     let result = match what {
-        Try::ModuleBtfFd => {
+        ModuleBtfFd => {
             // SAFETY: a plain syscall wrapper; the fd, if any, is owned below.
             let fd = unsafe { libbpf_rs::libbpf_sys::bpf_btf_get_fd_by_id(btf_id) };
             if fd < 0 {
@@ -210,7 +195,7 @@ fn attempt(what: Try, btf_id: u32) -> String {
                 Ok(Outcome::Pass)
             }
         }
-        Try::Prog(prog) => {
+        Prog(prog) => {
             let obj = if prog.ends_with("module_kfunc") {
                 bpf::PRIVILEGE
             } else {
@@ -239,8 +224,8 @@ fn last_lines(log: &str, n: usize) -> String {
 
 fn describe(what: Try) -> String {
     match what {
-        Try::Prog(p) => p.to_owned(),
-        Try::ModuleBtfFd => "BPF_BTF_GET_FD_BY_ID(task_kfuncs)".to_owned(),
+        Prog(p) => p.to_owned(),
+        ModuleBtfFd => "BPF_BTF_GET_FD_BY_ID(task_kfuncs)".to_owned(),
     }
 }
 
@@ -257,12 +242,12 @@ fn run(caps: &[u32], tries: &'static [(Try, Expect)]) -> Result<Outcome> {
     let mut wrong = Vec::new();
     for (&(what, expect), line) in tries.iter().zip(&lines) {
         let (ok, want) = match expect {
-            Expect::Runs => (line == "ok", "load and run".to_owned()),
-            Expect::Errno(n) => (
+            Runs => (line == "ok", "load and run".to_owned()),
+            Errno(n) => (
                 line.starts_with(&format!("errno {n} ")),
                 format!("fail with errno {n}"),
             ),
-            Expect::NoModuleBtf => (
+            NoModuleBtf => (
                 line.starts_with(&format!("errno {} ", libc::EINVAL)) && line.contains(NOT_FOUND),
                 format!("fail with EINVAL, \"{NOT_FOUND}\""),
             ),

@@ -147,18 +147,7 @@ fn run() -> Result<Outcome> {
 
     let state = read_trimmed(STATE)?;
     let b = |name: &str| skel.get::<u64>(name);
-    let attached = format!(
-        "enqueued {} (sentinel {}), acquired {} (NULL {}), released {}, no slot {}, \
-         stopping found {} / missed {}",
-        b("enqueued")?,
-        b("sentinel_enqueued")?,
-        b("acquired")?,
-        b("acquire_null")?,
-        b("released")?,
-        b("no_slot")?,
-        b("stopping_found")?,
-        b("stopping_missed")?
-    );
+    let attached = skel.globals();
     if state != "enabled" || b("exit_kind")? != 0 {
         return Ok(Outcome::fail(format!(
             "the scheduler was ejected during the workload: state {state:?}, exit kind {}, \

@@ -37,7 +37,7 @@ use libbpf_rs::btf::Btf;
 use libbpf_rs::{Link, MapCore, MapFlags, MapHandle};
 
 use crate::bpf::{self, Loaded};
-use crate::kernel_log::{self, Leaks, Mark};
+use crate::kernel_log::{self, Knobs, Leaks, Mark};
 use crate::module::TASK_KFUNCS;
 use crate::process::{self, Parked};
 use crate::{Case, Outcome};
@@ -272,30 +272,6 @@ fn kfence_task_structs() -> i64 {
         .count() as i64
 }
 
-/// Sets /proc/sys/kernel/panic_on_warn for the life of the guard.
-struct PanicOnWarn(Option<String>);
-
-impl PanicOnWarn {
-    const PATH: &'static str = "/proc/sys/kernel/panic_on_warn";
-
-    fn on() -> Self {
-        let old = fs::read_to_string(Self::PATH).ok();
-        if fs::write(Self::PATH, "1").is_ok() {
-            PanicOnWarn(old)
-        } else {
-            PanicOnWarn(None)
-        }
-    }
-}
-
-impl Drop for PanicOnWarn {
-    fn drop(&mut self) {
-        if let Some(old) = self.0.take() {
-            let _ = fs::write(Self::PATH, old.trim());
-        }
-    }
-}
-
 fn online_cpus() -> usize {
     thread::available_parallelism().map_or(1, usize::from)
 }
@@ -316,7 +292,7 @@ fn run(scale: Scale, kmemleak: bool, verbose: bool) -> Result<()> {
          {} sentinels",
         scale.name, MIX_THREADS, scale.mix_runs, scale.mix_iters, scale.churn, SENTINELS
     );
-    let _panic = PanicOnWarn::on();
+    let _panic = Knobs::set(&[("/proc/sys/kernel/panic_on_warn", "1")])?;
     let kmsg = Mark::here()?;
     let leaks = if kmemleak { Leaks::snapshot()? } else { None };
     let slab_before = task_struct_excess()?;
