@@ -19,18 +19,8 @@ extern struct task_struct *rust_task_from_pid(s32 pid) __ksym __weak;
 extern struct task_struct *bpf_task_from_pid(s32 pid) __ksym;
 extern void bpf_task_release(struct task_struct *p) __ksym;
 
-#define NR_SLOTS 8
-
-struct task_slot {
-	struct task_struct __kptr *task;
-};
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__type(key, u32);
-	__type(value, struct task_slot);
-	__uint(max_entries, NR_SLOTS);
-} slots SEC(".maps");
+#define NR_TASK_SLOTS 8
+#include "task_kfuncs_slot.h"
 
 /* Set by the runner. */
 s32 read_pid;		/* the task of every program below */
@@ -71,8 +61,7 @@ int from_pid(void *ctx)
 SEC("syscall")
 int hold_pid(void *ctx)
 {
-	u32 key = read_slot;
-	struct task_slot *v = bpf_map_lookup_elem(&slots, &key);
+	struct task_slot *v = task_slot_at(read_slot);
 	struct task_struct *t, *old;
 
 	if (!v)

@@ -73,18 +73,8 @@ struct {
 	__uint(max_entries, 1);
 } counts SEC(".maps");
 
-#define NR_SLOTS 64
-
-struct task_slot {
-	struct task_struct __kptr *task;
-};
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__type(key, u32);
-	__type(value, struct task_slot);
-	__uint(max_entries, NR_SLOTS);
-} slots SEC(".maps");
+#define NR_TASK_SLOTS 64
+#include "task_kfuncs_slot.h"
 
 /* Real pids the runner wants hit (sentinels, churn workers); 0 = unused. */
 #define NR_PIDS 64
@@ -138,8 +128,7 @@ static __always_inline void release(struct task_struct *t, u32 which)
 /* Moves the reference @t into a random slot and releases what it held. */
 static __always_inline void store(struct task_struct *t, u32 r)
 {
-	u32 key = r % NR_SLOTS;
-	struct task_slot *v = bpf_map_lookup_elem(&slots, &key);
+	struct task_slot *v = task_slot_at(r % NR_TASK_SLOTS);
 	struct task_struct *old;
 
 	if (!v) {
@@ -155,8 +144,7 @@ static __always_inline void store(struct task_struct *t, u32 r)
 /* kptr_get of a random slot's task under RCU, then release. */
 static __always_inline void get_slot(u32 r)
 {
-	u32 key = r % NR_SLOTS;
-	struct task_slot *v = bpf_map_lookup_elem(&slots, &key);
+	struct task_slot *v = task_slot_at(r % NR_TASK_SLOTS);
 	struct task_struct *t;
 
 	if (!v)
@@ -309,8 +297,7 @@ int stress_mix(void *ctx)
 			break;
 		case 6: {
 			/* Empty a slot. */
-			u32 key = (r >> 3) % NR_SLOTS;
-			struct task_slot *v = bpf_map_lookup_elem(&slots, &key);
+			struct task_slot *v = task_slot_at((r >> 3) % NR_TASK_SLOTS);
 
 			if (v) {
 				t = bpf_kptr_xchg(&v->task, NULL);
@@ -338,9 +325,8 @@ int drain(void *ctx)
 	struct task_struct *t;
 	u32 i;
 
-	bpf_for(i, 0, NR_SLOTS) {
-		u32 key = i;
-		struct task_slot *v = bpf_map_lookup_elem(&slots, &key);
+	bpf_for(i, 0, NR_TASK_SLOTS) {
+		struct task_slot *v = task_slot_at(i);
 
 		if (!v)
 			continue;

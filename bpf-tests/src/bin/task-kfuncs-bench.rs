@@ -25,9 +25,11 @@ use std::sync::Barrier;
 use std::thread;
 
 use anyhow::{bail, Context, Result};
-use bpf_tests::bpf::{self, Loaded};
+use bpf_tests::bpf::{self, Loaded, Obj};
 use bpf_tests::module::{self, TASK_KFUNCS};
 use clap::Parser;
+
+const BENCH: Obj = bpf_tests::obj!("task_kfuncs_bench");
 
 #[derive(Parser)]
 #[command(about = "Benchmark the Rust task kfuncs against the kernel's C kfuncs")]
@@ -192,7 +194,7 @@ fn run(cli: &Cli) -> Result<()> {
     let cpus = thread::available_parallelism()
         .map_or(1, usize::from)
         .min(64);
-    let skel = bpf::BENCH.load(&[])?;
+    let skel = BENCH.load(&[])?;
     skel.set("iters", cli.iters)?;
     skel.set("pid", std::process::id() as i32)?;
     let missing_pid = missing_pid()?;

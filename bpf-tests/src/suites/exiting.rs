@@ -18,8 +18,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
-use crate::bpf;
+use crate::bpf::{self, Obj};
 use crate::{Case, Outcome};
+
+const EXITING: Obj = crate::obj!("task_kfuncs_exiting");
 
 const PROG: &str = "from_vpid_exiting_threads";
 
@@ -38,7 +40,7 @@ pub fn cases() -> Vec<Case> {
 }
 
 fn run() -> Result<Outcome> {
-    let skel = bpf::EXITING.load(&[PROG])?;
+    let skel = EXITING.load(&[PROG])?;
     skel.set_runner_globals()?;
     let _link = skel.attach(PROG)?;
 

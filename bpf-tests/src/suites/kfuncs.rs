@@ -32,14 +32,14 @@ pub struct Variant {
 
 pub const RUST: Variant = Variant {
     suite: "rust",
-    success: bpf::SUCCESS_RUST,
-    failure: bpf::FAILURE_RUST,
+    success: crate::obj!("rust/task_kfuncs_success"),
+    failure: crate::obj!("rust/task_kfuncs_failure"),
 };
 
 pub const C: Variant = Variant {
     suite: "c_kfuncs",
-    success: bpf::SUCCESS_C,
-    failure: bpf::FAILURE_C,
+    success: crate::obj!("c/task_kfuncs_success"),
+    failure: crate::obj!("c/task_kfuncs_failure"),
 };
 
 /// The program the slot cases drive, one operation per test run.

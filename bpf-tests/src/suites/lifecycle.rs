@@ -25,11 +25,13 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use libbpf_rs::MapHandle;
 
-use crate::bpf::{self, Loaded};
+use crate::bpf::{self, Loaded, Obj};
 use crate::kernel_log::{self, Knobs, Leaks, Mark};
 use crate::module::{self, TASK_KFUNCS};
 use crate::process::{spawn_and_reap, Parked};
 use crate::{Case, Ctx, Outcome};
+
+const LIFECYCLE: Obj = crate::obj!("task_kfuncs_lifecycle");
 
 /// How much of each heavy case a run does.
 struct Scale {
@@ -129,7 +131,7 @@ impl Window {
 }
 
 fn lifecycle(progs: &[&str]) -> Result<Loaded> {
-    let skel = bpf::LIFECYCLE.load(progs)?;
+    let skel = LIFECYCLE.load(progs)?;
     skel.set("read_pid", process::id() as i32)?;
     Ok(skel)
 }
@@ -199,7 +201,7 @@ fn cycles(path: &Path, scale: &Scale) -> Result<()> {
 /// rcu_users of `pid`, read with the kernel's kfuncs only (works with the
 /// module unloaded).
 fn rcu_users_c(pid: i32) -> Result<i32> {
-    let skel = bpf::LIFECYCLE.load(&["read_rcu_users_c"])?;
+    let skel = LIFECYCLE.load(&["read_rcu_users_c"])?;
     skel.set("read_pid", pid)?;
     if skel.test_run("read_rcu_users_c", &mut [])? != 0 {
         bail!("no task with pid {pid}");
@@ -214,7 +216,7 @@ fn map_outlives(path: &Path, _: &Scale) -> Result<()> {
     let sentinel = Parked::spawn()?;
     let baseline = rcu_users_c(sentinel.pid())?;
     let map = {
-        let skel = bpf::LIFECYCLE.load(&["hold_pid"])?;
+        let skel = LIFECYCLE.load(&["hold_pid"])?;
         skel.set("read_pid", sentinel.pid())?;
         for slot in 0..HELD {
             skel.set("read_slot", slot)?;
@@ -222,7 +224,7 @@ fn map_outlives(path: &Path, _: &Scale) -> Result<()> {
                 bail!("hold_pid found no task {}", sentinel.pid());
             }
         }
-        MapHandle::try_from(&skel.map("slots")?).context("a handle on the slots map")?
+        MapHandle::try_from(&skel.map("task_slots")?).context("a handle on the slots map")?
         // The object (the program, its module reference) goes here.
     };
     let held = rcu_users_c(sentinel.pid())?;

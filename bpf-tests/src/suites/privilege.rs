@@ -19,7 +19,7 @@ use std::os::fd::{FromRawFd, OwnedFd};
 
 use anyhow::{bail, Result};
 
-use crate::bpf;
+use crate::bpf::{self, Obj};
 use crate::module::TASK_KFUNCS;
 use crate::{Case, Outcome};
 
@@ -57,6 +57,9 @@ type PrivilegeCase = (&'static str, &'static [u32], &'static [(Try, Expect)]);
 
 use Expect::{Errno, NoModuleBtf, Runs};
 use Try::{ModuleBtfFd, Prog};
+
+const PRIVILEGE: Obj = crate::obj!("task_kfuncs_privilege");
+const PRIVILEGE_VMLINUX: Obj = crate::obj!("task_kfuncs_privilege_vmlinux");
 
 #[rustfmt::skip]
 const CASES: &[PrivilegeCase] = &[
@@ -197,9 +200,9 @@ fn attempt(what: Try, btf_id: u32) -> String {
         }
         Prog(prog) => {
             let obj = if prog.ends_with("module_kfunc") {
-                bpf::PRIVILEGE
+                PRIVILEGE
             } else {
-                bpf::PRIVILEGE_VMLINUX
+                PRIVILEGE_VMLINUX
             };
             bpf::expect_success(obj, prog)
         }

@@ -12,18 +12,21 @@
 
 use anyhow::Result;
 
-use crate::bpf;
+use crate::bpf::{self, Obj};
 use crate::{Case, Outcome};
+
+const PROG_TYPES: Obj = crate::obj!("task_kfuncs_prog_types");
 
 /// The matrix, one case per program type, in source order; struct_ops last.
 pub fn cases() -> Result<Vec<Case>> {
     // The programs are named type_<type>: the cases prog_type_<type>.
-    let mut cases = bpf::table(bpf::PROG_TYPES, "prog_", &[])?;
-    cases.push(Case::new("prog_type_struct_ops", |_| {
-        match bpf::SCX.load(&[]) {
+    let mut cases = bpf::table(PROG_TYPES, "prog_", &[])?;
+    cases.push(Case::new(
+        "prog_type_struct_ops",
+        |_| match super::sched_ext::SCX.load(&[]) {
             Ok(_) => Outcome::Pass,
             Err(e) => bpf::failed(e),
-        }
-    }));
+        },
+    ));
     Ok(cases)
 }

@@ -9,9 +9,11 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 
-use crate::bpf;
+use crate::bpf::{self, Obj};
 use crate::module::{self, KFUNC_SAMPLE};
 use crate::{Case, Outcome};
+
+const SAMPLE: Obj = crate::obj!("kfunc_sample");
 
 /// The sample's cases: insmod, every program, rmmod.
 pub fn cases(path: PathBuf) -> Result<Vec<Case>> {
@@ -19,7 +21,7 @@ pub fn cases(path: PathBuf) -> Result<Vec<Case>> {
         Ok(()) => Outcome::Pass,
         Err(e) => Outcome::fail(format!("insmod {}: {e}", path.display())),
     })];
-    cases.extend(bpf::table(bpf::SAMPLE, "", &[])?);
+    cases.extend(bpf::table(SAMPLE, "", &[])?);
     cases.push(Case::new("rmmod", |_| match KFUNC_SAMPLE.rmmod_waiting() {
         Ok(()) => Outcome::Pass,
         Err(e) => Outcome::fail(format!("{e:#}")),

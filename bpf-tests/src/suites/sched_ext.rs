@@ -19,8 +19,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
-use crate::bpf::{self, Loaded};
+use crate::bpf::{self, Loaded, Obj};
 use crate::{Case, Outcome};
+
+pub const SCX: Obj = crate::obj!("task_kfuncs_scx");
 
 const STATE: &str = "/sys/kernel/sched_ext/state";
 const ROOT_OPS: &str = "/sys/kernel/sched_ext/root/ops";
@@ -125,7 +127,7 @@ fn run() -> Result<Outcome> {
     }
     wait_state("disabled").context("another sched_ext scheduler is attached")?;
 
-    let mut skel = bpf::SCX.load(&[])?;
+    let mut skel = SCX.load(&[])?;
     let sentinel = Sentinel::spawn()?;
     let sentinel_pid = sentinel.0.id();
     let baseline = rcu_users(&skel, sentinel_pid)?;

@@ -36,11 +36,13 @@ use libbpf_rs::btf::types::Enum;
 use libbpf_rs::btf::Btf;
 use libbpf_rs::{Link, MapCore, MapFlags, MapHandle};
 
-use crate::bpf::{self, Loaded};
+use crate::bpf::{self, Loaded, Obj};
 use crate::kernel_log::{self, Knobs, Leaks, Mark};
 use crate::module::TASK_KFUNCS;
 use crate::process::{self, Parked};
 use crate::{Case, Outcome};
+
+const STRESS: Obj = crate::obj!("task_kfuncs_stress");
 
 /// The programs' per-CPU counters, summed, by the names of their `enum
 /// counter` without `C_`, in lower case (`acquire`, `acquire_ok`, ...).
@@ -116,7 +118,7 @@ fn rcu_users(skel: &Loaded, pid: i32) -> Result<i32> {
 
 /// The counters' names, by value, from the object's BTF.
 fn counter_names() -> Result<Vec<String>> {
-    let btf = Btf::from_raw("stress", bpf::STRESS.bytes)?.context("no BTF")?;
+    let btf = Btf::from_raw("stress", STRESS.bytes)?.context("no BTF")?;
     let e: Enum<'_> = btf.type_by_name("counter").context("no enum counter")?;
     Ok(e.iter()
         .filter_map(|m| m.name?.to_str())
@@ -351,7 +353,7 @@ fn kmemleak_available_but_no_slab(slab: Option<i64>) -> bool {
 fn stress(scale: Scale, sentinels: &[Parked], verbose: bool) -> Result<String> {
     let mut progs: Vec<&str> = TRACING.to_vec();
     progs.extend(["stress_mix", "drain", "read_rcu_users", "quiesce"]);
-    let skel = bpf::STRESS.load(&progs)?;
+    let skel = STRESS.load(&progs)?;
     skel.set("mix_iters", scale.mix_iters)?;
     let mut baseline = Vec::new();
     for s in sentinels {
