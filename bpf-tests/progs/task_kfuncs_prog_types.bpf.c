@@ -35,6 +35,8 @@ static __always_inline void find_init(void)
 	SEC(sec) int BPF_PROG(name, args) { find_init(); return 0; }
 #define TYPE(sec, name, ctx)						\
 	SEC(sec) int name(ctx) { find_init(); return 0; }
+/* A type the module refuses: the verifier must say so. */
+#define REFUSED(sec, name, ctx) __failure __msg(NOT_ALLOWED) TYPE(sec, name, ctx)
 
 TRACING_TYPE("tp_btf/task_newtask", type_tp_btf, struct task_struct *task, u64 clone_flags)
 TRACING_TYPE("fentry/wake_up_new_task", type_fentry, struct task_struct *p)
@@ -56,15 +58,9 @@ int type_iter(struct bpf_iter__task *ctx)
  * a perf_event program runs in NMI, where call_rcu() (the last
  * rcu_users put) is illegal.
  */
-__failure __msg(NOT_ALLOWED)
-TYPE("perf_event", type_perf_event, struct bpf_perf_event_data *ctx)
-__failure __msg(NOT_ALLOWED)
-TYPE("kprobe/wake_up_new_task", type_kprobe, struct pt_regs *ctx)
-__failure __msg(NOT_ALLOWED)
-TYPE("raw_tp/sched_process_fork", type_raw_tp, struct bpf_raw_tracepoint_args *ctx)
-__failure __msg(NOT_ALLOWED)
-TYPE("socket", type_socket_filter, struct __sk_buff *skb)
-__failure __msg(NOT_ALLOWED)
-TYPE("tc", type_tc, struct __sk_buff *skb)
-__failure __msg(NOT_ALLOWED)
-TYPE("xdp", type_xdp, struct xdp_md *ctx)
+REFUSED("perf_event", type_perf_event, struct bpf_perf_event_data *ctx)
+REFUSED("kprobe/wake_up_new_task", type_kprobe, struct pt_regs *ctx)
+REFUSED("raw_tp/sched_process_fork", type_raw_tp, struct bpf_raw_tracepoint_args *ctx)
+REFUSED("socket", type_socket_filter, struct __sk_buff *skb)
+REFUSED("tc", type_tc, struct __sk_buff *skb)
+REFUSED("xdp", type_xdp, struct xdp_md *ctx)
