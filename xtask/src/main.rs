@@ -221,6 +221,9 @@ mod tests {
             .map(|s| s.get_name().to_string())
             .filter(|n| n != "help")
             .collect();
-        assert_eq!(named, commands, "README.md's command list vs `cargo xtask --help`");
+        assert_eq!(
+            named, commands,
+            "README.md's command list vs `cargo xtask --help`"
+        );
     }
 }

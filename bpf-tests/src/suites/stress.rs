@@ -100,7 +100,7 @@ pub fn cases() -> Vec<Case> {
         }
         let debug = kernel_log::kmemleak_available();
         let scale = SCALES[usize::from(ctx.long) + 2 * usize::from(debug)];
-        match run(scale, ctx.long && debug, ctx.verbose) {
+        match run(scale, ctx.long && debug) {
             Ok(()) => Outcome::Pass,
             Err(e) => bpf::failed(e),
         }
@@ -280,7 +280,7 @@ fn online_cpus() -> usize {
 
 /// The run: the kernel's state before, [`stress`], the kernel's state
 /// after every task of the run is gone.
-fn run(scale: Scale, kmemleak: bool, verbose: bool) -> Result<()> {
+fn run(scale: Scale, kmemleak: bool) -> Result<()> {
     let cpus = online_cpus();
     if cpus < 2 {
         bail!(
@@ -304,7 +304,7 @@ fn run(scale: Scale, kmemleak: bool, verbose: bool) -> Result<()> {
     let sentinels = (0..SENTINELS)
         .map(|_| Parked::spawn())
         .collect::<Result<Vec<_>>>()?;
-    let figures = stress(scale, &sentinels, verbose)?;
+    let figures = stress(scale, &sentinels)?;
     for sentinel in sentinels {
         sentinel.finish()?;
     }
@@ -350,7 +350,7 @@ fn kmemleak_available_but_no_slab(slab: Option<i64>) -> bool {
 
 /// The run proper, between the sentinels' start and end. Returns the
 /// figures to print.
-fn stress(scale: Scale, sentinels: &[Parked], verbose: bool) -> Result<String> {
+fn stress(scale: Scale, sentinels: &[Parked]) -> Result<String> {
     let mut progs: Vec<&str> = TRACING.to_vec();
     progs.extend(["stress_mix", "drain", "read_rcu_users", "quiesce"]);
     let skel = STRESS.load(&progs)?;
@@ -458,35 +458,13 @@ fn stress(scale: Scale, sentinels: &[Parked], verbose: bool) -> Result<String> {
         elapsed.as_secs_f64(),
         calls as f64 / elapsed.as_secs_f64().max(1e-3)
     );
-    for (what, k) in KFUNCS {
-        figures.push_str(&format!(
-            "# stress:   {what:<20} {:>9} calls, {:>9} NULL\n",
-            n[k],
-            n[k] - n[&format!("{k}_ok")]
-        ));
-    }
+    let counts: Vec<String> = n.iter().map(|(name, v)| format!("{name} {v}")).collect();
     figures.push_str(&format!(
-        "# stress:   rust_task_release    {:>9} calls\n\
-         # stress:   bpf_task_release     {:>9} calls\n\
-         # stress:   acquire in sched_process_free {} calls, {} non-NULL\n\
-         # stress:   stored in slots {}, taken out {}, mix iterations {}, \
-         sched_switch without pid namespace {}\n\
-         # stress:   helpers: {}; sentinel rcu_users before {baseline:?} after {after:?}",
-        n["release_rust"],
-        n["release_c"],
-        n["free_acquire"],
-        n["free_violation"],
-        n["stored"],
-        n["drained"],
-        n["mix_runs"],
-        n["switch_no_ns"],
-        churned.join(", "),
+        "# stress: counters (calls, calls that returned a task): {}\n\
+         # stress: helpers: {}; sentinel rcu_users before {baseline:?} after {after:?}",
+        counts.join(", "),
+        churned.join(", ")
     ));
-    if verbose {
-        for (name, v) in &n {
-            figures.push_str(&format!("\n# stress:   counter {name} = {v}"));
-        }
-    }
 
     if taken != dropped {
         errors.push(format!(

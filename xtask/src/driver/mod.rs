@@ -243,11 +243,13 @@ fn run(
         // 6. The guest.
         r.filtered_out(plan.guest.filtered_out);
         if !plan.guest.cases.is_empty() {
+            let debug = flavour == Flavour::Debug;
             let opts = vm::VmOptions {
                 echo_prefix: "# ",
                 cpus: Some(CPUS),
                 append: APPEND.to_vec(),
-                ..vm::VmOptions::new(kdir.clone(), flavour == Flavour::Debug)
+                timeout: guest::timeout(debug, long),
+                ..vm::VmOptions::new(kdir.clone(), debug)
             };
             let run = guest::Run {
                 runner: &runner,
