@@ -8,9 +8,11 @@
 //! The `guest` sanity suite and the `kernel` judges run whenever any case
 //! is selected: they say whether the other verdicts can be trusted.
 
+use std::cell::RefCell;
 use std::io;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::rc::Rc;
 
 use anyhow::{bail, Result};
 use clap::Parser;
@@ -45,15 +47,14 @@ pub struct Cli {
     pub test: Arguments,
 }
 
-/// The suite of judges and its cases' names.
-const JUDGES: &str = "kernel";
-const RMMOD_AT_EXIT: &str = "rmmod_at_exit";
-const LOG_CLEAN: &str = "log_clean";
-const KMEMLEAK_CLEAN: &str = "kmemleak_clean";
+/// What the `kernel` judges need of the run: the kernel log from its
+/// start, and the module as the run found it. Filled in by [`run`].
+type RunState = Rc<RefCell<(Option<kernel_log::Mark>, Option<module::Loaded>)>>;
 
-/// Every suite, in run order, before selection (the judges come last and
-/// are run by [`run`] itself).
-fn suites(cli: &Cli) -> Result<Vec<Suite>> {
+/// Every suite, in run order, before selection. The `kernel` judges come
+/// last: the module first, so that whatever rmmod triggers is judged by the
+/// log check, and kmemleak's wait comes once.
+fn suites(cli: &Cli, state: &RunState) -> Result<Vec<Suite>> {
     let mut rust = kfuncs::RUST.cases()?;
     rust.extend(exiting::cases());
     rust.extend(prog_types::cases()?);
@@ -65,9 +66,24 @@ fn suites(cli: &Cli) -> Result<Vec<Suite>> {
     };
     let mut judges = Vec::new();
     if cli.module.is_some() {
-        judges.push(RMMOD_AT_EXIT);
+        let state = Rc::clone(state);
+        judges.push(Case::new("rmmod_at_exit", move |_| {
+            match state.borrow_mut().1.take() {
+                Some(l) if l.by_us() => l.unload().map_or_else(bpf::failed, |()| Outcome::Pass),
+                _ => Outcome::Skip("the module was loaded before the run: left loaded".into()),
+            }
+        }));
     }
-    judges.extend([LOG_CLEAN, KMEMLEAK_CLEAN]);
+    let state = Rc::clone(state);
+    judges.push(Case::new("log_clean", move |_| {
+        state.borrow_mut().0.take().map_or_else(
+            || Outcome::fail("the run has no kernel log mark"),
+            |m| m.check(),
+        )
+    }));
+    judges.push(Case::new("kmemleak_clean", |_| {
+        kernel_log::kmemleak_check()
+    }));
     Ok(vec![
         Suite {
             always: true,
@@ -80,14 +96,7 @@ fn suites(cli: &Cli) -> Result<Vec<Suite>> {
         Suite::new("stress", stress::cases()),
         Suite {
             always: true,
-            // Placeholders: the judges need the run's state, see `judge`.
-            ..Suite::new(
-                JUDGES,
-                judges
-                    .into_iter()
-                    .map(|name| Case::new(name, |_| Outcome::fail("not run")))
-                    .collect(),
-            )
+            ..Suite::new("kernel", judges)
         },
     ])
 }
@@ -124,7 +133,8 @@ fn select(args: &Arguments, suites: Vec<Suite>) -> (Vec<Suite>, usize) {
 
 /// Runs the selected suites; returns whether nothing failed.
 pub fn run(cli: Cli) -> Result<bool> {
-    let (suites, filtered_out) = select(&cli.test, suites(&cli)?);
+    let state = RunState::default();
+    let (suites, filtered_out) = select(&cli.test, suites(&cli, &state)?);
     if cli.test.list {
         for suite in &suites {
             for case in &suite.cases {
@@ -137,6 +147,7 @@ pub fn run(cli: Cli) -> Result<bool> {
     bpf::capture_libbpf_output();
     let kmsg = kernel_log::Mark::now()?;
     let loaded = module::Loaded::ensure(TASK_KFUNCS, cli.module.as_deref())?;
+    *state.borrow_mut() = (Some(kmsg), Some(loaded));
     let wants_module = suites.iter().any(|s| s.name == kfuncs::RUST.suite);
     if wants_module && !TASK_KFUNCS.is_loaded() {
         bail!(
@@ -154,47 +165,17 @@ pub fn run(cli: Cli) -> Result<bool> {
     if filtered_out > 0 {
         out.diag(&format!("{filtered_out} cases filtered out"))?;
     }
-    let mut kmsg = Some(kmsg);
-    let mut loaded = Some(loaded);
     for suite in suites {
         out.begin_subtest(suite.name, suite.cases.len())?;
         for case in suite.cases {
             let _ = bpf::take_log();
-            let outcome = if suite.name == JUDGES {
-                judge(&case.name, &mut kmsg, &mut loaded)
-            } else {
-                (case.run)(&ctx)
-            };
+            let outcome = (case.run)(&ctx);
             out.result(&case.name, &outcome)?;
         }
         out.end_subtest(suite.name)?;
     }
     let totals = out.finish()?;
     Ok(totals.fail == 0)
-}
-
-/// The judges, in list order: the module goes first so that whatever rmmod
-/// triggers is judged by the log check, and kmemleak's wait comes once.
-fn judge(
-    name: &str,
-    kmsg: &mut Option<kernel_log::Mark>,
-    loaded: &mut Option<module::Loaded>,
-) -> Outcome {
-    match name {
-        RMMOD_AT_EXIT => match loaded.take() {
-            Some(l) if l.by_us() => match l.unload() {
-                Ok(()) => Outcome::Pass,
-                Err(e) => Outcome::fail(format!("{e:#}")),
-            },
-            _ => Outcome::Skip("the module was loaded before the run: left loaded".into()),
-        },
-        LOG_CLEAN => match kmsg.take() {
-            Some(mark) => mark.check(),
-            None => Outcome::fail("the kernel log was already judged"),
-        },
-        KMEMLEAK_CLEAN => kernel_log::kmemleak_check(),
-        other => Outcome::fail(format!("no judge named {other}")),
-    }
 }
 
 /// `task-kfuncs-selftests`' main.

@@ -70,23 +70,17 @@ pub fn failed(e: anyhow::Error) -> Outcome {
     Outcome::fail_with_log(format!("{e:#}"), take_log())
 }
 
-/// The annotations of one program, from the decl tags of its BTF `FUNC`.
+/// One program of an object, with the annotations of progs/selftest.h
+/// (the decl tags of its BTF `FUNC`).
 #[derive(Debug, Default, Clone)]
-pub struct Annotations {
+pub struct Prog {
+    pub name: String,
     /// `__failure`: the verifier must reject the program.
     pub failure: bool,
     /// `__msg(...)`: strings the verifier log must contain.
     pub msgs: Vec<String>,
     /// `__c_skip(...)`: why the case is skipped in this build.
     pub skip: Option<String>,
-}
-
-/// One program of an object.
-#[derive(Debug, Clone)]
-pub struct Prog {
-    pub name: String,
-    pub section: String,
-    pub ann: Annotations,
 }
 
 impl Obj {
@@ -105,8 +99,7 @@ impl Obj {
             .progs()
             .map(|p| Prog {
                 name: p.name().to_string_lossy().into_owned(),
-                section: p.section().to_string_lossy().into_owned(),
-                ann: Annotations::default(),
+                ..Prog::default()
             })
             .collect();
         let btf = self.btf()?;
@@ -127,13 +120,12 @@ impl Obj {
                     self.name
                 );
             };
-            let ann = &mut prog.ann;
             if text == "failure" {
-                ann.failure = true;
+                prog.failure = true;
             } else if let Some(msg) = text.strip_prefix("msg=") {
-                ann.msgs.push(msg.to_owned());
+                prog.msgs.push(msg.to_owned());
             } else if let Some(why) = text.strip_prefix("skip=") {
-                ann.skip = Some(why.to_owned());
+                prog.skip = Some(why.to_owned());
             } else {
                 bail!("{}: {name} has an unknown annotation {text:?}", self.name);
             }
@@ -432,10 +424,10 @@ pub fn table(obj: Obj, prefix: &str, custom: &[&str]) -> Result<Vec<Case>> {
         .filter(|p| !custom.contains(&p.name.as_str()))
         .map(|p| {
             Case::new(format!("{prefix}{}", p.name), move |ctx| {
-                if let Some(why) = p.ann.skip {
+                if let Some(why) = p.skip {
                     Outcome::Skip(why)
-                } else if p.ann.failure {
-                    expect_rejected(obj, &p.name, &p.ann.msgs, ctx.verbose)
+                } else if p.failure {
+                    expect_rejected(obj, &p.name, &p.msgs, ctx.verbose)
                 } else {
                     expect_success(obj, &p.name).unwrap_or_else(failed)
                 }

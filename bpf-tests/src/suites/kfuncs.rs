@@ -76,7 +76,7 @@ impl Variant {
             let skip = progs
                 .iter()
                 .find(|p| p.name == prog)
-                .and_then(|p| p.ann.skip.clone());
+                .and_then(|p| p.skip.clone());
             let obj = self.success;
             cases.push(Case::new(name, move |_| match skip {
                 Some(why) => Outcome::Skip(why),
@@ -246,16 +246,14 @@ mod tests {
             for &(_, prog, _) in CUSTOM {
                 assert!(success.iter().any(|p| p.name == prog), "{prog}");
             }
-            assert!(success.iter().all(|p| !p.ann.failure));
+            assert!(success.iter().all(|p| !p.failure));
             let failure = v.failure.progs().unwrap();
             assert!(
                 failure.len() >= 15,
                 "{}: at least 15 rejection cases",
                 v.suite
             );
-            assert!(failure
-                .iter()
-                .all(|p| p.ann.failure && !p.ann.msgs.is_empty()));
+            assert!(failure.iter().all(|p| p.failure && !p.msgs.is_empty()));
         }
     }
 
@@ -266,7 +264,7 @@ mod tests {
             .progs()
             .unwrap()
             .into_iter()
-            .filter(|p| p.ann.skip.is_some())
+            .filter(|p| p.skip.is_some())
             .map(|p| p.name)
             .collect();
         assert_eq!(skipped, ["from_vpid_current", NEW_PIDNS_PROG]);
@@ -280,7 +278,7 @@ mod tests {
                 .iter()
                 .find(|p| p.name == "release_unacquired_argument")
                 .unwrap();
-            assert!(p.ann.msgs[0].contains(want), "{:?}", p.ann.msgs);
+            assert!(p.msgs[0].contains(want), "{:?}", p.msgs);
         }
     }
 }
