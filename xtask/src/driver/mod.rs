@@ -258,15 +258,7 @@ fn run(
                 filter: plan.filter(),
                 long,
             };
-            guest::run(
-                r,
-                checkout,
-                cache,
-                &opts,
-                flavour == Flavour::Debug,
-                &run,
-                &plan.guest,
-            );
+            guest::run(r, checkout, cache, &opts, debug, &run, &plan.guest);
             laps.lap("guest run");
         }
     }
