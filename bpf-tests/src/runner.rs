@@ -48,8 +48,8 @@ pub struct Cli {
 }
 
 /// What the `kernel` judges need of the run: the kernel log from its
-/// start, and the module as the run found it. Filled in by [`run`].
-type RunState = Rc<RefCell<(Option<kernel_log::Mark>, Option<module::Loaded>)>>;
+/// start, and whether the run loaded the module. Filled in by [`run`].
+type RunState = Rc<RefCell<(Option<kernel_log::Mark>, bool)>>;
 
 /// Every suite, in run order, before selection. The `kernel` judges come
 /// last: the module first, so that whatever rmmod triggers is judged by the
@@ -68,9 +68,14 @@ fn suites(cli: &Cli, state: &RunState) -> Result<Vec<Suite>> {
     if cli.module.is_some() {
         let state = Rc::clone(state);
         judges.push(Case::new("rmmod_at_exit", move |_| {
-            match state.borrow_mut().1.take() {
-                Some(l) if l.by_us() => l.unload().map_or_else(bpf::failed, |()| Outcome::Pass),
-                _ => Outcome::Skip("the module was loaded before the run: left loaded".into()),
+            if !state.borrow().1 {
+                Outcome::Skip("the module was loaded before the run: left loaded".into())
+            } else if !TASK_KFUNCS.is_loaded() {
+                Outcome::fail("the module the run loaded is gone")
+            } else {
+                TASK_KFUNCS
+                    .rmmod_waiting()
+                    .map_or_else(bpf::failed, |()| Outcome::Pass)
             }
         }));
     }
@@ -146,8 +151,8 @@ pub fn run(cli: Cli) -> Result<bool> {
 
     bpf::capture_libbpf_output();
     let kmsg = kernel_log::Mark::now()?;
-    let loaded = module::Loaded::ensure(TASK_KFUNCS, cli.module.as_deref())?;
-    *state.borrow_mut() = (Some(kmsg), Some(loaded));
+    let loaded = module::load_for_run(TASK_KFUNCS, cli.module.as_deref())?;
+    *state.borrow_mut() = (Some(kmsg), loaded);
     let wants_module = suites.iter().any(|s| s.name == kfuncs::RUST.suite);
     if wants_module && !TASK_KFUNCS.is_loaded() {
         bail!(

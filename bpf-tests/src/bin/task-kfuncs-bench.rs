@@ -187,7 +187,7 @@ fn run(cli: &Cli) -> Result<()> {
     if cli.rounds == 0 || cli.iters == 0 || cli.runs == 0 {
         bail!("--rounds, --runs and --iters must be at least 1");
     }
-    let loaded = module::Loaded::ensure(TASK_KFUNCS, cli.module.as_deref())?;
+    let loaded = module::load_for_run(TASK_KFUNCS, cli.module.as_deref())?;
     if !TASK_KFUNCS.is_loaded() {
         bail!("the task_kfuncs module is not loaded: insmod it or pass --module PATH");
     }
@@ -253,8 +253,8 @@ fn run(cli: &Cli) -> Result<()> {
         );
     }
     drop(bench);
-    if loaded.by_us() {
-        loaded.unload()?;
+    if loaded {
+        TASK_KFUNCS.rmmod_waiting()?;
     }
     Ok(())
 }

@@ -120,37 +120,14 @@ impl Module {
     }
 }
 
-/// The module as a run found it: loaded by the run (and so to be removed at
-/// its end) or not.
-pub struct Loaded {
-    module: Module,
-    by_us: bool,
-}
-
-impl Loaded {
-    /// Loads `module` from `path` unless it is already loaded (or no path
-    /// is given).
-    pub fn ensure(module: Module, path: Option<&Path>) -> Result<Self> {
-        let by_us = match path {
-            Some(path) if !module.is_loaded() => {
-                insmod(path).with_context(|| format!("insmod {}", path.display()))?;
-                true
-            }
-            _ => false,
-        };
-        Ok(Loaded { module, by_us })
-    }
-
-    /// Whether the run loaded the module.
-    pub fn by_us(&self) -> bool {
-        self.by_us
-    }
-
-    /// Removes the module if the run loaded it.
-    pub fn unload(self) -> Result<()> {
-        if self.by_us && self.module.is_loaded() {
-            self.module.rmmod_waiting()?;
+/// Loads `module` from `path` unless it is loaded already (or no path is
+/// given); returns whether it did, so that the caller unloads it again.
+pub fn load_for_run(module: Module, path: Option<&Path>) -> Result<bool> {
+    match path {
+        Some(path) if !module.is_loaded() => {
+            insmod(path).with_context(|| format!("insmod {}", path.display()))?;
+            Ok(true)
         }
-        Ok(())
+        _ => Ok(false),
     }
 }

@@ -1,16 +1,50 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! The processes the cases need: a child that exits at once (for tracing
-//! programs to see a fork), a child parked until released (a live task that
-//! is not the runner), and [`fork`], the one way to run Rust code in a
-//! child: with a pipe for its output, optionally as pid 1 of a new pid
-//! namespace. Nothing else forks, pipes or waits by hand.
+//! programs to see a fork), threads that exit, a child parked until
+//! released (a live task that is not the runner), and [`fork`], the one way
+//! to run Rust code in a child: with a pipe for its output, optionally as
+//! pid 1 of a new pid namespace. Nothing else forks, pipes or waits by
+//! hand; [`wait_until`] is the one way to wait for deferred kernel work.
 
 use std::fs;
 use std::io::{self, Read, Write};
 use std::process::{Child, Command, Stdio};
+use std::thread::{self, sleep};
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+
+/// How long deferred kernel work (a dead task's final schedule, a map freed
+/// from a work item after its last fd is closed, a state change) may take:
+/// generous, for debug kernels under TCG; only a failing case waits this
+/// long.
+pub const DEFERRED: Duration = Duration::from_secs(20);
+
+/// Checks `done` every 10 ms until it holds, for at most `limit`; returns
+/// whether it held.
+pub fn wait_until(limit: Duration, mut done: impl FnMut() -> Result<bool>) -> Result<bool> {
+    let start = Instant::now();
+    while !done()? {
+        if start.elapsed() > limit {
+            return Ok(false);
+        }
+        sleep(Duration::from_millis(10));
+    }
+    Ok(true)
+}
+
+/// `rounds` times, `n` threads that exit at once (each non-leader thread
+/// reaps itself), joined.
+pub fn threads(rounds: usize, n: usize) -> Result<()> {
+    for _ in 0..rounds {
+        let threads: Vec<_> = (0..n).map(|_| thread::spawn(thread::yield_now)).collect();
+        for t in threads {
+            t.join().map_err(|_| anyhow::anyhow!("a thread panicked"))?;
+        }
+    }
+    Ok(())
+}
 
 /// Spawns a child that exits at once (`/bin/true`) and reaps it; returns its
 /// pid. The runner's clone of it is what `tp_btf/task_newtask` programs see.

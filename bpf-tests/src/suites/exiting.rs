@@ -13,12 +13,10 @@
 //! return NULL there, and find the runner whenever `current` has a pid.
 //! The case fails unless the program really ran on such final switches.
 
-use std::thread::{self, sleep};
-use std::time::{Duration, Instant};
-
 use anyhow::Result;
 
 use crate::bpf::{self, Obj};
+use crate::process;
 use crate::{Case, Outcome};
 
 const EXITING: Obj = crate::obj!("task_kfuncs_exiting");
@@ -30,10 +28,6 @@ const PROG: &str = "from_vpid_exiting_threads";
 const ROUNDS: u64 = 8;
 const THREADS: u64 = 32;
 
-/// How long a joined thread's final `schedule()` may lag behind the join
-/// (the join returns when the thread clears its tid, before `exit_notify()`).
-const DEFERRED: Duration = Duration::from_secs(20);
-
 /// The regression case.
 pub fn cases() -> Vec<Case> {
     vec![Case::new(PROG, |_| run().unwrap_or_else(bpf::failed))]
@@ -44,19 +38,13 @@ fn run() -> Result<Outcome> {
     skel.set_runner_globals()?;
     let _link = skel.attach(PROG)?;
 
-    for _ in 0..ROUNDS {
-        let threads: Vec<_> = (0..THREADS)
-            .map(|_| thread::spawn(thread::yield_now))
-            .collect();
-        for t in threads {
-            t.join().map_err(|_| anyhow::anyhow!("a thread panicked"))?;
-        }
-    }
+    process::threads(ROUNDS as usize, THREADS as usize)?;
     let want = ROUNDS * THREADS;
-    let start = Instant::now();
-    while skel.get::<u64>("dead_no_pid")? < want && start.elapsed() < DEFERRED {
-        sleep(Duration::from_millis(10));
-    }
+    // A joined thread's final schedule() may lag behind the join (which
+    // returns when the thread clears its tid, before exit_notify()).
+    process::wait_until(process::DEFERRED, || {
+        Ok(skel.get::<u64>("dead_no_pid")? >= want)
+    })?;
 
     let b = |name: &str| skel.get::<u64>(name);
     let (exiting, no_pid, dead_no_pid) = (b("exiting")?, b("no_pid")?, b("dead_no_pid")?);

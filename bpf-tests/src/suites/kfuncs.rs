@@ -14,13 +14,10 @@
 //! the cases test the contract and not this implementation; cases whose
 //! contract differs carry `__c_skip()`.
 
-use std::thread::sleep;
-use std::time::{Duration, Instant};
-
 use anyhow::{bail, Result};
 
 use crate::bpf::{self, Loaded, Obj};
-use crate::process::{self, Parked};
+use crate::process::{self, wait_until, Parked, DEFERRED};
 use crate::{Case, Outcome};
 
 /// One build of the success and rejection programs.
@@ -51,11 +48,6 @@ const SLOT_PEEK: i32 = 3;
 const SLOT_EMPTY_GET: i32 = 4;
 
 const NEW_PIDNS_PROG: &str = "syscall_from_vpid_new_pidns";
-
-/// How long deferred kernel work (a dead task's final schedule, a map's
-/// destructor after its last fd is closed) may take: generous, for debug
-/// kernels under TCG; only a failing case waits this long.
-const DEFERRED: Duration = Duration::from_secs(20);
 
 /// The cases with code of their own: (case, program, what it does).
 type Custom = (&'static str, &'static str, fn(Obj) -> Result<Outcome>);
@@ -103,21 +95,6 @@ fn load_slot(obj: Obj) -> Result<Loaded> {
     Ok(loaded)
 }
 
-/// Waits until `f` gives `want`; the last value otherwise.
-fn wait_for(want: i32, mut f: impl FnMut() -> Result<i32>) -> Result<Option<i32>> {
-    let start = Instant::now();
-    loop {
-        let now = f()?;
-        if now == want {
-            return Ok(None);
-        }
-        if start.elapsed() > DEFERRED {
-            return Ok(Some(now));
-        }
-        sleep(Duration::from_millis(10));
-    }
-}
-
 /// Stores a task in the slot, lets it exit so that the slot holds its last
 /// reference, then (under RCU) empties the slot, drops that reference and
 /// calls kptr_get on the stale pointer: it must return NULL.
@@ -128,9 +105,11 @@ fn kptr_get_emptied(obj: Obj) -> Result<Outcome> {
     child.finish()?;
     // The dead child drops its last own reference in its final schedule,
     // which can come after waitpid returns: wait until only ours is left.
-    if let Some(users) = wait_for(1, || {
+    let mut users = 0;
+    if !wait_until(DEFERRED, || {
         test_run(&skel, SLOT_PROG, SLOT_PEEK, 0)?;
-        skel.get("users_before")
+        users = skel.get("users_before")?;
+        Ok(users == 1)
     })? {
         return Ok(Outcome::fail(format!(
             "the exited child still has rcu_users {users} (want 1, the slot's) after {DEFERRED:?}"
@@ -176,7 +155,11 @@ fn map_destructor(obj: Obj) -> Result<Outcome> {
     }
     // The map is freed from a workqueue after the last fd is closed.
     drop(holder);
-    if let Some(now) = wait_for(baseline, users)? {
+    let mut now = 0;
+    if !wait_until(DEFERRED, || {
+        now = users()?;
+        Ok(now == baseline)
+    })? {
         return Ok(Outcome::fail(format!(
             "rcu_users {now}, want {baseline}, {DEFERRED:?} after the map was closed"
         )));

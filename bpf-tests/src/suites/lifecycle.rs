@@ -28,7 +28,7 @@ use libbpf_rs::MapHandle;
 use crate::bpf::{self, Loaded, Obj};
 use crate::kernel_log::{self, Knobs, Leaks, Mark};
 use crate::module::{self, TASK_KFUNCS};
-use crate::process::{spawn_and_reap, Parked};
+use crate::process::{spawn_and_reap, wait_until, Parked, DEFERRED};
 use crate::{Case, Ctx, Outcome};
 
 const LIFECYCLE: Obj = crate::obj!("task_kfuncs_lifecycle");
@@ -48,23 +48,13 @@ struct Scale {
     own_kmemleak: bool,
 }
 
-const LONG: Scale = Scale {
-    cycles: 100,
-    race_loads: 150,
-    race_ran: 20,
-    next_k: |k| k + 1,
-    own_kmemleak: true,
-};
-
-/// The short form: every allocation at first, then ever sparser (k grows
-/// by a quarter), so that the whole insmod is still crossed.
-const SHORT: Scale = Scale {
-    cycles: 5,
-    race_loads: 30,
-    race_ran: 5,
-    next_k: |k| k + 1 + k / 4,
-    own_kmemleak: false,
-};
+/// The short form's fail-nth fails every allocation at first, then ever
+/// sparser ones (k grows by a quarter), so that it still crosses all of
+/// insmod.
+#[rustfmt::skip]
+const LONG: Scale = Scale { cycles: 100, race_loads: 150, race_ran: 20, next_k: |k| k + 1, own_kmemleak: true };
+#[rustfmt::skip]
+const SHORT: Scale = Scale { cycles: 5, race_loads: 30, race_ran: 5, next_k: |k| k + 1 + k / 4, own_kmemleak: false };
 
 /// How long the module stays loaded after each insmod of the race, in
 /// turn: some loads race rmmod, some have time to finish.
@@ -243,16 +233,12 @@ fn map_outlives(path: &Path, _: &Scale) -> Result<()> {
     }
     drop(map);
     // The map is freed from a work item, after its last fd is closed.
-    let start = Instant::now();
-    loop {
-        let now = rcu_users_c(sentinel.pid())?;
-        if now == baseline {
-            break;
-        }
-        if start.elapsed() > Duration::from_secs(20) {
-            bail!("rcu_users still {now} 20 s after closing the map, want {baseline}");
-        }
-        thread::sleep(Duration::from_millis(50));
+    let mut now = 0;
+    if !wait_until(DEFERRED, || {
+        now = rcu_users_c(sentinel.pid())?;
+        Ok(now == baseline)
+    })? {
+        bail!("rcu_users still {now} {DEFERRED:?} after closing the map, want {baseline}");
     }
     sentinel.finish()
 }

@@ -44,8 +44,8 @@ enum Expect {
 }
 
 /// One attempt: a program of the privilege object, or opening the module's
-/// BTF by id.
-#[derive(Clone, Copy)]
+/// BTF by id (BPF_BTF_GET_FD_BY_ID).
+#[derive(Clone, Copy, Debug)]
 enum Try {
     Prog(&'static str),
     ModuleBtfFd,
@@ -225,13 +225,6 @@ fn last_lines(log: &str, n: usize) -> String {
     lines[lines.len().saturating_sub(n)..].join(" / ")
 }
 
-fn describe(what: Try) -> String {
-    match what {
-        Prog(p) => p.to_owned(),
-        ModuleBtfFd => "BPF_BTF_GET_FD_BY_ID(task_kfuncs)".to_owned(),
-    }
-}
-
 /// Runs `tries` with only `caps` effective, then judges what each gave.
 fn run(caps: &[u32], tries: &'static [(Try, Expect)]) -> Result<Outcome> {
     let btf_id = module_btf_id()?;
@@ -255,9 +248,9 @@ fn run(caps: &[u32], tries: &'static [(Try, Expect)]) -> Result<Outcome> {
                 format!("fail with EINVAL, \"{NOT_FOUND}\""),
             ),
         };
-        println!("# {}: {line}", describe(what));
+        println!("# {what:?}: {line}");
         if !ok {
-            wrong.push(format!("{} must {want}, got: {line}", describe(what)));
+            wrong.push(format!("{what:?} must {want}, got: {line}"));
         }
     }
     Ok(if wrong.is_empty() {

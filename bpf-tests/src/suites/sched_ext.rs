@@ -14,12 +14,13 @@
 
 use std::fs;
 use std::process::{Child, Command, Stdio};
-use std::thread::{self, sleep};
-use std::time::{Duration, Instant};
+use std::thread::sleep;
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 
 use crate::bpf::{self, Loaded, Obj};
+use crate::process::{self, wait_until, DEFERRED};
 use crate::{Case, Outcome};
 
 pub const SCX: Obj = crate::obj!("task_kfuncs_scx");
@@ -36,9 +37,6 @@ const FORKS: usize = 100;
 const THREAD_ROUNDS: usize = 10;
 const THREADS: usize = 16;
 
-/// How long sched_ext may take to change state; only a failure waits.
-const DEFERRED: Duration = Duration::from_secs(20);
-
 pub fn cases() -> Vec<Case> {
     vec![Case::new("sched_ext_scheduler", |_| {
         run().unwrap_or_else(bpf::failed)
@@ -54,17 +52,10 @@ fn read_trimmed(path: &str) -> Result<String> {
 
 /// Waits until sched_ext's state is `want`.
 fn wait_state(want: &str) -> Result<()> {
-    let start = Instant::now();
-    loop {
-        let state = read_trimmed(STATE)?;
-        if state == want {
-            return Ok(());
-        }
-        if start.elapsed() > DEFERRED {
-            bail!("{STATE} is {state:?}, want {want:?} after {DEFERRED:?}");
-        }
-        sleep(Duration::from_millis(10));
+    if !wait_until(DEFERRED, || Ok(read_trimmed(STATE)? == want))? {
+        bail!("{STATE} is not {want:?} after {DEFERRED:?}");
     }
+    Ok(())
 }
 
 /// `rcu_users` of task `pid` (without the lookup's own reference), from the
@@ -104,19 +95,9 @@ impl Drop for Sentinel {
 
 fn workload() -> Result<()> {
     for _ in 0..FORKS {
-        Command::new("/bin/true")
-            .status()
-            .context("forking /bin/true")?;
+        process::spawn_and_reap()?;
     }
-    for _ in 0..THREAD_ROUNDS {
-        let threads: Vec<_> = (0..THREADS)
-            .map(|_| thread::spawn(thread::yield_now))
-            .collect();
-        for t in threads {
-            t.join().map_err(|_| anyhow::anyhow!("a thread panicked"))?;
-        }
-    }
-    Ok(())
+    process::threads(THREAD_ROUNDS, THREADS)
 }
 
 fn run() -> Result<Outcome> {

@@ -311,13 +311,12 @@ fn run(scale: Scale, kmemleak: bool) -> Result<()> {
 
     let mut problems = Vec::new();
     if let Some(before) = slab_before {
-        let start = Instant::now();
-        let mut after = task_struct_excess()?;
         // Task structs are freed after an RCU grace period.
-        while after != Some(before) && start.elapsed() < Duration::from_secs(30) {
-            thread::sleep(Duration::from_millis(200));
+        let mut after = None;
+        process::wait_until(Duration::from_secs(30), || {
             after = task_struct_excess()?;
-        }
+            Ok(after == Some(before))
+        })?;
         println!(
             "# stress: task_struct objects minus live tasks: before {before}, after {after:?}"
         );
