@@ -115,28 +115,27 @@ impl Bench {
     /// Runs `prog` on `threads` CPUs at once (slot = CPU) and returns the
     /// mean ns per operation, after checking what the operations found.
     fn run(&self, prog: &str, threads: usize, expect: Option<Expect>) -> Result<f64> {
-        if threads == 1 {
-            self.test_run(prog, 0)?;
-        } else {
-            let barrier = Barrier::new(threads);
-            thread::scope(|s| -> Result<()> {
-                let handles: Vec<_> = (0..threads)
-                    .map(|cpu| {
-                        let barrier = &barrier;
-                        s.spawn(move || -> Result<()> {
+        // One thread per CPU (slot), started together.
+        let barrier = Barrier::new(threads);
+        thread::scope(|s| -> Result<()> {
+            let handles: Vec<_> = (0..threads)
+                .map(|cpu| {
+                    let barrier = &barrier;
+                    s.spawn(move || -> Result<()> {
+                        if threads > 1 {
                             pin(cpu)?;
-                            barrier.wait();
-                            self.test_run(prog, cpu as u32)
-                        })
+                        }
+                        barrier.wait();
+                        self.test_run(prog, cpu as u32)
                     })
-                    .collect();
-                for h in handles {
-                    h.join()
-                        .map_err(|_| anyhow::anyhow!("a bench thread panicked"))??;
-                }
-                Ok(())
-            })?;
-        }
+                })
+                .collect();
+            for h in handles {
+                h.join()
+                    .map_err(|_| anyhow::anyhow!("a bench thread panicked"))??;
+            }
+            Ok(())
+        })?;
         let elapsed = u64s(&self.skel.get_bytes("elapsed_ns")?);
         let misses = u64s(&self.skel.get_bytes("misses")?);
         let mut total = 0.0;

@@ -9,10 +9,11 @@ use std::fs::File;
 use std::io;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
-use std::thread::sleep;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
+
+use crate::process;
 
 /// A module, by its name in /sys/module and /sys/kernel/btf.
 #[derive(Clone, Copy, Debug)]
@@ -73,27 +74,15 @@ impl Module {
     /// Unloads the module, retrying for up to [`UNLOAD_GRACE`] while it is
     /// busy.
     pub fn rmmod_waiting(self) -> Result<()> {
-        let start = Instant::now();
-        loop {
-            match self.rmmod() {
-                Ok(()) => return Ok(()),
-                Err(e)
-                    if e.raw_os_error() == Some(libc::EWOULDBLOCK)
-                        && start.elapsed() < UNLOAD_GRACE =>
-                {
-                    sleep(Duration::from_millis(20));
-                }
-                Err(e) => {
-                    return Err(e).with_context(|| {
-                        format!(
-                            "rmmod {} (still failing after {:?})",
-                            self.0,
-                            start.elapsed()
-                        )
-                    })
-                }
-            }
+        let unloaded = process::wait_until(UNLOAD_GRACE, || match self.rmmod() {
+            Ok(()) => Ok(true),
+            Err(e) if e.raw_os_error() == Some(libc::EWOULDBLOCK) => Ok(false),
+            Err(e) => Err(e).with_context(|| format!("rmmod {}", self.0)),
+        })?;
+        if !unloaded {
+            bail!("rmmod {}: still in use after {UNLOAD_GRACE:?}", self.0);
         }
+        Ok(())
     }
 
     /// Loads the module from `path` unless it is loaded already.
@@ -111,7 +100,7 @@ impl Module {
                 .with_context(|| format!("{what}: rmmod"))?;
         }
         if self.is_loaded() || self.btf().exists() {
-            anyhow::bail!(
+            bail!(
                 "{what}: /sys/module/{0} or /sys/kernel/btf/{0} still there after rmmod",
                 self.0
             );

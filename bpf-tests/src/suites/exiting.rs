@@ -47,29 +47,23 @@ fn run() -> Result<Outcome> {
     })?;
 
     let b = |name: &str| skel.get::<u64>(name);
-    let (exiting, no_pid, dead_no_pid) = (b("exiting")?, b("no_pid")?, b("dead_no_pid")?);
-    let (no_pid_null, no_pid_found) = (b("no_pid_null")?, b("no_pid_found")?);
-    let (with_pid_found, with_pid_wrong) = (b("with_pid_found")?, b("with_pid_wrong")?);
-    let prev_not_current = b("prev_not_current")?;
+    let (no_pid, dead_no_pid) = (b("no_pid")?, b("dead_no_pid")?);
     let observed = skel.globals();
-    let fail = |why: &str| Ok(Outcome::fail(format!("{why}\n{observed}")));
-    if prev_not_current != 0 {
-        return fail("sched_switch ran with prev != current");
-    }
-    if dead_no_pid < want {
-        return fail(&format!(
-            "the program saw {dead_no_pid} final switches of threads without a pid, want at \
-             least {want} (one per exited thread)"
-        ));
-    }
-    if exiting < no_pid {
-        return fail("a thread without a pid was not PF_EXITING");
-    }
-    if no_pid_found != 0 || no_pid_null != no_pid {
-        return fail("from_vpid found a task for a current without a pid namespace");
-    }
-    if with_pid_found == 0 || with_pid_wrong != 0 {
-        return fail("from_vpid did not find the runner from a thread that has its pid");
+    let why = if b("prev_not_current")? != 0 {
+        "sched_switch ran with prev != current"
+    } else if dead_no_pid < want {
+        "the program saw fewer final switches of threads without a pid than threads exited"
+    } else if b("exiting")? < no_pid {
+        "a thread without a pid was not PF_EXITING"
+    } else if b("no_pid_found")? != 0 || b("no_pid_null")? != no_pid {
+        "from_vpid found a task for a current without a pid namespace"
+    } else if b("with_pid_found")? == 0 || b("with_pid_wrong")? != 0 {
+        "from_vpid did not find the runner from a thread that has its pid"
+    } else {
+        ""
+    };
+    if !why.is_empty() {
+        return Ok(Outcome::fail(format!("{why} (want {want})\n{observed}")));
     }
     println!("# {PROG}: {observed}");
     Ok(Outcome::Pass)

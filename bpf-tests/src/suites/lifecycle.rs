@@ -43,7 +43,7 @@ struct Scale {
     race_ran: u32,
     /// fail-nth: after failing the k-th allocation, the next k to fail.
     next_k: fn(u32) -> u32,
-    /// Whether the cases also compare kmemleak before and after (the
+    /// Whether each case also compares kmemleak before and after (the
     /// `kernel/kmemleak_clean` judge covers the whole run anyway).
     own_kmemleak: bool,
 }
@@ -85,38 +85,28 @@ pub fn cases() -> Vec<Case> {
         .collect()
 }
 
-/// Runs a case with the module at `--module`, and leaves the module loaded
-/// whatever happened, for the cases after it.
+/// Runs a case with the module at `--module`, judges the kernel log of its
+/// window (and kmemleak's, when the scale asks), and leaves the module
+/// loaded whatever happened, for the cases after it.
 fn guarded(ctx: &Ctx, case: Run) -> Outcome {
     let Some(path) = ctx.module.as_deref() else {
         return Outcome::Skip("needs --module PATH".into());
     };
-    let result = case(path, if ctx.long { &LONG } else { &SHORT });
-    match result.and(TASK_KFUNCS.ensure_loaded(path)) {
-        Ok(()) => Outcome::Pass,
-        Err(e) => bpf::failed(e),
-    }
-}
-
-/// Checks a case's window: the kernel log, and kmemleak when the scale asks.
-struct Window(Mark, Option<Leaks>);
-
-impl Window {
-    fn open(scale: &Scale) -> Result<Self> {
+    let scale = if ctx.long { &LONG } else { &SHORT };
+    let window = || -> Result<()> {
         let leaks = if scale.own_kmemleak {
             Leaks::snapshot()?
         } else {
             None
         };
-        Ok(Window(Mark::here()?, leaks))
-    }
-
-    fn close(self) -> Result<()> {
-        self.0.clean()?;
-        match self.1 {
-            Some(leaks) => leaks.none_since(),
-            None => Ok(()),
-        }
+        let mark = Mark::here()?;
+        let result = case(path, scale);
+        result.and(mark.clean())?;
+        leaks.map_or(Ok(()), |l| l.none_since())
+    };
+    match window().and(TASK_KFUNCS.ensure_loaded(path)) {
+        Ok(()) => Outcome::Pass,
+        Err(e) => bpf::failed(e),
     }
 }
 
@@ -164,7 +154,6 @@ fn second_insmod_fails(path: &Path, _: &Scale) -> Result<()> {
 /// insmod, load + attach + trigger (a child, a test run), close, rmmod. The
 /// module BTF must come and go with the module.
 fn cycles(path: &Path, scale: &Scale) -> Result<()> {
-    let window = Window::open(scale)?;
     TASK_KFUNCS.ensure_unloaded("initial")?;
     for i in 1..=scale.cycles {
         (|| -> Result<()> {
@@ -185,7 +174,7 @@ fn cycles(path: &Path, scale: &Scale) -> Result<()> {
         })()
         .with_context(|| format!("cycle {i}"))?;
     }
-    window.close()
+    Ok(())
 }
 
 /// rcu_users of `pid`, read with the kernel's kfuncs only (works with the
@@ -246,7 +235,6 @@ fn map_outlives(path: &Path, _: &Scale) -> Result<()> {
 /// One thread loads, runs and closes programs while another unloads and
 /// reloads the module.
 fn race(path: &Path, scale: &Scale) -> Result<()> {
-    let window = Window::open(scale)?;
     TASK_KFUNCS.ensure_loaded(path)?;
     let stop = AtomicBool::new(false);
     let [loaded, refused, unloads, reloads] = [(); 4].map(|()| AtomicU32::new(0));
@@ -314,14 +302,13 @@ fn race(path: &Path, scale: &Scale) -> Result<()> {
     if loaded == 0 || unloads == 0 {
         bail!("the race never happened: {loaded} loads ran, {unloads} rmmods succeeded");
     }
-    window.close()
+    Ok(())
 }
 
 /// Fails the k-th allocation of insmod, for k = 1, 2, ... (sparser in the
 /// short form) until insmod succeeds without a failure injected. Every
 /// failed insmod must leave no module and no module BTF behind.
 fn fail_nth(path: &Path, scale: &Scale) -> Result<()> {
-    let window = Window::open(scale)?;
     TASK_KFUNCS.ensure_unloaded("initial")?;
     kernel_log::mount_debugfs();
     let knobs = Knobs::set(&[
@@ -415,7 +402,7 @@ fn fail_nth(path: &Path, scale: &Scale) -> Result<()> {
         start.elapsed().as_secs_f64()
     );
     drop(knobs);
-    window.close()
+    Ok(())
 }
 
 /// Runs objcopy (LLVM's or GNU's) with `args`.
