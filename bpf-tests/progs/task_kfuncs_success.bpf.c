@@ -41,12 +41,9 @@ static inline void acquire_release(struct task_struct *p)
 	rust_task_release(acquired);
 }
 
-/* Look @pid up with rust_task_from_pid(): it must find the task with @pid. */
-static inline void from_pid_finds(s32 pid)
+/* @found, a lookup of @pid, must be the task with @pid; it is released. */
+static __always_inline void finds(struct task_struct *found, s32 pid)
 {
-	struct task_struct *found;
-
-	found = rust_task_from_pid(pid);
 	CHECK(found);
 	if (!found)
 		return;
@@ -56,16 +53,16 @@ static inline void from_pid_finds(s32 pid)
 	rust_task_release(found);
 }
 
-/* rust_task_from_pid(@pid) must return NULL. */
-static inline void from_pid_misses(s32 pid)
+/* @found, a lookup that must fail, must be NULL. */
+static __always_inline void misses(struct task_struct *found)
 {
-	struct task_struct *found;
-
-	found = rust_task_from_pid(pid);
 	CHECK(!found);
 	if (found)
 		rust_task_release(found);
 }
+
+#define from_pid_finds(pid) finds(rust_task_from_pid(pid), pid)
+#define from_pid_misses(pid) misses(rust_task_from_pid(pid))
 
 /*
  * TRACE_EVENT(task_newtask, TP_PROTO(struct task_struct *task,
@@ -231,28 +228,15 @@ SEC("tp_btf/task_newtask")
 __c_skip("6.12 has no C kfunc looking up a pid in the caller's namespace")
 int BPF_PROG(from_vpid_current, struct task_struct *task, u64 clone_flags)
 {
-	struct task_struct *current = bpf_get_current_task_btf(), *found;
+	struct task_struct *current = bpf_get_current_task_btf();
 
 	if (!runner_forked())
 		return 0;
 
 	/* The runner lives in init_pid_ns: its vpid is its pid. */
-	found = rust_task_from_vpid(current->pid);
-	CHECK(found);
-	if (!found)
-		return 0;
-	found_pid = found->pid;
-	CHECK(found->pid == current->pid);
-	rust_task_release(found);
-
-	found = rust_task_from_vpid(-1);
-	CHECK(!found);
-	if (found)
-		rust_task_release(found);
-	found = rust_task_from_vpid(0);
-	CHECK(!found);
-	if (found)
-		rust_task_release(found);
+	finds(rust_task_from_vpid(current->pid), current->pid);
+	misses(rust_task_from_vpid(-1));
+	misses(rust_task_from_vpid(0));
 	return 0;
 }
 
