@@ -54,27 +54,20 @@ impl Mark {
     /// Each read of /dev/kmsg returns one record, "prio,seq,time,flags;
     /// message\n" and the record's dictionary lines.
     fn records(&mut self) -> io::Result<Vec<String>> {
-        let mut out = Vec::new();
-        let mut buf = vec![0u8; 8192];
+        let (mut out, mut buf) = (Vec::new(), vec![0u8; 8192]);
         loop {
             match self.kmsg.read(&mut buf) {
-                Ok(0) => break,
+                Ok(0) => return Ok(out),
                 Ok(n) => {
                     let record = String::from_utf8_lossy(&buf[..n]);
-                    out.push(
-                        record
-                            .split_once(';')
-                            .map_or(&*record, |(_, m)| m)
-                            .to_owned(),
-                    );
+                    out.push(record.split_once(';').map_or(&*record, |r| r.1).to_owned());
                 }
                 // Overwritten records: keep reading from the oldest left.
-                Err(e) if e.raw_os_error() == Some(libc::EPIPE) => continue,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.raw_os_error() == Some(libc::EPIPE) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(out),
                 Err(e) => return Err(e),
             }
         }
-        Ok(out)
     }
 
     /// Every message logged since the mark (or the last read), one a line.
@@ -94,29 +87,28 @@ impl Mark {
     /// Fails if the kernel logged a line the policy denies since the mark;
     /// the log of the failure is everything it logged.
     pub fn check(mut self) -> Outcome {
-        let all: Vec<String> = match self.records() {
+        let all = match self.records() {
             Ok(records) => records
                 .iter()
-                .map(|text| text.lines().next().unwrap_or_default().to_owned())
-                .collect(),
+                .map(|text| text.lines().next().unwrap_or_default())
+                .collect::<Vec<_>>()
+                .join("\n"),
             Err(e) => return Outcome::fail(format!("reading /dev/kmsg: {e}")),
         };
-        let hits: Vec<String> = kernel_log::findings(&all.join("\n"))
+        let hits: Vec<String> = kernel_log::findings(&all)
             .into_iter()
             .map(|finding| format!("{}: {}", finding.marker, finding.line))
             .collect();
-        if hits.is_empty() {
-            Outcome::Pass
-        } else {
-            Outcome::fail_with_log(
+        match hits.first() {
+            None => Outcome::Pass,
+            Some(first) => Outcome::fail_with_log(
                 format!(
-                    "{} bad kernel log line(s), first: {}\n{}",
+                    "{} bad kernel log line(s), first: {first}\n{}",
                     hits.len(),
-                    hits[0],
                     hits.join("\n")
                 ),
-                format!("kernel log of the run:\n{}", all.join("\n")),
-            )
+                format!("kernel log of the run:\n{all}"),
+            ),
         }
     }
 }
@@ -144,23 +136,13 @@ pub fn kmemleak_check() -> Outcome {
     if !kmemleak_available() {
         return Outcome::Skip("no kmemleak in this kernel (only the debug kernel has it)".into());
     }
-    match kmemleak_report() {
-        Ok(report) => {
-            let leaks = kernel_log::kmemleak_leaks(&report);
-            if leaks.is_empty() {
-                Outcome::Pass
-            } else {
-                let first = leaks[0].lines().next().unwrap_or_default().to_string();
-                Outcome::fail_with_log(
-                    format!(
-                        "kmemleak: {} unreferenced object(s), first: {first}",
-                        leaks.len()
-                    ),
-                    leaks.join("\n"),
-                )
-            }
+    match Leaks(Vec::new()).none_since() {
+        Ok(()) => Outcome::Pass,
+        Err(e) => {
+            let text = format!("{e:#}");
+            let (reason, log) = text.split_once('\n').unwrap_or((&text, ""));
+            Outcome::fail_with_log(reason, log)
         }
-        Err(e) => Outcome::fail(format!("{e:#}")),
     }
 }
 
@@ -190,22 +172,19 @@ impl Leaks {
         Ok(Some(Leaks(kernel_log::kmemleak_leaks(&kmemleak_report()?))))
     }
 
-    /// An error naming every object reported now and not at the snapshot:
-    /// no filtering by name.
+    /// An error naming every object reported now and not at the snapshot
+    /// (no filtering by name): its first line, then every object.
     pub fn none_since(&self) -> Result<()> {
-        let now = kernel_log::kmemleak_leaks(&kmemleak_report()?);
-        let new: Vec<&String> = now
-            .iter()
+        let new: Vec<String> = kernel_log::kmemleak_leaks(&kmemleak_report()?)
+            .into_iter()
             .filter(|l| !self.0.iter().any(|b| b.lines().next() == l.lines().next()))
             .collect();
-        if !new.is_empty() {
+        if let Some(first) = new.first() {
+            let first = first.lines().next().unwrap_or_default();
             bail!(
-                "kmemleak: {} new unreferenced object(s)\n{}",
+                "kmemleak: {} new unreferenced object(s), first: {first}\n{}",
                 new.len(),
-                new.iter()
-                    .map(|s| s.as_str())
-                    .collect::<Vec<_>>()
-                    .join("\n")
+                new.join("\n")
             );
         }
         Ok(())

@@ -42,10 +42,6 @@ pub fn insmod(path: &Path) -> io::Result<()> {
 }
 
 impl Module {
-    pub fn name(self) -> &'static str {
-        self.0
-    }
-
     /// Whether the module is loaded.
     pub fn is_loaded(self) -> bool {
         Path::new("/sys/module").join(self.0).exists()

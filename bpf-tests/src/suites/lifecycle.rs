@@ -390,7 +390,7 @@ fn fail_nth(path: &Path, scale: &Scale) -> Result<()> {
                 bail!(
                     "k = {k}: insmod failed ({err}) but left /sys/module/{0} or \
                      /sys/kernel/btf/{0} behind",
-                    TASK_KFUNCS.name()
+                    TASK_KFUNCS.0
                 );
             }
         }

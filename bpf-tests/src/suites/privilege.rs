@@ -174,7 +174,7 @@ fn errno_of(e: &anyhow::Error) -> Option<i32> {
 /// The id of the task_kfuncs module BTF (found with every capability).
 fn module_btf_id() -> Result<u32> {
     for info in libbpf_rs::query::BtfInfoIter::default() {
-        if info.name == TASK_KFUNCS.name() {
+        if info.name == TASK_KFUNCS.0 {
             return Ok(info.id);
         }
     }

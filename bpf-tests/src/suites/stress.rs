@@ -298,7 +298,7 @@ fn run(scale: Scale, kmemleak: bool) -> Result<()> {
     let kmsg = Mark::here()?;
     let leaks = if kmemleak { Leaks::snapshot()? } else { None };
     let slab_before = task_struct_excess()?;
-    if kmemleak_available_but_no_slab(slab_before) {
+    if slab_before.is_none() && kernel_log::kmemleak_available() {
         bail!("the debug kernel has no /sys/kernel/slab/task_struct/objects (SLUB_DEBUG + SYSFS)");
     }
     let sentinels = (0..SENTINELS)
@@ -340,11 +340,6 @@ fn run(scale: Scale, kmemleak: bool) -> Result<()> {
         bail!("{}", problems.join("\n"));
     }
     Ok(())
-}
-
-/// The debug kernel (kmemleak) must have the slab counts the check needs.
-fn kmemleak_available_but_no_slab(slab: Option<i64>) -> bool {
-    slab.is_none() && kernel_log::kmemleak_available()
 }
 
 /// The run proper, between the sentinels' start and end. Returns the
