@@ -20,9 +20,9 @@ use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
-use crate::kernel::{self, Flavour};
+use crate::kernel::{self, Flavour, Kernel, Line};
 use crate::util::shell_quote;
-use crate::{module, say, selftests, vm};
+use crate::{module, say, selftests, vm, Env};
 
 /// Every vCPU of the guest runs the contention case at once.
 const BENCH_CPUS: u32 = 2;
@@ -58,10 +58,10 @@ const TWINS: &[(&str, &str)] = &[
     ("rust_task_from_vpid", "bpf_task_from_pid"),
 ];
 
-pub fn bench(checkout: &Path, cache: &Path, args: &[String]) -> Result<()> {
-    let kdir = kernel::ensure_built(checkout, cache, Flavour::Normal)?;
-    let ko = module::build(checkout, cache, &kdir)?;
-    let out = checkout.join("target/bench");
+pub fn bench(env: &Env, line: Line, args: &[String]) -> Result<()> {
+    let kernel = kernel::ensure_built(env, line, Flavour::Normal)?;
+    let ko = module::build(env, &kernel)?;
+    let out = env.checkout.join("target/bench");
     fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
     let guest_log = out.join("guest.log");
     // `bench -- --from-log FILE`: redo the report from a saved guest log
@@ -78,14 +78,14 @@ pub fn bench(checkout: &Path, cache: &Path, args: &[String]) -> Result<()> {
         }
         fs::read_to_string(log).with_context(|| format!("cannot read {log}"))?
     } else {
-        let stdout = run_guest(checkout, cache, &kdir, &ko, args)?;
+        let stdout = run_guest(env, &kernel, &ko, args)?;
         fs::write(&guest_log, &stdout)
             .with_context(|| format!("cannot write {}", guest_log.display()))?;
         stdout
     };
     let run = Run::parse(&stdout)?;
-    let code = disassemble(&ko, &kdir.join("vmlinux"))?;
-    let accel = vm::accel(cache, &kdir)?;
+    let code = disassemble(&ko, &kernel.dir.join("vmlinux"))?;
+    let accel = vm::accel(&env.cache, &kernel.dir)?;
     let png = out.join("ratios.png");
     plot(&run, &png)?;
     let report = report(&run, &code, accel)?;
@@ -98,14 +98,8 @@ pub fn bench(checkout: &Path, cache: &Path, args: &[String]) -> Result<()> {
 
 /// Boots the test kernel with [`BENCH_CPUS`] vCPUs, runs task-kfuncs-bench
 /// and returns what it printed.
-fn run_guest(
-    checkout: &Path,
-    cache: &Path,
-    kdir: &Path,
-    ko: &Path,
-    args: &[String],
-) -> Result<String> {
-    let bench = selftests::build(checkout, kdir)?.bench;
+fn run_guest(env: &Env, kernel: &Kernel, ko: &Path, args: &[String]) -> Result<String> {
+    let bench = selftests::build(&env.checkout, &kernel.dir)?.bench;
     let mut command = format!(
         "{} --module {}",
         shell_quote(&bench.to_string_lossy()),
@@ -114,9 +108,9 @@ fn run_guest(
     for arg in args {
         command = format!("{command} {}", shell_quote(arg));
     }
-    let mut opts = vm::VmOptions::new(kdir.to_path_buf(), false);
+    let mut opts = vm::VmOptions::new(kernel.dir.clone(), false);
     opts.cpus = Some(BENCH_CPUS);
-    let outcome = vm::run(cache, &opts, &command)?;
+    let outcome = vm::run(&env.cache, &opts, &command)?;
     say!(
         "bench: guest reached the command after {:.1} s",
         outcome.boot_time.as_secs_f64()

@@ -7,17 +7,16 @@
 //! of `cargo xtask test` ([`test::guest`]), which runs the short form with
 //! the other cases.
 
-use std::path::Path;
 use std::process;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
 use harness::Outcome;
 
-use crate::kernel::{self, Flavour};
+use crate::kernel::{self, Flavour, Line};
 use crate::test::{guest, report::Report};
 use crate::util::fmt_duration;
-use crate::{module, say, selftests, vm};
+use crate::{module, say, selftests, vm, Env};
 
 /// vCPUs of the guests that run the stress case.
 pub const CPUS: u32 = 2;
@@ -29,12 +28,13 @@ const APPEND: &[&str] = &["panic_on_warn=1", "slab_nomerge"];
 /// The runner's name of the stress case.
 const CASE: &str = "stress/stress_smp";
 
-pub fn stress(checkout: &Path, cache: &Path, debug: bool) -> Result<()> {
+pub fn stress(env: &Env, line: Line, flavour: Flavour) -> Result<()> {
     let start = Instant::now();
-    let flavour = Flavour::new(debug);
-    let kdir = kernel::ensure_built(checkout, cache, flavour)?;
-    let ko = module::build(checkout, cache, &kdir)?;
-    let runner = selftests::build(checkout, &kdir)?.runner;
+    let checkout = env.checkout.as_path();
+    let kernel = kernel::ensure_built(env, line, flavour)?;
+    let debug = kernel.is_debug();
+    let ko = module::build(env, &kernel)?;
+    let runner = selftests::build(checkout, &kernel.dir)?.runner;
     let selection = guest::select(&runner, &ko, None, Some(CASE))?;
     if !selection.cases.iter().any(|c| c == CASE) {
         bail!("the runner does not list {CASE}");
@@ -47,13 +47,12 @@ pub fn stress(checkout: &Path, cache: &Path, debug: bool) -> Result<()> {
         // watchdog cannot run (a kernel deadlock) is killed here; its
         // console, with the stall and hung-task reports, is kept.
         timeout: Duration::from_secs(if debug { 2400 } else { 1200 }),
-        ..vm::VmOptions::new(kdir, debug)
+        ..vm::VmOptions::new(kernel.dir.clone(), debug)
     };
     let mut report = Report::default();
     guest::run(
         &mut report,
-        checkout,
-        cache,
+        env,
         &opts,
         debug,
         &runner,
@@ -67,7 +66,7 @@ pub fn stress(checkout: &Path, cache: &Path, debug: bool) -> Result<()> {
     let ran = matches!(report.outcome(CASE), Some(Outcome::Pass));
     say!(
         "stress: {} kernel, {CPUS} vCPUs, finished in {}",
-        flavour.name(),
+        kernel.describe(),
         fmt_duration(start.elapsed())
     );
     let passed = report.finish(

@@ -22,7 +22,7 @@ use harness::Outcome;
 
 use super::report::Report;
 use crate::util::{self, shell_quote};
-use crate::vm;
+use crate::{vm, Env};
 
 /// What a filter selects of the runner's cases.
 pub struct Selection {
@@ -79,8 +79,7 @@ fn watchdog(debug: bool) -> Duration {
 #[allow(clippy::too_many_arguments)]
 pub fn run(
     report: &mut Report,
-    checkout: &Path,
-    cache: &Path,
+    xtask_env: &Env,
     opts: &vm::VmOptions,
     debug: bool,
     runner: &Path,
@@ -90,7 +89,7 @@ pub fn run(
     selection: &Selection,
     env: &[&str],
 ) {
-    let script = checkout.join("xtask/guest/test.sh");
+    let script = xtask_env.checkout.join("xtask/guest/test.sh");
     // `env K=V ...`: variables for the runner (quoting-proof).
     let mut words: Vec<String> = if env.is_empty() {
         Vec::new()
@@ -117,7 +116,7 @@ pub fn run(
         .map(|w| shell_quote(w))
         .collect::<Vec<_>>()
         .join(" ");
-    let outcome = match vm::run_watched(cache, opts, &command) {
+    let outcome = match vm::run_watched(&xtask_env.cache, opts, &command) {
         Ok(outcome) => outcome,
         Err(e) => {
             let reason = format!("the guest did not run the suite: {e:#}");
@@ -134,7 +133,7 @@ pub fn run(
         outcome.boot_time.as_secs_f64()
     );
 
-    let console = checkout.join("target/xtask/console.log");
+    let console = xtask_env.checkout.join("target/xtask/console.log");
     for (name, o) in verdicts(&selection.cases, &outcome, &console) {
         report.record(&name, o);
     }

@@ -29,7 +29,6 @@ mod host;
 pub(crate) mod report;
 mod toolkit;
 
-use std::path::Path;
 use std::process;
 use std::thread;
 use std::time::Instant;
@@ -37,22 +36,21 @@ use std::time::Instant;
 use anyhow::{anyhow, bail, Result};
 use harness::Outcome;
 
-use crate::kernel::{self, Flavour};
+use crate::kernel::{self, Flavour, Line};
 use crate::util::fmt_duration;
-use crate::{module, say, selftests, vm};
+use crate::{module, say, selftests, vm, Env};
 use report::Report;
 
 fn selected(name: &str, filter: Option<&str>) -> bool {
     filter.is_none_or(|f| name.contains(f))
 }
 
-/// `cargo xtask test [--debug] [FILTER]`. Exits the process: 0 when nothing
-/// failed.
-pub fn test(checkout: &Path, cache: &Path, debug: bool, filter: Option<&str>) -> Result<()> {
+/// `cargo xtask test [--kernel LINE] [--debug] [FILTER]`. Exits the
+/// process: 0 when nothing failed.
+pub fn test(env: &Env, line: Line, flavour: Flavour, filter: Option<&str>) -> Result<()> {
     let start = Instant::now();
-    let flavour = Flavour::new(debug);
     let mut r = Report::default();
-    let ok = run(&mut r, checkout, cache, flavour, filter);
+    let ok = run(&mut r, env, line, flavour, filter);
     if let (true, Some(f)) = (r.is_empty(), filter) {
         r.record(
             "xtask/filter_selects_a_case",
@@ -64,7 +62,7 @@ pub fn test(checkout: &Path, cache: &Path, debug: bool, filter: Option<&str>) ->
         );
     }
     say!("test: finished in {}", fmt_duration(start.elapsed()));
-    let junit = checkout.join("target/xtask/results.xml");
+    let junit = env.checkout.join("target/xtask/results.xml");
     let passed = r.finish(&junit, filter)?;
     if !(ok && passed) {
         process::exit(1);
@@ -73,21 +71,17 @@ pub fn test(checkout: &Path, cache: &Path, debug: bool, filter: Option<&str>) ->
 }
 
 /// Records every case; returns false when the run could not even start.
-fn run(
-    r: &mut Report,
-    checkout: &Path,
-    cache: &Path,
-    flavour: Flavour,
-    filter: Option<&str>,
-) -> bool {
-    let kdir = match kernel::ensure_built(checkout, cache, flavour) {
-        Ok(dir) => dir,
+fn run(r: &mut Report, env: &Env, line: Line, flavour: Flavour, filter: Option<&str>) -> bool {
+    let (checkout, cache) = (env.checkout.as_path(), env.cache.as_path());
+    let kernel = match kernel::ensure_built(env, line, flavour) {
+        Ok(kernel) => kernel,
         Err(e) => {
             r.fail(&format!("build/{}_kernel", flavour.name()), &e);
             return false;
         }
     };
-    println!("# kernel: {}", kdir.display());
+    let kdir = kernel.dir.clone();
+    println!("# kernel: {} {}", kernel.describe(), kdir.display());
     let mut phase = Instant::now();
     let mut lap = |what: &str| {
         println!("# time: {what} {:.1} s", phase.elapsed().as_secs_f64());
@@ -144,7 +138,7 @@ fn run(
 
     // 3. The module and the BPF selftests in the guest.
     let ko = if module::exists(checkout) {
-        module::build(checkout, cache, &kdir)
+        module::build(env, &kernel)
     } else {
         Err(anyhow!(
             "no module source (Makefile and src/lib.rs are missing)"
@@ -180,7 +174,7 @@ fn run(
         .as_ref()
         .is_some_and(|s| s.cases.iter().any(is_sample_case));
     let sample = if toolkit_selected || sample_selected {
-        toolkit::build_sample(checkout, cache, &kdir)
+        toolkit::build_sample(env, &kernel)
             .map_err(|e| r.fail("build/kfunc_sample", &e))
             .ok()
     } else {
@@ -211,9 +205,8 @@ fn run(
     match (&ko, &sample) {
         (Some(ko), Some(sample)) if toolkit_selected => {
             for (name, result) in toolkit::checks(
-                checkout,
-                cache,
-                &kdir,
+                env,
+                &kernel,
                 &[
                     (".", ko.as_path()),
                     ("samples/kfunc_sample", sample.as_path()),
@@ -243,8 +236,7 @@ fn run(
         if !selection.cases.is_empty() {
             guest::run(
                 r,
-                checkout,
-                cache,
+                env,
                 &opts,
                 flavour == Flavour::Debug,
                 &bins.runner,

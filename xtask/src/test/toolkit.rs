@@ -11,7 +11,8 @@ use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
-use crate::util;
+use crate::kernel::Kernel;
+use crate::{util, Env};
 
 /// The sample module's directory in the checkout.
 const SAMPLE_DIR: &str = "samples/kfunc_sample";
@@ -33,15 +34,20 @@ pub fn sample_ko(checkout: &Path) -> PathBuf {
     checkout.join(SAMPLE_DIR).join("kfunc_sample.ko")
 }
 
-/// `make -C samples/kfunc_sample KDIR=<kdir>`; returns the path of kfunc_sample.ko.
-pub fn build_sample(checkout: &Path, cache: &Path, kdir: &Path) -> Result<PathBuf> {
-    let dir = checkout.join(SAMPLE_DIR);
-    let mut make = util::kernel_make(cache)?;
+/// `make -C samples/kfunc_sample KDIR=<kernel dir>`; returns the path of kfunc_sample.ko.
+pub fn build_sample(env: &Env, kernel: &Kernel) -> Result<PathBuf> {
+    let dir = env.checkout.join(SAMPLE_DIR);
+    let mut make = util::kernel_make(&env.cache)?;
     make.arg("-C")
         .arg(&dir)
-        .arg(format!("KDIR={}", kdir.display()));
-    util::run(&mut make).context("building samples/kfunc_sample against the test kernel")?;
-    let ko = sample_ko(checkout);
+        .arg(format!("KDIR={}", kernel.dir.display()));
+    util::run(&mut make).with_context(|| {
+        format!(
+            "building samples/kfunc_sample against the {} test kernel",
+            kernel.describe()
+        )
+    })?;
+    let ko = sample_ko(&env.checkout);
     if !ko.exists() {
         bail!("make succeeded but left no {}", ko.display());
     }
@@ -66,12 +72,8 @@ pub fn names() -> Vec<String> {
 
 /// The named checks, each with its result, for `cargo xtask test` to record. `modules` are the
 /// modules `make KDIR=` built: (directory relative to the checkout, .ko path).
-pub fn checks(
-    checkout: &Path,
-    cache: &Path,
-    kdir: &Path,
-    modules: &[(&str, &Path)],
-) -> Vec<(String, Result<()>)> {
+pub fn checks(env: &Env, kernel: &Kernel, modules: &[(&str, &Path)]) -> Vec<(String, Result<()>)> {
+    let (checkout, kdir) = (env.checkout.as_path(), kernel.dir.as_path());
     let mut out = Vec::new();
     let copy = checkout.join("target/xtask/plain-kbuild");
     let copied = copy_sources(checkout, &copy);
@@ -85,7 +87,7 @@ pub fn checks(
         let result = copied
             .as_ref()
             .map_err(|e| anyhow::anyhow!("{e:#}"))
-            .and_then(|()| same_btf_as_plain_kbuild(checkout, cache, kdir, &copy.join(dir), ko));
+            .and_then(|()| same_btf_as_plain_kbuild(env, kdir, &copy.join(dir), ko));
         out.push((
             format!("toolkit/plain_kbuild_same_btf/{stem}"),
             result.with_context(|| {
@@ -130,14 +132,9 @@ fn copy_sources(checkout: &Path, copy: &Path) -> Result<()> {
     Ok(())
 }
 
-fn same_btf_as_plain_kbuild(
-    checkout: &Path,
-    cache: &Path,
-    kdir: &Path,
-    dir: &Path,
-    wrapper_ko: &Path,
-) -> Result<()> {
-    let mut make = util::kernel_make(cache)?;
+fn same_btf_as_plain_kbuild(env: &Env, kdir: &Path, dir: &Path, wrapper_ko: &Path) -> Result<()> {
+    let checkout = env.checkout.as_path();
+    let mut make = util::kernel_make(&env.cache)?;
     make.arg("-C")
         .arg(kdir)
         .arg(format!("M={}", dir.display()))
