@@ -5,18 +5,17 @@
 //! `cargo xtask help <command>` for each one.
 
 mod bench;
+mod driver;
 mod kernel;
 mod module;
 mod run;
 mod selftests;
 mod setup;
-mod stress;
-mod test;
 mod util;
 mod vm;
 
 use std::path::PathBuf;
-use std::process;
+use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
@@ -116,29 +115,26 @@ enum Cmd {
         #[command(flatten)]
         kernel: KernelArgs,
     },
-    /// Run every test (host tests, boot checks, the BPF selftests in the
+    /// Run every test (host tests, toolkit checks, the BPF selftests in the
     /// guest), one line per case; ends with `N passed, N failed`. JUnit XML
     /// of every case goes to target/xtask/results.xml.
     Test {
         #[command(flatten)]
         kernel: KernelArgs,
+        /// The long forms of the heavy cases: the SMP stress run, insmod
+        /// failing at every allocation, 100 load cycles, the rmmod race.
+        #[arg(long)]
+        long: bool,
         /// Run only the cases whose name contains this (e.g.
         /// `rust/from_pid`, `host/`); the guest's sanity checks and kernel
         /// log judges run with any guest case.
         filter: Option<String>,
     },
-    /// The long SMP stress run of the task kfuncs (2 vCPUs, panic_on_warn=1):
-    /// fixed operation counts, references balanced at the end, figures printed.
-    Stress {
-        /// The debug kernel runs fewer operations.
-        #[command(flatten)]
-        kernel: KernelArgs,
-    },
     /// Benchmark the Rust kfuncs against the kernel's C kfuncs in the guest
     /// and print the ratios (`bench -- --iters N --rounds N` to tune).
     Bench {
-        /// The kernel line (the normal kernel: timing a debug kernel
-        /// measures its instrumentation).
+        /// The kernel line (always its normal kernel: timing a debug
+        /// kernel measures its instrumentation).
         #[arg(long = "kernel", value_name = "LINE", default_value = "6.12")]
         line: Line,
         /// Arguments for task-kfuncs-bench.
@@ -147,18 +143,21 @@ enum Cmd {
     },
 }
 
-fn main() {
-    if let Err(e) = real_main() {
-        eprintln!("[xtask] error: {e:#}");
-        process::exit(2);
+fn main() -> ExitCode {
+    match real_main() {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("[xtask] error: {e:#}");
+            ExitCode::from(2)
+        }
     }
 }
 
-fn real_main() -> Result<()> {
+fn real_main() -> Result<ExitCode> {
     let cli = Cli::parse();
     let env = Env::from_host()?;
     match cli.command {
-        Cmd::Setup => setup::setup(&env),
+        Cmd::Setup => setup::setup(&env).map(|()| ExitCode::SUCCESS),
         Cmd::Kernel { kernel, print_path } => {
             let built = kernel::ensure_built(&env, kernel.line, kernel.flavour())?;
             if print_path {
@@ -166,7 +165,7 @@ fn real_main() -> Result<()> {
             } else {
                 say!("kernel: {} {}", built.describe(), built.dir.display());
             }
-            Ok(())
+            Ok(ExitCode::SUCCESS)
         }
         Cmd::Vm {
             kernel,
@@ -200,13 +199,20 @@ fn real_main() -> Result<()> {
                 outcome.boot_time.as_secs_f64(),
                 outcome.exit_code
             );
-            process::exit(outcome.exit_code);
+            // The guest command's code, as `vm`'s help promises (a code
+            // outside 0..=255 cannot be an exit status: 255, as vng's own).
+            Ok(ExitCode::from(
+                u8::try_from(outcome.exit_code).unwrap_or(255),
+            ))
         }
-        Cmd::Run { kernel } => run::run(&env, kernel.line, kernel.flavour()),
-        Cmd::Test { kernel, filter } => {
-            test::test(&env, kernel.line, kernel.flavour(), filter.as_deref())
+        Cmd::Run { kernel } => {
+            run::run(&env, kernel.line, kernel.flavour()).map(|()| ExitCode::SUCCESS)
         }
-        Cmd::Stress { kernel } => stress::stress(&env, kernel.line, kernel.flavour()),
-        Cmd::Bench { line, args } => bench::bench(&env, line, &args),
+        Cmd::Test {
+            kernel,
+            long,
+            filter,
+        } => driver::test(&env, kernel.line, kernel.flavour(), long, filter.as_deref()),
+        Cmd::Bench { line, args } => bench::bench(&env, line, &args).map(|()| ExitCode::SUCCESS),
     }
 }

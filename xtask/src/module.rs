@@ -2,18 +2,12 @@
 
 //! Building task_kfuncs.ko (the top-level Makefile) against a test kernel.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 
 use crate::kernel::Kernel;
 use crate::{util, Env};
-
-/// Whether the checkout has the module's source yet.
-pub fn exists(checkout: &Path) -> bool {
-    checkout.join("Makefile").exists()
-        && (checkout.join("src/lib.rs").exists() || checkout.join("task_kfuncs.rs").exists())
-}
 
 /// `make -C <checkout> KDIR=<kernel dir>` with the kernel's toolchain first
 /// in PATH; returns the path of task_kfuncs.ko.

@@ -13,23 +13,18 @@ use crate::{module, say, vm, Env};
 
 pub fn run(env: &Env, line: Line, flavour: Flavour) -> Result<()> {
     let start = Instant::now();
-    let checkout = env.checkout.as_path();
     let kernel = kernel::ensure_built(env, line, flavour)?;
     say!("run: kernel {} {}", kernel.describe(), kernel.dir.display());
 
-    let ko = if module::exists(checkout) {
-        Some(module::build(env, &kernel)?)
-    } else {
-        say!("run: no module source yet (src/lib.rs); booting the kernel alone");
-        None
-    };
+    let ko = module::build(env, &kernel)?;
 
     // xtask/guest/run.sh does the work in the guest; see its comments.
-    let script = checkout.join("xtask/guest/run.sh");
-    let mut command = format!("bash {}", shell_quote(&script.to_string_lossy()));
-    if let Some(ko) = &ko {
-        command = format!("{command} {}", shell_quote(&ko.to_string_lossy()));
-    }
+    let script = env.checkout.join("xtask/guest/run.sh");
+    let command = format!(
+        "bash {} {}",
+        shell_quote(&script.to_string_lossy()),
+        shell_quote(&ko.to_string_lossy())
+    );
     let opts = vm::VmOptions::new(kernel.dir.clone(), kernel.is_debug());
     let outcome = vm::run(&env.cache, &opts, &command)?;
     say!(
