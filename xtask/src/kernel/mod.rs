@@ -73,6 +73,16 @@ impl Line {
         Path::new("test-kernel/patches").join(self.name())
     }
 
+    /// Options of the config fragments (shared by every line) that this
+    /// line's Kconfig does not have, so cannot keep.
+    pub fn absent_options(self) -> &'static [&'static str] {
+        match self {
+            Line::V6_12 => &[],
+            // /proc/sys is part of CONFIG_SYSCTL in 7.x.
+            Line::V7_3 => &["PROC_SYSCTL"],
+        }
+    }
+
     /// Put in front of the key in the cache's directory names, so that two
     /// lines' builds are told apart (and older builds of one line are not
     /// offered for removal when the other line is built). 6.12, the default
@@ -238,7 +248,7 @@ pub fn ensure_built(env: &Env, line: Line, flavour: Flavour) -> Result<Kernel> {
         "configure (olddefconfig)",
         &log,
     )?;
-    verify_config(&dir, &inputs)?;
+    verify_config(&dir, line, &inputs)?;
 
     let jobs = thread::available_parallelism().map_or(2, |n| n.get());
     run_logged(&mut make(&[&format!("-j{jobs}")])?, "build", &log).map_err(|e| {
