@@ -23,7 +23,11 @@ use libbpf_cargo::SkeletonBuilder;
 
 /// The selftest objects, each built from `progs/<name>.bpf.c` into
 /// `<variant>/<name>.skel.rs` for both kfunc variants.
-const SELFTESTS: &[&str] = &["task_kfuncs_success", "task_kfuncs_failure"];
+const SELFTESTS: &[&str] = &[
+    "task_kfuncs_success",
+    "task_kfuncs_failure",
+    "task_kfuncs_exiting",
+];
 
 /// The kfunc variants: output subdirectory and extra clang arguments.
 const VARIANTS: &[(&str, &[&str])] = &[("rust", &[]), ("c", &["-DTASK_KFUNCS_C"])];
@@ -32,7 +36,6 @@ const VARIANTS: &[(&str, &[&str])] = &[("rust", &[]), ("c", &["-DTASK_KFUNCS_C"]
 /// the benchmark and the Rust-only suites.
 const ONCE: &[&str] = &[
     "task_kfuncs_bench",
-    "task_kfuncs_exiting",
     "task_kfuncs_prog_types",
     "task_kfuncs_privilege",
     "task_kfuncs_privilege_vmlinux",
@@ -67,6 +70,10 @@ fn main() -> Result<()> {
     }
     println!("cargo:rerun-if-changed={}", vmlinux.display());
     write_vmlinux_h(&vmlinux, &out.join("vmlinux.h"))?;
+    let (major, minor) = kernel_line(Path::new(&kdir))?;
+    // The runner names the line in its report, and the suites pick the
+    // contract of the line (C twins, verifier wording) from it.
+    println!("cargo:rustc-env=TASK_KFUNCS_KERNEL_LINE={major}.{minor}");
 
     let clang = env::var("BPF_CLANG").unwrap_or_else(|_| DEFAULT_CLANG.to_owned());
     let clang_args = vec![
@@ -74,6 +81,8 @@ fn main() -> Result<()> {
         "-Iprogs".to_owned(),
         "-Wall".to_owned(),
         "-Werror".to_owned(),
+        format!("-DTASK_KFUNCS_KERNEL_MAJOR={major}"),
+        format!("-DTASK_KFUNCS_KERNEL_MINOR={minor}"),
     ];
 
     for (variant, extra) in VARIANTS {
@@ -102,6 +111,20 @@ fn skeleton(name: &str, dir: &Path, clang: &str, args: &[String]) -> Result<()> 
         .build_and_generate(dir.join(format!("{name}.skel.rs")))
         .with_context(|| format!("building {} with {clang}", source.display()))?;
     Ok(())
+}
+
+/// The kernel's line (major, minor), from its `include/config/kernel.release`.
+fn kernel_line(kdir: &Path) -> Result<(u32, u32)> {
+    let path = kdir.join("include/config/kernel.release");
+    println!("cargo:rerun-if-changed={}", path.display());
+    let release =
+        fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let mut parts = release.trim().split(['.', '-']);
+    let mut next = || -> Option<u32> { parts.next()?.parse().ok() };
+    match (next(), next()) {
+        (Some(major), Some(minor)) => Ok((major, minor)),
+        _ => bail!("{}: cannot read a kernel version from {release:?}", path.display()),
+    }
 }
 
 /// Dumps the BTF of `vmlinux` as C into `dest` with bpftool.

@@ -38,7 +38,8 @@ btf_kfunc_set! {
 /// The kfunc hooks the set is registered for (`register_btf_kfunc_id_set()`
 /// maps a program type to a hook, `bpf_prog_type_to_kfunc_hook()` in
 /// kernel/bpf/btf.c). The TRACING hook also serves TRACEPOINT, PERF_EVENT
-/// and LSM programs; [`prog_type_filter`] narrows it to [`ADMITTED`].
+/// and LSM programs, and from 7.x on RAW_TRACEPOINT; [`prog_type_filter`]
+/// narrows it to [`ADMITTED`].
 const HOOKS: [bindings::bpf_prog_type; 3] = [
     bindings::bpf_prog_type_BPF_PROG_TYPE_TRACING,
     bindings::bpf_prog_type_BPF_PROG_TYPE_STRUCT_OPS,
@@ -46,15 +47,19 @@ const HOOKS: [bindings::bpf_prog_type; 3] = [
 ];
 
 /// The program types that may call the kfuncs: tracing (fentry, fexit,
-/// fmod_ret, tp_btf, iter), classic tracepoints, LSM, struct_ops (sched_ext)
-/// and syscall programs. Everything else is refused, in particular
-/// PERF_EVENT: a perf_event program runs in NMI context, where the release
-/// of a last `rcu_users` reference would call `call_rcu()`, which is illegal
-/// in NMI handlers. Kprobes, socket filters, XDP, TC and the other types use
-/// hooks the set is not registered for.
-const ADMITTED: [bindings::bpf_prog_type; 5] = [
+/// fmod_ret, tp_btf, iter), classic and raw tracepoints (raw_tp reaches the
+/// hook on 7.x only; its arguments are untrusted scalars, so it can use
+/// from_pid, from_vpid and what it gets from them or from
+/// `bpf_get_current_task_btf()`, as with the kernel's C task kfuncs there),
+/// LSM, struct_ops (sched_ext) and syscall programs. Everything else is
+/// refused, in particular PERF_EVENT: a perf_event program runs in NMI
+/// context, where the release of a last `rcu_users` reference would call
+/// `call_rcu()`, which is illegal in NMI handlers. Kprobes, socket filters,
+/// XDP, TC and the other types use hooks the set is not registered for.
+const ADMITTED: [bindings::bpf_prog_type; 6] = [
     bindings::bpf_prog_type_BPF_PROG_TYPE_TRACING,
     bindings::bpf_prog_type_BPF_PROG_TYPE_TRACEPOINT,
+    bindings::bpf_prog_type_BPF_PROG_TYPE_RAW_TRACEPOINT,
     bindings::bpf_prog_type_BPF_PROG_TYPE_LSM,
     bindings::bpf_prog_type_BPF_PROG_TYPE_STRUCT_OPS,
     bindings::bpf_prog_type_BPF_PROG_TYPE_SYSCALL,

@@ -13,7 +13,7 @@ char _license[] SEC("license") = "GPL";
 /* Prototype of the tp_btf programs: see task_kfuncs_success.bpf.c. */
 
 SEC("tp_btf/task_newtask")
-__failure __msg("Possibly NULL pointer passed to trusted arg0")
+__failure __msg(MSG_NULL_TRUSTED)
 int BPF_PROG(acquire_null, struct task_struct *task, u64 clone_flags)
 {
 	struct task_struct *acquired;
@@ -25,7 +25,7 @@ int BPF_PROG(acquire_null, struct task_struct *task, u64 clone_flags)
 }
 
 SEC("tp_btf/task_newtask")
-__failure __msg("arg#0 pointer type STRUCT task_struct must point")
+__failure __msg(MSG_ACQUIRE_STACK)
 int BPF_PROG(acquire_stack_pointer, struct task_struct *task, u64 clone_flags)
 {
 	struct task_struct *acquired, *on_stack = (struct task_struct *)&clone_flags;
@@ -37,7 +37,7 @@ int BPF_PROG(acquire_stack_pointer, struct task_struct *task, u64 clone_flags)
 }
 
 SEC("tp_btf/task_newtask")
-__failure __msg("arg#0 pointer type STRUCT task_struct must point")
+__failure __msg(MSG_RELEASE_STACK)
 int BPF_PROG(release_stack_pointer, struct task_struct *task, u64 clone_flags)
 {
 	struct task_struct *on_stack = (struct task_struct *)&clone_flags;
@@ -47,7 +47,7 @@ int BPF_PROG(release_stack_pointer, struct task_struct *task, u64 clone_flags)
 }
 
 SEC("tp_btf/task_newtask")
-__failure __msg("Possibly NULL pointer passed to trusted arg0")
+__failure __msg(MSG_NULL_TRUSTED)
 int BPF_PROG(release_null, struct task_struct *task, u64 clone_flags)
 {
 	rust_task_release(NULL);
@@ -88,7 +88,7 @@ int BPF_PROG(acquire_untrusted_fentry_arg, struct task_struct *p)
 }
 
 SEC("tp_btf/task_newtask")
-__failure __msg("Possibly NULL pointer passed to trusted arg0")
+__failure __msg(MSG_NULL_TRUSTED)
 int BPF_PROG(acquire_no_null_check, struct task_struct *task, u64 clone_flags)
 {
 	struct task_struct *acquired;
@@ -99,7 +99,7 @@ int BPF_PROG(acquire_no_null_check, struct task_struct *task, u64 clone_flags)
 }
 
 SEC("tp_btf/task_newtask")
-__failure __msg("Possibly NULL pointer passed to trusted arg0")
+__failure __msg(MSG_NULL_TRUSTED)
 int BPF_PROG(from_pid_no_null_check, struct task_struct *task, u64 clone_flags)
 {
 	struct task_struct *found;
@@ -148,7 +148,7 @@ int BPF_PROG(from_pid_leaked, struct task_struct *task, u64 clone_flags)
 }
 
 SEC("tp_btf/task_newtask")
-__c_skip("6.12 has no C kfunc looking up a pid in the caller's namespace")
+__c_skip_no_vpid("6.12 has no C kfunc looking up a pid in the caller's namespace")
 __failure __msg("Unreleased reference")
 int BPF_PROG(from_vpid_leaked, struct task_struct *task, u64 clone_flags)
 {
@@ -199,7 +199,7 @@ int BPF_PROG(xchg_out_leaked, struct task_struct *task, u64 clone_flags)
 }
 
 SEC("tp_btf/task_newtask")
-__failure __msg("arg#0 pointer type STRUCT task_struct must point")
+__failure __msg(MSG_DOUBLE_RELEASE)
 int BPF_PROG(double_release, struct task_struct *task, u64 clone_flags)
 {
 	struct task_struct *acquired;
@@ -226,7 +226,7 @@ int BPF_PROG(use_after_release, struct task_struct *task, u64 clone_flags)
 }
 
 SEC("tp_btf/task_newtask")
-__failure __msg("release kernel function " KF_RELEASE_NAME " expects refcounted PTR_TO_BTF_ID")
+__failure __msg(MSG_RELEASE_UNREFERENCED)
 int BPF_PROG(release_unacquired_argument, struct task_struct *task, u64 clone_flags)
 {
 	rust_task_release(task);
@@ -234,7 +234,7 @@ int BPF_PROG(release_unacquired_argument, struct task_struct *task, u64 clone_fl
 }
 
 SEC("tp_btf/task_newtask")
-__failure __msg("R1 must be referenced or trusted")
+__failure __msg(MSG_RELEASE_IN_MAP)
 int BPF_PROG(release_kptr_still_in_map, struct task_struct *task, u64 clone_flags)
 {
 	struct task_struct *stored;

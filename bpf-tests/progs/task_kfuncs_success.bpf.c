@@ -290,7 +290,7 @@ int BPF_PROG(from_pid_invalid, struct task_struct *task, u64 clone_flags)
 }
 
 SEC("tp_btf/task_newtask")
-__c_skip("6.12 has no C kfunc looking up a pid in the caller's namespace")
+__c_skip_no_vpid("6.12 has no C kfunc looking up a pid in the caller's namespace")
 int BPF_PROG(from_vpid_current, struct task_struct *task, u64 clone_flags)
 {
 	struct task_struct *current = bpf_get_current_task_btf(), *found;
@@ -464,7 +464,7 @@ int syscall_from_pid(struct syscall_args *args)
  * in its namespace the child is pid 1, in init_pid_ns it is not.
  */
 SEC("syscall")
-__c_skip("6.12 has no C kfunc looking up a pid in the caller's namespace")
+__c_skip_no_vpid("6.12 has no C kfunc looking up a pid in the caller's namespace")
 int syscall_from_vpid_new_pidns(struct syscall_args *args)
 {
 	struct task_struct *current = bpf_get_current_task_btf(), *found;
@@ -577,7 +577,7 @@ struct {
 } acceptance SEC(".maps");
 
 SEC("tp_btf/task_newtask")
-__c_skip("calls rust_task_from_vpid, which has no C twin in 6.12")
+__c_skip_no_vpid("calls rust_task_from_vpid, which has no C twin in 6.12")
 int BPF_PROG(acceptance_all_kfuncs, struct task_struct *task, u64 clone_flags)
 {
 	struct task_struct *current = bpf_get_current_task_btf(), *t, *stored;

@@ -16,11 +16,6 @@ use libbpf_rs::{OpenObject, PrintLevel};
 
 pub use crate::kfuncs_rust::skel::{failure_skel, success_skel, FAILURE_OBJ, SUCCESS_OBJ};
 
-/// Skeleton of `progs/task_kfuncs_exiting.bpf.c`.
-pub mod exiting_skel {
-    include!(concat!(env!("OUT_DIR"), "/task_kfuncs_exiting.skel.rs"));
-}
-
 /// Skeleton of `progs/task_kfuncs_prog_types.bpf.c`.
 pub mod prog_types_skel {
     include!(concat!(env!("OUT_DIR"), "/task_kfuncs_prog_types.skel.rs"));
@@ -45,8 +40,6 @@ pub mod scx_skel {
 }
 
 /// The object files behind the Rust-only skeletons, for reading their BTF.
-pub const EXITING_OBJ: &[u8] =
-    include_bytes!(concat!(env!("OUT_DIR"), "/task_kfuncs_exiting.bpf.o"));
 pub const PROG_TYPES_OBJ: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/task_kfuncs_prog_types.bpf.o"));
 

@@ -20,8 +20,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
 
+use super::skel::exiting_skel::{types, TaskKfuncsExitingSkel, TaskKfuncsExitingSkelBuilder};
+use super::skel::EXITING_OBJ;
 use crate::bpf;
-use crate::bpf::exiting_skel::{types, TaskKfuncsExitingSkel, TaskKfuncsExitingSkelBuilder};
 use crate::{Case, Outcome};
 
 const PROG: &str = "from_vpid_exiting_threads";
@@ -35,9 +36,11 @@ const THREADS: u64 = 32;
 /// (the join returns when the thread clears its tid, before `exit_notify()`).
 const DEFERRED: Duration = Duration::from_secs(20);
 
-/// The regression case, or its skip in the C-kfunc build.
+/// The regression case, or its skip in the C-kfunc build of a kernel
+/// without `bpf_task_from_vpid` (compiled once per kfunc variant, like
+/// success.rs: `super` is the variant).
 pub fn cases() -> Result<Vec<Case>> {
-    let annotations = bpf::annotations("task_kfuncs_exiting", bpf::EXITING_OBJ)?;
+    let annotations = bpf::annotations("task_kfuncs_exiting", EXITING_OBJ)?;
     let skip = annotations
         .iter()
         .find(|(name, _)| name == PROG)

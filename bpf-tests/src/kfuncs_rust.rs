@@ -27,11 +27,21 @@ pub mod skel {
         ));
     }
 
+    /// Skeleton of `progs/task_kfuncs_exiting.bpf.c`.
+    pub mod exiting_skel {
+        include!(concat!(
+            env!("OUT_DIR"),
+            "/rust/task_kfuncs_exiting.skel.rs"
+        ));
+    }
+
     /// The object files behind the skeletons, for reading their BTF.
     pub const SUCCESS_OBJ: &[u8] =
         include_bytes!(concat!(env!("OUT_DIR"), "/rust/task_kfuncs_success.bpf.o"));
     pub const FAILURE_OBJ: &[u8] =
         include_bytes!(concat!(env!("OUT_DIR"), "/rust/task_kfuncs_failure.bpf.o"));
+    pub const EXITING_OBJ: &[u8] =
+        include_bytes!(concat!(env!("OUT_DIR"), "/rust/task_kfuncs_exiting.bpf.o"));
 }
 
 // The same sources are compiled for the other variant in kfuncs_c.rs: each
@@ -43,3 +53,7 @@ pub mod success;
 #[allow(clippy::duplicate_mod)]
 #[path = "failure.rs"]
 pub mod failure;
+
+#[allow(clippy::duplicate_mod)]
+#[path = "exiting.rs"]
+pub mod exiting;

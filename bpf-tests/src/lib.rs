@@ -22,7 +22,6 @@
 //!   (module removal, the kernel log, kmemleak: [`kernel_log`]).
 
 pub mod bpf;
-pub mod exiting;
 pub mod faults;
 pub mod kernel_log;
 pub mod kfunc_sample;

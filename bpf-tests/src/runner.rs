@@ -17,7 +17,7 @@ use clap::Parser;
 use harness::ktap::Writer;
 use libtest_mimic::{Arguments, Trial};
 
-use crate::{bpf, exiting, kernel_log, kfuncs_c, kfuncs_rust, lifecycle, module, sanity};
+use crate::{bpf, kernel_log, kfuncs_c, kfuncs_rust, lifecycle, module, sanity};
 use crate::{faults, kfunc_sample, privilege, prog_types, sched_ext, stress};
 use crate::{Case, Ctx, Outcome, Suite};
 
@@ -55,13 +55,14 @@ const KMEMLEAK_CLEAN: &str = "kmemleak_clean";
 fn suites(cli: &Cli) -> Result<Vec<Suite>> {
     let mut rust = kfuncs_rust::success::cases()?;
     rust.extend(kfuncs_rust::failure::cases()?);
-    rust.extend(exiting::cases()?);
+    rust.extend(kfuncs_rust::exiting::cases()?);
     rust.extend(prog_types::cases()?);
     rust.extend(privilege::cases());
     rust.extend(sched_ext::cases());
     rust.extend(lifecycle::cases());
     let mut c = kfuncs_c::success::cases()?;
     c.extend(kfuncs_c::failure::cases()?);
+    c.extend(kfuncs_c::exiting::cases()?);
     let sample = match cli.sample_module.clone() {
         Some(path) => kfunc_sample::cases(path)?,
         None => Vec::new(),
