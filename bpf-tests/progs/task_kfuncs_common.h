@@ -37,11 +37,14 @@
  * __failure       the program must be rejected by the verifier;
  * __msg(m)        ...and the verifier log must contain m;
  * __c_skip(why)   in the C-kfunc build, report the case as skipped (the
- *                 kernel's C kfuncs have a different contract here).
+ *                 kernel's C kfuncs have a different contract here);
+ * __skip(why)     report the case as skipped in both builds (for a case the
+ *                 kernel line has no contract for).
  */
 #define __task_kfuncs_tag(t) __attribute__((btf_decl_tag("task_kfuncs:" t)))
 #define __failure __task_kfuncs_tag("failure")
 #define __msg(m) __task_kfuncs_tag("msg=" m)
+#define __skip(why) __task_kfuncs_tag("skip=" why)
 #ifdef TASK_KFUNCS_C
 #define __c_skip(why) __task_kfuncs_tag("skip=" why)
 #else

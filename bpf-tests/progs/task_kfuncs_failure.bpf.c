@@ -7,6 +7,7 @@
  */
 
 #include "task_kfuncs_common.h"
+#include "task_kfuncs_upstream.h"
 
 char _license[] SEC("license") = "GPL";
 
@@ -308,5 +309,118 @@ int kfunc_from_socket_filter(struct __sk_buff *skb)
 	found = rust_task_from_pid(1);
 	if (found)
 		rust_task_release(found);
+	return 0;
+}
+
+/*
+ * Shapes of the kernel's own task kfunc selftests (7.x task_kfunc_failure.c),
+ * against this build's kfuncs.
+ */
+
+/* lsm/task_free's task is on its way out: neither trusted nor RCU-protected. */
+SEC("lsm/task_free")
+__failure __msg("R1 must be a rcu pointer")
+int BPF_PROG(acquire_lsm_task_free, struct task_struct *task)
+{
+	struct task_struct *acquired;
+
+	acquired = rust_task_acquire(task);
+	if (acquired)
+		rust_task_release(acquired);
+	return 0;
+}
+
+/*
+ * A sleepable program reads the kptr inside a region that implies RCU (a
+ * spin lock, preemption or interrupts disabled) and uses it after the region
+ * ended: the pointer is no longer protected.
+ */
+SEC("fentry.s/" SYS_PREFIX "sys_getpgid")
+__failure __msg("R1 must be a rcu pointer")
+int BPF_PROG(acquire_after_final_spin_unlock)
+{
+	struct task_kptr_lock_value *v = task_kptr_lock_value();
+	struct task_struct *task, *acquired;
+
+	if (!v)
+		return 0;
+	bpf_spin_lock(&v->lock);
+	task = v->task;
+	bpf_spin_unlock(&v->lock);
+	if (!task)
+		return 0;
+	acquired = rust_task_acquire(task);
+	if (acquired)
+		rust_task_release(acquired);
+	return 0;
+}
+
+SEC("fentry.s/" SYS_PREFIX "sys_getpgid")
+__failure __msg("R1 must be a rcu pointer")
+int BPF_PROG(acquire_after_preempt_enable)
+{
+	struct task_kptr_lock_value *v = task_kptr_lock_value();
+	struct task_struct *task, *acquired;
+
+	if (!v)
+		return 0;
+	bpf_preempt_disable();
+	task = v->task;
+	bpf_preempt_enable();
+	if (!task)
+		return 0;
+	acquired = rust_task_acquire(task);
+	if (acquired)
+		rust_task_release(acquired);
+	return 0;
+}
+
+SEC("fentry.s/" SYS_PREFIX "sys_getpgid")
+__failure __msg("R1 must be a rcu pointer")
+__skip_no_irq("6.12 has no bpf_local_irq_save")
+int BPF_PROG(acquire_after_irq_restore)
+{
+	struct task_kptr_lock_value *v = task_kptr_lock_value();
+	struct task_struct *task, *acquired;
+	unsigned long flags;
+
+	if (!v)
+		return 0;
+	bpf_local_irq_save(&flags);
+	task = v->task;
+	bpf_local_irq_restore(&flags);
+	if (!task)
+		return 0;
+	acquired = rust_task_acquire(task);
+	if (acquired)
+		rust_task_release(acquired);
+	return 0;
+}
+
+/*
+ * Dropping a local object drops the task reference inside it with the
+ * kernel's destructor (put_task_struct_rcu_user()), which is not NMI-safe:
+ * 7.x refuses it in tracing programs. 6.12 accepts it.
+ */
+SEC("tp_btf/task_newtask")
+__failure __msg("bpf_obj_drop cannot be used in tracing programs on types with NMI unsafe fields")
+#if !KERNEL_LINE_AT_LEAST(7, 0)
+__skip("6.12's verifier lets tracing programs drop an object holding a task kptr (7.x refuses it)")
+#endif
+int BPF_PROG(obj_drop_with_task_kptr, struct task_struct *task, u64 clone_flags)
+{
+	struct task_kptr_obj *local;
+	struct task_struct *acquired, *old;
+
+	local = bpf_obj_new(struct task_kptr_obj);
+	if (!local)
+		return 0;
+	acquired = rust_task_acquire(task);
+	if (acquired) {
+		old = bpf_kptr_xchg(&local->task, acquired);
+		if (old)
+			rust_task_release(old);
+	}
+	bpf_obj_drop(local);
 	return 0;
 }

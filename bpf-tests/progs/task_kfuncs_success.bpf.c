@@ -8,6 +8,7 @@
  */
 
 #include "task_kfuncs_common.h"
+#include "task_kfuncs_upstream.h"
 
 char _license[] SEC("license") = "GPL";
 
@@ -632,5 +633,237 @@ int BPF_PROG(acceptance_all_kfuncs, struct task_struct *task, u64 clone_flags)
 		}
 	}
 	bpf_rcu_read_unlock();
+	return 0;
+}
+
+/*
+ * Shapes of the kernel's own task kfunc selftests (7.x task_kfunc_success.c),
+ * against this build's kfuncs.
+ */
+
+/* The acquire kfunc called as a ksym flavor: ___one resolves, ___two does not. */
+SEC("tp_btf/task_newtask")
+int BPF_PROG(acquire_flavor_relocation, struct task_struct *task, u64 clone_flags)
+{
+	struct task_struct *acquired;
+
+	if (!runner_forked())
+		return 0;
+	CHECK(!bpf_ksym_exists(task_acquire___two));
+	CHECK(bpf_ksym_exists(task_acquire___one));
+	if (!bpf_ksym_exists(task_acquire___one))
+		return 0;
+	acquired = task_acquire___one(task);
+	CHECK(acquired);
+	if (!acquired)
+		return 0;
+	CHECK(acquired->pid == task->pid);
+	rust_task_release(acquired);
+	return 0;
+}
+
+/*
+ * The RCU-after-lock-region cases that must load: the kptr is read inside a
+ * region that implies RCU and acquired while RCU still protects it. Each
+ * program first stores a reference to the calling thread in the lock map
+ * (when it is empty), then reads it back inside the region.
+ */
+static __always_inline struct task_kptr_lock_value *lock_value_stored(void)
+{
+	struct task_kptr_lock_value *v;
+	struct task_struct *acquired, *old;
+
+	if ((bpf_get_current_pid_tgid() >> 32) != target_tgid)
+		return NULL;
+	runs++;
+	v = task_kptr_lock_value();
+	CHECK(v);
+	if (!v)
+		return NULL;
+	acquired = rust_task_acquire(bpf_get_current_task_btf());
+	CHECK(acquired);
+	if (!acquired)
+		return NULL;
+	old = bpf_kptr_xchg(&v->task, acquired);
+	if (old)
+		rust_task_release(old);
+	return v;
+}
+
+static __always_inline void acquire_stored(struct task_struct *task)
+{
+	struct task_struct *acquired;
+
+	CHECK(task);
+	if (!task)
+		return;
+	acquired = rust_task_acquire(task);
+	CHECK(acquired);
+	if (!acquired)
+		return;
+	CHECK(acquired->pid == (u32)bpf_get_current_pid_tgid());
+	rust_task_release(acquired);
+}
+
+SEC("fentry/" SYS_PREFIX "sys_getpgid")
+int BPF_PROG(lock_region_spin_unlock_non_sleepable)
+{
+	struct task_kptr_lock_value *v = lock_value_stored();
+	struct task_struct *task;
+
+	if (!v)
+		return 0;
+	bpf_spin_lock(&v->lock);
+	task = v->task;
+	bpf_spin_unlock(&v->lock);
+	acquire_stored(task);
+	return 0;
+}
+
+SEC("fentry.s/" SYS_PREFIX "sys_getpgid")
+int BPF_PROG(lock_region_spin_unlock_explicit_rcu)
+{
+	struct task_kptr_lock_value *v = lock_value_stored();
+	struct task_struct *task;
+
+	if (!v)
+		return 0;
+	bpf_rcu_read_lock();
+	bpf_spin_lock(&v->lock);
+	task = v->task;
+	bpf_spin_unlock(&v->lock);
+	acquire_stored(task);
+	bpf_rcu_read_unlock();
+	return 0;
+}
+
+SEC("fentry.s/" SYS_PREFIX "sys_getpgid")
+int BPF_PROG(lock_region_spin_unlock_preempt_disabled)
+{
+	struct task_kptr_lock_value *v = lock_value_stored();
+	struct task_struct *task;
+
+	if (!v)
+		return 0;
+	bpf_preempt_disable();
+	bpf_spin_lock(&v->lock);
+	task = v->task;
+	bpf_spin_unlock(&v->lock);
+	acquire_stored(task);
+	bpf_preempt_enable();
+	return 0;
+}
+
+SEC("fentry.s/" SYS_PREFIX "sys_getpgid")
+__skip_no_irq("6.12 has no bpf_local_irq_save")
+int BPF_PROG(lock_region_spin_unlock_irq_disabled)
+{
+	struct task_kptr_lock_value *v = lock_value_stored();
+	struct task_struct *task;
+	unsigned long flags;
+
+	if (!v)
+		return 0;
+	bpf_local_irq_save(&flags);
+	bpf_spin_lock(&v->lock);
+	task = v->task;
+	bpf_spin_unlock(&v->lock);
+	acquire_stored(task);
+	bpf_local_irq_restore(&flags);
+	return 0;
+}
+
+SEC("fentry.s/" SYS_PREFIX "sys_getpgid")
+int BPF_PROG(lock_region_rcu_unlock_preempt_disabled)
+{
+	struct task_kptr_lock_value *v = lock_value_stored();
+	struct task_struct *task;
+
+	if (!v)
+		return 0;
+	bpf_preempt_disable();
+	bpf_rcu_read_lock();
+	task = v->task;
+	bpf_rcu_read_unlock();
+	acquire_stored(task);
+	bpf_preempt_enable();
+	return 0;
+}
+
+SEC("fentry.s/" SYS_PREFIX "sys_getpgid")
+__skip_no_irq("6.12 has no bpf_local_irq_save")
+int BPF_PROG(lock_region_rcu_unlock_irq_disabled)
+{
+	struct task_kptr_lock_value *v = lock_value_stored();
+	struct task_struct *task;
+	unsigned long flags;
+
+	if (!v)
+		return 0;
+	bpf_local_irq_save(&flags);
+	bpf_rcu_read_lock();
+	task = v->task;
+	bpf_rcu_read_unlock();
+	acquire_stored(task);
+	bpf_local_irq_restore(&flags);
+	return 0;
+}
+
+SEC("fentry.s/" SYS_PREFIX "sys_getpgid")
+int BPF_PROG(lock_region_preempt_enable_explicit_rcu)
+{
+	struct task_kptr_lock_value *v = lock_value_stored();
+	struct task_struct *task;
+
+	if (!v)
+		return 0;
+	bpf_preempt_disable();
+	task = v->task;
+	bpf_rcu_read_lock();
+	bpf_preempt_enable();
+	acquire_stored(task);
+	bpf_rcu_read_unlock();
+	return 0;
+}
+
+SEC("fentry.s/" SYS_PREFIX "sys_getpgid")
+__skip_no_irq("6.12 has no bpf_local_irq_save")
+int BPF_PROG(lock_region_irq_restore_explicit_rcu)
+{
+	struct task_kptr_lock_value *v = lock_value_stored();
+	struct task_struct *task;
+	unsigned long flags;
+
+	if (!v)
+		return 0;
+	bpf_local_irq_save(&flags);
+	task = v->task;
+	bpf_rcu_read_lock();
+	bpf_local_irq_restore(&flags);
+	acquire_stored(task);
+	bpf_rcu_read_unlock();
+	return 0;
+}
+
+/*
+ * Run by a child cloned with CLONE_NEWPID: it is the only task of its
+ * namespace (vpid 1), so no other number names a task there, whatever
+ * init_pid_ns holds.
+ */
+SEC("syscall")
+__c_skip_no_vpid("6.12 has no C kfunc looking up a pid in the caller's namespace")
+int syscall_from_vpid_invalid_new_pidns(struct syscall_args *args)
+{
+	s32 vpids[] = { -1, 2, 9999 };
+	struct task_struct *found;
+	int i;
+
+	runs++;
+	for (i = 0; i < 3; i++) {
+		found = rust_task_from_vpid(vpids[i]);
+		CHECK(!found);
+		if (found)
+			rust_task_release(found);
+	}
 	return 0;
 }
