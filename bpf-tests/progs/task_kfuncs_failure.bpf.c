@@ -331,13 +331,14 @@ int BPF_PROG(acquire_lsm_task_free, struct task_struct *task)
 }
 
 /*
- * A sleepable program reads the kptr inside a region that implies RCU (a
- * spin lock, preemption or interrupts disabled) and uses it after the region
- * ended: the pointer is no longer protected.
+ * A sleepable program (a syscall program here; fentry.s in the kernel's own
+ * selftests) reads the kptr inside a region that implies RCU (a spin lock,
+ * preemption or interrupts disabled) and uses it after the region ended: the
+ * pointer is no longer protected.
  */
-SEC("fentry.s/" SYS_PREFIX "sys_getpgid")
+SEC("syscall")
 __failure __msg("R1 must be a rcu pointer")
-int BPF_PROG(acquire_after_final_spin_unlock)
+int acquire_after_final_spin_unlock(void *ctx)
 {
 	struct task_kptr_lock_value *v = task_kptr_lock_value();
 	struct task_struct *task, *acquired;
@@ -355,9 +356,9 @@ int BPF_PROG(acquire_after_final_spin_unlock)
 	return 0;
 }
 
-SEC("fentry.s/" SYS_PREFIX "sys_getpgid")
+SEC("syscall")
 __failure __msg("R1 must be a rcu pointer")
-int BPF_PROG(acquire_after_preempt_enable)
+int acquire_after_preempt_enable(void *ctx)
 {
 	struct task_kptr_lock_value *v = task_kptr_lock_value();
 	struct task_struct *task, *acquired;
@@ -375,10 +376,10 @@ int BPF_PROG(acquire_after_preempt_enable)
 	return 0;
 }
 
-SEC("fentry.s/" SYS_PREFIX "sys_getpgid")
+SEC("syscall")
 __failure __msg("R1 must be a rcu pointer")
 __skip_no_irq("6.12 has no bpf_local_irq_save")
-int BPF_PROG(acquire_after_irq_restore)
+int acquire_after_irq_restore(void *ctx)
 {
 	struct task_kptr_lock_value *v = task_kptr_lock_value();
 	struct task_struct *task, *acquired;

@@ -649,10 +649,14 @@ int BPF_PROG(acquire_flavor_relocation, struct task_struct *task, u64 clone_flag
 
 	if (!runner_forked())
 		return 0;
-	CHECK(!bpf_ksym_exists(task_acquire___two));
-	CHECK(bpf_ksym_exists(task_acquire___one));
-	if (!bpf_ksym_exists(task_acquire___one))
+	if (bpf_ksym_exists(task_acquire___two)) {
+		CHECK(0);
 		return 0;
+	}
+	if (!bpf_ksym_exists(task_acquire___one)) {
+		CHECK(0);
+		return 0;
+	}
 	acquired = task_acquire___one(task);
 	CHECK(acquired);
 	if (!acquired)
@@ -665,8 +669,10 @@ int BPF_PROG(acquire_flavor_relocation, struct task_struct *task, u64 clone_flag
 /*
  * The RCU-after-lock-region cases that must load: the kptr is read inside a
  * region that implies RCU and acquired while RCU still protects it. Each
- * program first stores a reference to the calling thread in the lock map
- * (when it is empty), then reads it back inside the region.
+ * program first stores a reference to the calling thread in the lock map,
+ * then reads it back inside the region. The sleepable ones are syscall
+ * programs (the kernel's own selftests use fentry.s on a system call, which
+ * needs CONFIG_FUNCTION_ERROR_INJECTION).
  */
 static __always_inline struct task_kptr_lock_value *lock_value_stored(void)
 {
@@ -720,8 +726,8 @@ int BPF_PROG(lock_region_spin_unlock_non_sleepable)
 	return 0;
 }
 
-SEC("fentry.s/" SYS_PREFIX "sys_getpgid")
-int BPF_PROG(lock_region_spin_unlock_explicit_rcu)
+SEC("syscall")
+int lock_region_spin_unlock_explicit_rcu(void *ctx)
 {
 	struct task_kptr_lock_value *v = lock_value_stored();
 	struct task_struct *task;
@@ -737,8 +743,8 @@ int BPF_PROG(lock_region_spin_unlock_explicit_rcu)
 	return 0;
 }
 
-SEC("fentry.s/" SYS_PREFIX "sys_getpgid")
-int BPF_PROG(lock_region_spin_unlock_preempt_disabled)
+SEC("syscall")
+int lock_region_spin_unlock_preempt_disabled(void *ctx)
 {
 	struct task_kptr_lock_value *v = lock_value_stored();
 	struct task_struct *task;
@@ -754,9 +760,9 @@ int BPF_PROG(lock_region_spin_unlock_preempt_disabled)
 	return 0;
 }
 
-SEC("fentry.s/" SYS_PREFIX "sys_getpgid")
+SEC("syscall")
 __skip_no_irq("6.12 has no bpf_local_irq_save")
-int BPF_PROG(lock_region_spin_unlock_irq_disabled)
+int lock_region_spin_unlock_irq_disabled(void *ctx)
 {
 	struct task_kptr_lock_value *v = lock_value_stored();
 	struct task_struct *task;
@@ -773,8 +779,8 @@ int BPF_PROG(lock_region_spin_unlock_irq_disabled)
 	return 0;
 }
 
-SEC("fentry.s/" SYS_PREFIX "sys_getpgid")
-int BPF_PROG(lock_region_rcu_unlock_preempt_disabled)
+SEC("syscall")
+int lock_region_rcu_unlock_preempt_disabled(void *ctx)
 {
 	struct task_kptr_lock_value *v = lock_value_stored();
 	struct task_struct *task;
@@ -790,9 +796,9 @@ int BPF_PROG(lock_region_rcu_unlock_preempt_disabled)
 	return 0;
 }
 
-SEC("fentry.s/" SYS_PREFIX "sys_getpgid")
+SEC("syscall")
 __skip_no_irq("6.12 has no bpf_local_irq_save")
-int BPF_PROG(lock_region_rcu_unlock_irq_disabled)
+int lock_region_rcu_unlock_irq_disabled(void *ctx)
 {
 	struct task_kptr_lock_value *v = lock_value_stored();
 	struct task_struct *task;
@@ -809,8 +815,8 @@ int BPF_PROG(lock_region_rcu_unlock_irq_disabled)
 	return 0;
 }
 
-SEC("fentry.s/" SYS_PREFIX "sys_getpgid")
-int BPF_PROG(lock_region_preempt_enable_explicit_rcu)
+SEC("syscall")
+int lock_region_preempt_enable_explicit_rcu(void *ctx)
 {
 	struct task_kptr_lock_value *v = lock_value_stored();
 	struct task_struct *task;
@@ -826,9 +832,9 @@ int BPF_PROG(lock_region_preempt_enable_explicit_rcu)
 	return 0;
 }
 
-SEC("fentry.s/" SYS_PREFIX "sys_getpgid")
+SEC("syscall")
 __skip_no_irq("6.12 has no bpf_local_irq_save")
-int BPF_PROG(lock_region_irq_restore_explicit_rcu)
+int lock_region_irq_restore_explicit_rcu(void *ctx)
 {
 	struct task_kptr_lock_value *v = lock_value_stored();
 	struct task_struct *task;

@@ -140,37 +140,37 @@ const CASES: &[(&str, &str, Trigger)] = &[
     (
         "lock_region_spin_unlock_explicit_rcu",
         "lock_region_spin_unlock_explicit_rcu",
-        Trigger::Getpgid,
+        Trigger::TestRun,
     ),
     (
         "lock_region_spin_unlock_preempt_disabled",
         "lock_region_spin_unlock_preempt_disabled",
-        Trigger::Getpgid,
+        Trigger::TestRun,
     ),
     (
         "lock_region_spin_unlock_irq_disabled",
         "lock_region_spin_unlock_irq_disabled",
-        Trigger::Getpgid,
+        Trigger::TestRun,
     ),
     (
         "lock_region_rcu_unlock_preempt_disabled",
         "lock_region_rcu_unlock_preempt_disabled",
-        Trigger::Getpgid,
+        Trigger::TestRun,
     ),
     (
         "lock_region_rcu_unlock_irq_disabled",
         "lock_region_rcu_unlock_irq_disabled",
-        Trigger::Getpgid,
+        Trigger::TestRun,
     ),
     (
         "lock_region_preempt_enable_explicit_rcu",
         "lock_region_preempt_enable_explicit_rcu",
-        Trigger::Getpgid,
+        Trigger::TestRun,
     ),
     (
         "lock_region_irq_restore_explicit_rcu",
         "lock_region_irq_restore_explicit_rcu",
-        Trigger::Getpgid,
+        Trigger::TestRun,
     ),
     (
         "from_vpid_invalid_new_pidns",
