@@ -23,8 +23,9 @@
 //! C headers: [include/linux/btf_ids.h](srctree/include/linux/btf_ids.h),
 //! [include/linux/btf.h](srctree/include/linux/btf.h)
 
-// A module's sets use only some of the flags.
-#![allow(dead_code)]
+// A module's sets use only some of the flags. `rust_kfuncs_trusted_by_default` is set by
+// kfuncs.mk in module builds; host builds do not know it.
+#![allow(dead_code, unexpected_cfgs)]
 
 /// The `KF_*` flags and `BTF_SET8_KFUNCS` of the kernel the module is built for.
 ///

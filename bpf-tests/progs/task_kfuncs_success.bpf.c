@@ -780,6 +780,7 @@ int lock_region_spin_unlock_irq_disabled(void *ctx)
 }
 
 SEC("syscall")
+__skip_no_preempt_rcu("6.12's verifier does not count a preempt-disabled region as RCU")
 int lock_region_rcu_unlock_preempt_disabled(void *ctx)
 {
 	struct task_kptr_lock_value *v = lock_value_stored();
@@ -816,6 +817,7 @@ int lock_region_rcu_unlock_irq_disabled(void *ctx)
 }
 
 SEC("syscall")
+__skip_no_preempt_rcu("6.12's verifier does not count a preempt-disabled region as RCU")
 int lock_region_preempt_enable_explicit_rcu(void *ctx)
 {
 	struct task_kptr_lock_value *v = lock_value_stored();

@@ -64,6 +64,17 @@ extern void bpf_local_irq_restore(unsigned long *flags) __ksym __weak;
 #endif
 
 /*
+ * 7.x's verifier counts a preempt-disabled region as an RCU read section
+ * (for the kptr loads in it); 6.12's does not, and refuses the shapes that
+ * rely on it.
+ */
+#if KERNEL_LINE_AT_LEAST(7, 0)
+#define __skip_no_preempt_rcu(why)
+#else
+#define __skip_no_preempt_rcu(why) __skip(why)
+#endif
+
+/*
  * The acquire kfunc under ksym flavors: libbpf resolves `name___flavor` to
  * `name` when the prototypes are compatible (___one), and to nothing when
  * they are not (___two), in module BTF as in vmlinux BTF.
