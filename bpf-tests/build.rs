@@ -74,6 +74,11 @@ fn main() -> Result<()> {
     // The runner names the line in its report, and the suites pick the
     // contract of the line (C twins, verifier wording) from it.
     println!("cargo:rustc-env=TASK_KFUNCS_KERNEL_LINE={major}.{minor}");
+    // 7.x has bpf_task_from_vpid, the C twin of rust_task_from_vpid.
+    println!("cargo::rustc-check-cfg=cfg(has_bpf_task_from_vpid)");
+    if major >= 7 {
+        println!("cargo:rustc-cfg=has_bpf_task_from_vpid");
+    }
 
     let clang = env::var("BPF_CLANG").unwrap_or_else(|_| DEFAULT_CLANG.to_owned());
     let clang_args = vec![
@@ -123,7 +128,10 @@ fn kernel_line(kdir: &Path) -> Result<(u32, u32)> {
     let mut next = || -> Option<u32> { parts.next()?.parse().ok() };
     match (next(), next()) {
         (Some(major), Some(minor)) => Ok((major, minor)),
-        _ => bail!("{}: cannot read a kernel version from {release:?}", path.display()),
+        _ => bail!(
+            "{}: cannot read a kernel version from {release:?}",
+            path.display()
+        ),
     }
 }
 

@@ -121,6 +121,10 @@ const CASES: &[Case] = &[
             "bench_c_from_pid_missing",
         )
     },
+    // C's twin is bpf_task_from_vpid where the kernel has it (7.x).
+    #[cfg(has_bpf_task_from_vpid)]
+    case("from_vpid", "bench_rust_from_vpid", "bench_c_from_vpid"),
+    #[cfg(not(has_bpf_task_from_vpid))]
     case("from_vpid", "bench_rust_from_vpid", "bench_c_from_pid"),
     Case {
         all_cpus: true,

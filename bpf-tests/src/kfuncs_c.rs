@@ -26,10 +26,7 @@ pub mod skel {
 
     /// Skeleton of `progs/task_kfuncs_exiting.bpf.c`.
     pub mod exiting_skel {
-        include!(concat!(
-            env!("OUT_DIR"),
-            "/c/task_kfuncs_exiting.skel.rs"
-        ));
+        include!(concat!(env!("OUT_DIR"), "/c/task_kfuncs_exiting.skel.rs"));
     }
 
     /// The object files behind the skeletons, for reading their BTF.

@@ -38,7 +38,7 @@ const CASES: &[(&str, &str)] = &[
     ("kptr_get", "kptr_get+release (RCU kptr from a map)"),
     ("from_pid", "from_pid+release (self)"),
     ("from_pid-missing", "from_pid (a pid without a task)"),
-    ("from_vpid", "Rust from_vpid+release vs C from_pid+release"),
+    ("from_vpid", "from_vpid+release (self; 6.12's C: from_pid)"),
     (
         "contended",
         "acquire+release of one task on all vCPUs at once",
@@ -48,15 +48,24 @@ const CASES: &[(&str, &str)] = &[
 /// The noise cases: one program measured against itself.
 const NOISE_CASES: &[&str] = &["same-c", "same-rust"];
 
-/// Each Rust kfunc and its C twin (6.12's C has no from_vpid or kptr_get:
-/// bpf_task_acquire is KF_RCU and serves as kptr_get).
-const TWINS: &[(&str, &str)] = &[
-    ("rust_task_acquire", "bpf_task_acquire"),
-    ("rust_task_kptr_get", "bpf_task_acquire"),
-    ("rust_task_release", "bpf_task_release"),
-    ("rust_task_from_pid", "bpf_task_from_pid"),
-    ("rust_task_from_vpid", "bpf_task_from_pid"),
-];
+/// Each Rust kfunc and its C twin on `line`. C has no kptr_get
+/// (bpf_task_acquire is KF_RCU and serves as kptr_get), and 6.12's C has no
+/// from_vpid (bpf_task_from_pid stands in; 7.3 has bpf_task_from_vpid).
+fn twins(line: Line) -> [(&'static str, &'static str); 5] {
+    [
+        ("rust_task_acquire", "bpf_task_acquire"),
+        ("rust_task_kptr_get", "bpf_task_acquire"),
+        ("rust_task_release", "bpf_task_release"),
+        ("rust_task_from_pid", "bpf_task_from_pid"),
+        (
+            "rust_task_from_vpid",
+            match line {
+                Line::V6_12 => "bpf_task_from_pid",
+                Line::V7_3 => "bpf_task_from_vpid",
+            },
+        ),
+    ]
+}
 
 pub fn bench(env: &Env, line: Line, args: &[String]) -> Result<()> {
     let kernel = kernel::ensure_built(env, line, Flavour::Normal)?;
@@ -84,11 +93,12 @@ pub fn bench(env: &Env, line: Line, args: &[String]) -> Result<()> {
         stdout
     };
     let run = Run::parse(&stdout)?;
-    let code = disassemble(&ko, &kernel.dir.join("vmlinux"))?;
+    let twins = twins(line);
+    let code = disassemble(&ko, &kernel.dir.join("vmlinux"), &twins)?;
     let accel = vm::accel(&env.cache, &kernel.dir)?;
     let png = out.join("ratios.png");
     plot(&run, &png)?;
-    let report = report(&run, &code, accel)?;
+    let report = report(&run, &code, &twins, &kernel, accel)?;
     let md = out.join("report.md");
     fs::write(&md, &report).with_context(|| format!("cannot write {}", md.display()))?;
     println!("{report}");
@@ -224,12 +234,16 @@ struct Code {
     calls: Vec<String>,
 }
 
-/// Disassembles every kfunc of [`TWINS`] from `ko` and `vmlinux`.
-fn disassemble(ko: &Path, vmlinux: &Path) -> Result<BTreeMap<String, Code>> {
+/// Disassembles every kfunc of `twins` from `ko` and `vmlinux`.
+fn disassemble(
+    ko: &Path,
+    vmlinux: &Path,
+    twins: &[(&str, &str)],
+) -> Result<BTreeMap<String, Code>> {
     let mut code = BTreeMap::new();
     for (file, names) in [
-        (ko, TWINS.iter().map(|t| t.0).collect::<Vec<_>>()),
-        (vmlinux, TWINS.iter().map(|t| t.1).collect::<Vec<_>>()),
+        (ko, twins.iter().map(|t| t.0).collect::<Vec<_>>()),
+        (vmlinux, twins.iter().map(|t| t.1).collect::<Vec<_>>()),
     ] {
         for name in names {
             if code.contains_key(name) {
@@ -323,7 +337,13 @@ fn objdump(file: &Path, name: &str) -> Result<Code> {
     Ok(code)
 }
 
-fn report(run: &Run, code: &BTreeMap<String, Code>, accel: vm::Accel) -> Result<String> {
+fn report(
+    run: &Run,
+    code: &BTreeMap<String, Code>,
+    twins: &[(&str, &str)],
+    kernel: &Kernel,
+    accel: vm::Accel,
+) -> Result<String> {
     let mut r = String::new();
     let info = |k: &str| run.info.get(k).cloned().unwrap_or_else(|| "?".into());
     let band = run.noise_band();
@@ -333,11 +353,12 @@ fn report(run: &Run, code: &BTreeMap<String, Code>, accel: vm::Accel) -> Result<
     )?;
     writeln!(
         r,
-        "One boot of the normal test kernel ({}), {} vCPUs. {} rounds; in every round \
+        "One boot of the {} test kernel ({}), {} vCPUs. {} rounds; in every round \
          each case runs {} times per side, {} calls each, Rust and C alternating (which goes \
          first alternates too), and each side keeps its fastest run (host preemption only adds \
          time). The empty loop (median over the rounds: {:.1} ns per iteration) is subtracted. \
          A ratio below 1 means Rust is faster.{}\n",
+        kernel.describe(),
         match accel {
             vm::Accel::Tcg =>
                 "TCG: QEMU emulates the CPU, so the ns are emulated time and \
@@ -398,7 +419,7 @@ fn report(run: &Run, code: &BTreeMap<String, Code>, accel: vm::Accel) -> Result<
         "| Rust kfunc | instr. | calls | C twin | instr. | calls |"
     )?;
     writeln!(r, "|---|---|---|---|---|---|")?;
-    for (rust, c) in TWINS {
+    for (rust, c) in twins {
         let (rc, cc) = (&code[*rust], &code[*c]);
         writeln!(
             r,
@@ -411,7 +432,7 @@ fn report(run: &Run, code: &BTreeMap<String, Code>, accel: vm::Accel) -> Result<
     }
     writeln!(r)?;
     let mut shown = Vec::new();
-    for name in TWINS.iter().flat_map(|(a, b)| [*a, *b]) {
+    for name in twins.iter().flat_map(|(a, b)| [*a, *b]) {
         if shown.contains(&name) {
             continue;
         }
