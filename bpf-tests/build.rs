@@ -25,7 +25,11 @@ use libbpf_cargo::SkeletonBuilder;
 
 /// The kfunc selftest objects, each built from `progs/<name>.bpf.c` into
 /// `<variant>/<name>.bpf.o` for both kfunc variants.
-const SELFTESTS: &[&str] = &["task_kfuncs_success", "task_kfuncs_failure"];
+const SELFTESTS: &[&str] = &[
+    "task_kfuncs_success",
+    "task_kfuncs_failure",
+    "task_kfuncs_exiting",
+];
 
 /// The kfunc variants: output subdirectory and extra clang arguments.
 const VARIANTS: &[(&str, &[&str])] = &[("rust", &[]), ("c", &["-DTASK_KFUNCS_C"])];
@@ -34,7 +38,6 @@ const VARIANTS: &[(&str, &[&str])] = &[("rust", &[]), ("c", &["-DTASK_KFUNCS_C"]
 /// the benchmark and the Rust-only suites.
 const ONCE: &[&str] = &[
     "task_kfuncs_bench",
-    "task_kfuncs_exiting",
     "task_kfuncs_lifecycle",
     "task_kfuncs_prog_types",
     "task_kfuncs_privilege",
@@ -53,7 +56,7 @@ fn main() -> Result<()> {
     println!("cargo:rerun-if-changed=progs");
 
     let out = PathBuf::from(env::var_os("OUT_DIR").context("OUT_DIR is not set")?);
-    match env::var_os("TASK_KFUNCS_KDIR") {
+    let (major, minor) = match env::var_os("TASK_KFUNCS_KDIR") {
         Some(kdir) => {
             let vmlinux = Path::new(&kdir).join("vmlinux");
             if !vmlinux.is_file() {
@@ -65,12 +68,23 @@ fn main() -> Result<()> {
             }
             println!("cargo:rerun-if-changed={}", vmlinux.display());
             write_vmlinux_h(&vmlinux, &out.join("vmlinux.h"))?;
+            kernel_line(Path::new(&kdir))?
         }
+        // The checked-in header is the 6.12 test kernel's.
         None => {
             println!("cargo:rerun-if-changed=vmlinux/vmlinux.h");
             fs::copy("vmlinux/vmlinux.h", out.join("vmlinux.h"))
                 .context("copying vmlinux/vmlinux.h")?;
+            (6, 12)
         }
+    };
+    // The runner names the line in its report, and the suites pick the
+    // contract of the line (C twins, verifier wording) from it.
+    println!("cargo:rustc-env=TASK_KFUNCS_KERNEL_LINE={major}.{minor}");
+    // 7.x has bpf_task_from_vpid, the C twin of rust_task_from_vpid.
+    println!("cargo::rustc-check-cfg=cfg(has_bpf_task_from_vpid)");
+    if major >= 7 {
+        println!("cargo:rustc-cfg=has_bpf_task_from_vpid");
     }
 
     let clang = env::var("BPF_CLANG").unwrap_or_else(|_| DEFAULT_CLANG.to_owned());
@@ -79,6 +93,8 @@ fn main() -> Result<()> {
         "-Iprogs".to_owned(),
         "-Wall".to_owned(),
         "-Werror".to_owned(),
+        format!("-DTASK_KFUNCS_KERNEL_MAJOR={major}"),
+        format!("-DTASK_KFUNCS_KERNEL_MINOR={minor}"),
     ];
 
     for (variant, extra) in VARIANTS {
@@ -107,6 +123,23 @@ fn compile(name: &str, dir: &Path, clang: &str, args: &[String]) -> Result<()> {
         .build()
         .with_context(|| format!("building {} with {clang}", source.display()))?;
     Ok(())
+}
+
+/// The kernel's line (major, minor), from its `include/config/kernel.release`.
+fn kernel_line(kdir: &Path) -> Result<(u32, u32)> {
+    let path = kdir.join("include/config/kernel.release");
+    println!("cargo:rerun-if-changed={}", path.display());
+    let release =
+        fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let mut parts = release.trim().split(['.', '-']);
+    let mut next = || -> Option<u32> { parts.next()?.parse().ok() };
+    match (next(), next()) {
+        (Some(major), Some(minor)) => Ok((major, minor)),
+        _ => bail!(
+            "{}: cannot read a kernel version from {release:?}",
+            path.display()
+        ),
+    }
 }
 
 /// Dumps the BTF of `vmlinux` as C into `dest` with bpftool.

@@ -76,17 +76,17 @@ macro_rules! assert_c_size {
 assert_c_offset!(
     task_struct.rcu_users == TASK_KFUNCS_C_OFFSETOF_task_struct_rcu_users,
     "the kernel crate's bindings are wrong for this config; with CONFIG_SCHEDSTATS=n \
-     the kernel needs test-kernel/patches/6.12/0002-rust-bindgen-keep-the-alignment-of-sched_statistics.patch"
+     the kernel needs test-kernel/patches/<line>/0002-rust-bindgen-keep-the-alignment-of-sched_statistics.patch"
 );
 assert_c_offset!(
     task_struct.pid == TASK_KFUNCS_C_OFFSETOF_task_struct_pid,
     "kernel::task::Task::pid() would read the wrong word; with CONFIG_SCHEDSTATS=n \
-     the kernel needs test-kernel/patches/6.12/0002-rust-bindgen-keep-the-alignment-of-sched_statistics.patch"
+     the kernel needs test-kernel/patches/<line>/0002-rust-bindgen-keep-the-alignment-of-sched_statistics.patch"
 );
 assert_c_offset!(
     task_struct.group_leader == TASK_KFUNCS_C_OFFSETOF_task_struct_group_leader,
     "kernel::task::Task::group_leader() would read the wrong word; with CONFIG_SCHEDSTATS=n \
-     the kernel needs test-kernel/patches/6.12/0002-rust-bindgen-keep-the-alignment-of-sched_statistics.patch"
+     the kernel needs test-kernel/patches/<line>/0002-rust-bindgen-keep-the-alignment-of-sched_statistics.patch"
 );
 assert_c_size!(
     task_struct == TASK_KFUNCS_C_SIZEOF_task_struct,

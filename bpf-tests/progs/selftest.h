@@ -6,7 +6,9 @@
  * __failure       the verifier must reject the program;
  * __msg(m)        ...and its log must contain m;
  * __c_skip(why)   in the C-kfunc build (-DTASK_KFUNCS_C), report the case as
- *                 skipped: the kernel's C kfuncs have another contract here.
+ *                 skipped: the kernel's C kfuncs have another contract here;
+ * __skip(why)     report the case as skipped in both builds (for a case the
+ *                 kernel line has no contract for).
  *
  * These are BTF decl tags on the program, read back by the runner. A program
  * the verifier must accept reports through two globals: `runs` (the times its
@@ -22,6 +24,7 @@
 #define __selftest_tag(t) __attribute__((btf_decl_tag("task_kfuncs:" t)))
 #define __failure __selftest_tag("failure")
 #define __msg(m) __selftest_tag("msg=" m)
+#define __skip(why) __selftest_tag("skip=" why)
 #ifdef TASK_KFUNCS_C
 #define __c_skip(why) __selftest_tag("skip=" why)
 #else

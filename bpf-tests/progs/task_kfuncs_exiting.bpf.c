@@ -33,6 +33,7 @@ u64 with_pid_found;	/* current has a pid and from_vpid found the runner */
 u64 with_pid_wrong;	/* current has a pid and from_vpid found no or another task */
 
 SEC("tp_btf/sched_switch")
+__c_skip_no_vpid("6.12 has no bpf_task_from_vpid")
 int BPF_PROG(from_vpid_exiting_threads, bool preempt, struct task_struct *prev,
 	     struct task_struct *next, unsigned int prev_state)
 {

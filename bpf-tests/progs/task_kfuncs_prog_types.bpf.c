@@ -60,7 +60,16 @@ int type_iter(struct bpf_iter__task *ctx)
  */
 REFUSED("perf_event", type_perf_event, struct bpf_perf_event_data *ctx)
 REFUSED("kprobe/wake_up_new_task", type_kprobe, struct pt_regs *ctx)
+/*
+ * A raw tracepoint reaches the kfunc hook of tracing programs from 7.x on,
+ * where the module's filter admits it (as the kernel's own task kfuncs are
+ * callable there); 6.12 maps it to no kfunc hook at all.
+ */
+#if KERNEL_LINE_AT_LEAST(7, 0)
+TYPE("raw_tp/sched_process_fork", type_raw_tp, struct bpf_raw_tracepoint_args *ctx)
+#else
 REFUSED("raw_tp/sched_process_fork", type_raw_tp, struct bpf_raw_tracepoint_args *ctx)
+#endif
 REFUSED("socket", type_socket_filter, struct __sk_buff *skb)
 REFUSED("tc", type_tc, struct __sk_buff *skb)
 REFUSED("xdp", type_xdp, struct xdp_md *ctx)

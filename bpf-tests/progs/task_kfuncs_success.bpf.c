@@ -8,6 +8,7 @@
  */
 
 #include "task_kfuncs_common.h"
+#include "task_kfuncs_upstream.h"
 
 char _license[] SEC("license") = "GPL";
 
@@ -225,7 +226,7 @@ int BPF_PROG(from_pid_invalid, struct task_struct *task, u64 clone_flags)
 }
 
 SEC("tp_btf/task_newtask")
-__c_skip("6.12 has no C kfunc looking up a pid in the caller's namespace")
+__c_skip_no_vpid("6.12 has no C kfunc looking up a pid in the caller's namespace")
 int BPF_PROG(from_vpid_current, struct task_struct *task, u64 clone_flags)
 {
 	struct task_struct *current = bpf_get_current_task_btf();
@@ -310,7 +311,7 @@ int syscall_from_pid(struct syscall_args *args)
  * in its namespace the child is pid 1, in init_pid_ns it is not.
  */
 SEC("syscall")
-__c_skip("6.12 has no C kfunc looking up a pid in the caller's namespace")
+__c_skip_no_vpid("6.12 has no C kfunc looking up a pid in the caller's namespace")
 int syscall_from_vpid_new_pidns(struct syscall_args *args)
 {
 	struct task_struct *current = bpf_get_current_task_btf(), *found;
@@ -399,6 +400,246 @@ unlock:
 		break;
 	default:
 		CHECK(false);
+	}
+	return 0;
+}
+
+/*
+ * Shapes of the kernel's own task kfunc selftests (7.x task_kfunc_success.c),
+ * against this build's kfuncs.
+ */
+
+/* The acquire kfunc called as a ksym flavor: ___one resolves, ___two does not. */
+SEC("tp_btf/task_newtask")
+int BPF_PROG(acquire_flavor_relocation, struct task_struct *task, u64 clone_flags)
+{
+	struct task_struct *acquired;
+
+	if (!runner_forked())
+		return 0;
+	if (bpf_ksym_exists(task_acquire___two)) {
+		CHECK(0);
+		return 0;
+	}
+	if (!bpf_ksym_exists(task_acquire___one)) {
+		CHECK(0);
+		return 0;
+	}
+	acquired = task_acquire___one(task);
+	CHECK(acquired);
+	if (!acquired)
+		return 0;
+	CHECK(acquired->pid == task->pid);
+	rust_task_release(acquired);
+	return 0;
+}
+
+/*
+ * The RCU-after-lock-region cases that must load: the kptr is read inside a
+ * region that implies RCU and acquired while RCU still protects it. Each
+ * program first stores a reference to the calling thread in the lock map,
+ * then reads it back inside the region. The sleepable ones are syscall
+ * programs (the kernel's own selftests use fentry.s on a system call, which
+ * needs CONFIG_FUNCTION_ERROR_INJECTION).
+ */
+static __always_inline struct task_kptr_lock_value *lock_value_stored(void)
+{
+	struct task_kptr_lock_value *v;
+	struct task_struct *acquired, *old;
+
+	if ((bpf_get_current_pid_tgid() >> 32) != target_tgid)
+		return NULL;
+	runs++;
+	v = task_kptr_lock_value();
+	CHECK(v);
+	if (!v)
+		return NULL;
+	acquired = rust_task_acquire(bpf_get_current_task_btf());
+	CHECK(acquired);
+	if (!acquired)
+		return NULL;
+	old = bpf_kptr_xchg(&v->task, acquired);
+	if (old)
+		rust_task_release(old);
+	return v;
+}
+
+static __always_inline void acquire_stored(struct task_struct *task)
+{
+	struct task_struct *acquired;
+
+	CHECK(task);
+	if (!task)
+		return;
+	acquired = rust_task_acquire(task);
+	CHECK(acquired);
+	if (!acquired)
+		return;
+	CHECK(acquired->pid == (u32)bpf_get_current_pid_tgid());
+	rust_task_release(acquired);
+}
+
+SEC("fentry/" SYS_PREFIX "sys_getpgid")
+int BPF_PROG(lock_region_spin_unlock_non_sleepable)
+{
+	struct task_kptr_lock_value *v = lock_value_stored();
+	struct task_struct *task;
+
+	if (!v)
+		return 0;
+	bpf_spin_lock(&v->lock);
+	task = v->task;
+	bpf_spin_unlock(&v->lock);
+	acquire_stored(task);
+	return 0;
+}
+
+SEC("syscall")
+int lock_region_spin_unlock_explicit_rcu(void *ctx)
+{
+	struct task_kptr_lock_value *v = lock_value_stored();
+	struct task_struct *task;
+
+	if (!v)
+		return 0;
+	bpf_rcu_read_lock();
+	bpf_spin_lock(&v->lock);
+	task = v->task;
+	bpf_spin_unlock(&v->lock);
+	acquire_stored(task);
+	bpf_rcu_read_unlock();
+	return 0;
+}
+
+SEC("syscall")
+int lock_region_spin_unlock_preempt_disabled(void *ctx)
+{
+	struct task_kptr_lock_value *v = lock_value_stored();
+	struct task_struct *task;
+
+	if (!v)
+		return 0;
+	bpf_preempt_disable();
+	bpf_spin_lock(&v->lock);
+	task = v->task;
+	bpf_spin_unlock(&v->lock);
+	acquire_stored(task);
+	bpf_preempt_enable();
+	return 0;
+}
+
+SEC("syscall")
+__skip_no_irq("6.12 has no bpf_local_irq_save")
+int lock_region_spin_unlock_irq_disabled(void *ctx)
+{
+	struct task_kptr_lock_value *v = lock_value_stored();
+	struct task_struct *task;
+	unsigned long flags;
+
+	if (!v)
+		return 0;
+	bpf_local_irq_save(&flags);
+	bpf_spin_lock(&v->lock);
+	task = v->task;
+	bpf_spin_unlock(&v->lock);
+	acquire_stored(task);
+	bpf_local_irq_restore(&flags);
+	return 0;
+}
+
+SEC("syscall")
+__skip_no_preempt_rcu("6.12's verifier does not count a preempt-disabled region as RCU")
+int lock_region_rcu_unlock_preempt_disabled(void *ctx)
+{
+	struct task_kptr_lock_value *v = lock_value_stored();
+	struct task_struct *task;
+
+	if (!v)
+		return 0;
+	bpf_preempt_disable();
+	bpf_rcu_read_lock();
+	task = v->task;
+	bpf_rcu_read_unlock();
+	acquire_stored(task);
+	bpf_preempt_enable();
+	return 0;
+}
+
+SEC("syscall")
+__skip_no_irq("6.12 has no bpf_local_irq_save")
+int lock_region_rcu_unlock_irq_disabled(void *ctx)
+{
+	struct task_kptr_lock_value *v = lock_value_stored();
+	struct task_struct *task;
+	unsigned long flags;
+
+	if (!v)
+		return 0;
+	bpf_local_irq_save(&flags);
+	bpf_rcu_read_lock();
+	task = v->task;
+	bpf_rcu_read_unlock();
+	acquire_stored(task);
+	bpf_local_irq_restore(&flags);
+	return 0;
+}
+
+SEC("syscall")
+__skip_no_preempt_rcu("6.12's verifier does not count a preempt-disabled region as RCU")
+int lock_region_preempt_enable_explicit_rcu(void *ctx)
+{
+	struct task_kptr_lock_value *v = lock_value_stored();
+	struct task_struct *task;
+
+	if (!v)
+		return 0;
+	bpf_preempt_disable();
+	task = v->task;
+	bpf_rcu_read_lock();
+	bpf_preempt_enable();
+	acquire_stored(task);
+	bpf_rcu_read_unlock();
+	return 0;
+}
+
+SEC("syscall")
+__skip_no_irq("6.12 has no bpf_local_irq_save")
+int lock_region_irq_restore_explicit_rcu(void *ctx)
+{
+	struct task_kptr_lock_value *v = lock_value_stored();
+	struct task_struct *task;
+	unsigned long flags;
+
+	if (!v)
+		return 0;
+	bpf_local_irq_save(&flags);
+	task = v->task;
+	bpf_rcu_read_lock();
+	bpf_local_irq_restore(&flags);
+	acquire_stored(task);
+	bpf_rcu_read_unlock();
+	return 0;
+}
+
+/*
+ * Run by a child cloned with CLONE_NEWPID: it is the only task of its
+ * namespace (vpid 1), so no other number names a task there, whatever
+ * init_pid_ns holds.
+ */
+SEC("syscall")
+__c_skip_no_vpid("6.12 has no C kfunc looking up a pid in the caller's namespace")
+int syscall_from_vpid_invalid_new_pidns(struct syscall_args *args)
+{
+	s32 vpids[] = { -1, 2, 9999 };
+	struct task_struct *found;
+	int i;
+
+	runs++;
+	for (i = 0; i < 3; i++) {
+		found = rust_task_from_vpid(vpids[i]);
+		CHECK(!found);
+		if (found)
+			rust_task_release(found);
 	}
 	return 0;
 }

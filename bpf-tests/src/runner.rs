@@ -20,7 +20,7 @@ use harness::ktap::Writer;
 use libtest_mimic::{Arguments, Trial};
 
 use crate::module::{self, TASK_KFUNCS};
-use crate::suites::{exiting, kfuncs, lifecycle, privilege, prog_types, sample, sanity};
+use crate::suites::{kfuncs, lifecycle, privilege, prog_types, sample, sanity};
 use crate::suites::{sched_ext, stress};
 use crate::{bpf, kernel_log, Case, Ctx, Outcome, Suite};
 
@@ -56,7 +56,6 @@ type RunState = Rc<RefCell<(Option<kernel_log::Mark>, bool)>>;
 /// log check, and kmemleak's wait comes once.
 fn suites(cli: &Cli, state: &RunState) -> Result<Vec<Suite>> {
     let mut rust = kfuncs::RUST.cases()?;
-    rust.extend(exiting::cases());
     rust.extend(prog_types::cases()?);
     rust.extend(privilege::cases());
     rust.extend(sched_ext::cases());

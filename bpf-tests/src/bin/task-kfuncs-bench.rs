@@ -76,6 +76,10 @@ const CASES: &[Case] = &[
     ("kptr_get", "bench_rust_kptr_get_release", "bench_c_kptr_get_release", Expect::Task, false),
     ("from_pid", "bench_rust_from_pid", "bench_c_from_pid", Expect::Task, false),
     ("from_pid-missing", "bench_rust_from_pid_missing", "bench_c_from_pid_missing", Expect::Null, false),
+    // C's twin is bpf_task_from_vpid where the kernel has it (7.x).
+    #[cfg(has_bpf_task_from_vpid)]
+    ("from_vpid", "bench_rust_from_vpid", "bench_c_from_vpid", Expect::Task, false),
+    #[cfg(not(has_bpf_task_from_vpid))]
     ("from_vpid", "bench_rust_from_vpid", "bench_c_from_pid", Expect::Task, false),
     ("contended", "bench_rust_contended", "bench_c_contended", Expect::Task, true),
 ];

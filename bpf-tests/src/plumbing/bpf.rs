@@ -310,7 +310,8 @@ impl Loaded {
     /// program (its context: `{ 0, the runner's pid }`, two ints, see
     /// progs/selftest.h), a read of an iterator, and for every other type
     /// (the tracing ones: tp_btf, fentry, fexit, LSM task_alloc, the
-    /// sched_process_fork tracepoint) a child forked and reaped while it is
+    /// sched_process_fork tracepoint) a child forked and reaped, then a
+    /// getpgid(2) (what the programs on sys_getpgid wait for), while it is
     /// attached.
     pub fn trigger(&self, prog: &str) -> Result<()> {
         let section = self.prog(prog)?.section().to_string_lossy().into_owned();
@@ -332,6 +333,10 @@ impl Loaded {
         } else {
             let _link = self.attach(prog)?;
             process::spawn_and_reap()?;
+            // SAFETY: getpgid(2) has no memory-safety preconditions.
+            if unsafe { libc::getpgid(0) } < 0 {
+                bail!("getpgid: {}", std::io::Error::last_os_error());
+            }
             Ok(())
         }
     }

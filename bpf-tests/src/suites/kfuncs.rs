@@ -20,23 +20,26 @@ use crate::bpf::{self, Loaded, Obj};
 use crate::process::{self, wait_until, Parked, DEFERRED};
 use crate::{Case, Outcome};
 
-/// One build of the success and rejection programs.
+/// One build of the success, rejection and exiting-thread programs.
 pub struct Variant {
     pub suite: &'static str,
     success: Obj,
     failure: Obj,
+    exiting: Obj,
 }
 
 pub const RUST: Variant = Variant {
     suite: "rust",
     success: crate::obj!("rust/task_kfuncs_success"),
     failure: crate::obj!("rust/task_kfuncs_failure"),
+    exiting: crate::obj!("rust/task_kfuncs_exiting"),
 };
 
 pub const C: Variant = Variant {
     suite: "c_kfuncs",
     success: crate::obj!("c/task_kfuncs_success"),
     failure: crate::obj!("c/task_kfuncs_failure"),
+    exiting: crate::obj!("c/task_kfuncs_exiting"),
 };
 
 /// The program the slot cases drive, one operation per test run.
@@ -48,6 +51,7 @@ const SLOT_PEEK: i32 = 3;
 const SLOT_EMPTY_GET: i32 = 4;
 
 const NEW_PIDNS_PROG: &str = "syscall_from_vpid_new_pidns";
+const INVALID_NEW_PIDNS_PROG: &str = "syscall_from_vpid_invalid_new_pidns";
 
 /// The cases with code of their own: (case, program, what it does).
 type Custom = (&'static str, &'static str, fn(Obj) -> Result<Outcome>);
@@ -56,10 +60,12 @@ const CUSTOM: &[Custom] = &[
     ("map_destructor_drops_ref", SLOT_PROG, map_destructor),
     ("kptr_get_after_slot_emptied", SLOT_PROG, kptr_get_emptied),
     (NEW_PIDNS_PROG, NEW_PIDNS_PROG, new_pidns),
+    ("from_vpid_invalid_new_pidns", INVALID_NEW_PIDNS_PROG, invalid_new_pidns),
 ];
 
 impl Variant {
-    /// The success table, the cases of their own, the rejection table.
+    /// The success table, the cases of their own, the rejection table, the
+    /// exiting-thread case.
     pub fn cases(&self) -> Result<Vec<Case>> {
         let customs: Vec<&str> = CUSTOM.iter().map(|c| c.1).collect();
         let mut cases = bpf::table(self.success, "", &customs)?;
@@ -76,6 +82,7 @@ impl Variant {
             }));
         }
         cases.extend(bpf::table(self.failure, "", &[])?);
+        cases.extend(super::exiting::cases(self.exiting)?);
         Ok(cases)
     }
 }
@@ -168,18 +175,17 @@ fn map_destructor(obj: Obj) -> Result<Outcome> {
     skel.verdict()
 }
 
-/// A child in a new pid namespace, where it is pid 1, test-runs the program
-/// with vpid 1: from_vpid must find the child itself (whose pid in
-/// init_pid_ns is not 1), from_pid(1) must find init.
-fn new_pidns(obj: Obj) -> Result<Outcome> {
-    let skel = obj.load(&[NEW_PIDNS_PROG])?;
+/// Test-runs `prog` (with vpid 1) in a child that is pid 1 of a new pid
+/// namespace; returns the child's pid there (in ours) and the verdict.
+fn in_new_pidns(obj: Obj, prog: &'static str) -> Result<(Loaded, i32, Outcome)> {
+    let skel = obj.load(&[prog])?;
     let child = process::fork(true, |out| {
         use std::io::Write;
         if std::process::id() != 1 {
             let _ = write!(out, "the child is not pid 1 in its new namespace");
             return 1;
         }
-        match test_run(&skel, NEW_PIDNS_PROG, 0, 1) {
+        match test_run(&skel, prog, 0, 1) {
             Ok(()) => 0,
             Err(e) => {
                 let _ = write!(out, "the child could not test-run the program: {e:#}");
@@ -189,19 +195,22 @@ fn new_pidns(obj: Obj) -> Result<Outcome> {
     })?;
     let pid = child.pid();
     let (code, out) = child.wait()?;
-    if code != 0 {
-        return Ok(Outcome::fail(format!(
-            "the child exited with {code}: {out}"
-        )));
-    }
-    let verdict = skel.verdict()?;
+    let verdict = if code != 0 {
+        Outcome::fail(format!("the child exited with {code}: {out}"))
+    } else {
+        skel.verdict()?
+    };
+    Ok((skel, pid, verdict))
+}
+
+/// In a new pid namespace, where the child is pid 1, from_vpid(1) must find
+/// the child itself (whose pid in init_pid_ns is not 1), from_pid(1) init.
+fn new_pidns(obj: Obj) -> Result<Outcome> {
+    let (skel, pid, verdict) = in_new_pidns(obj, NEW_PIDNS_PROG)?;
     if verdict.is_fail() {
         return Ok(verdict);
     }
-    let (found_pid, found_tgid) = (
-        skel.get::<i32>("found_pid")?,
-        skel.get::<i32>("found_tgid")?,
-    );
+    let (found_pid, found_tgid) = (skel.get::<i32>("found_pid")?, skel.get::<i32>("found_tgid")?);
     Ok(if found_pid != pid {
         Outcome::fail(format!(
             "from_vpid(1) in the child's namespace found pid {found_pid}, want the child's pid {pid}"
@@ -211,6 +220,12 @@ fn new_pidns(obj: Obj) -> Result<Outcome> {
     } else {
         Outcome::Pass
     })
+}
+
+/// In a new pid namespace the child is the only task: no other vpid finds
+/// one (the program's own checks).
+fn invalid_new_pidns(obj: Obj) -> Result<Outcome> {
+    Ok(in_new_pidns(obj, INVALID_NEW_PIDNS_PROG)?.2)
 }
 
 #[cfg(test)]
@@ -240,17 +255,23 @@ mod tests {
         }
     }
 
+    /// The C build skips what the Rust build skips (cases the kernel line
+    /// has no contract for) and, where the kernel has no C from_vpid, the
+    /// from_vpid cases.
     #[test]
-    fn only_the_vpid_cases_are_skipped_against_the_c_kfuncs() {
-        let skipped: Vec<String> = C
-            .success
-            .progs()
-            .unwrap()
+    fn the_c_build_skips_only_the_vpid_cases_more() {
+        let skipped = |obj: Obj| -> Vec<String> {
+            let progs = obj.progs().unwrap().into_iter();
+            progs.filter(|p| p.skip.is_some()).map(|p| p.name).collect()
+        };
+        let rust = skipped(RUST.success);
+        let more: Vec<String> = skipped(C.success)
             .into_iter()
-            .filter(|p| p.skip.is_some())
-            .map(|p| p.name)
+            .filter(|p| !rust.contains(p))
             .collect();
-        assert_eq!(skipped, ["from_vpid_current", NEW_PIDNS_PROG]);
+        let vpid = ["from_vpid_current", NEW_PIDNS_PROG, INVALID_NEW_PIDNS_PROG];
+        let want: &[&str] = if cfg!(has_bpf_task_from_vpid) { &[] } else { &vpid };
+        assert_eq!(more, want);
     }
 
     #[test]

@@ -22,7 +22,7 @@ use harness::Outcome;
 
 use super::report::Report;
 use crate::util::{self, shell_quote};
-use crate::vm;
+use crate::{vm, Env};
 
 /// What a filter selects of the runner's cases.
 pub struct Selection {
@@ -103,14 +103,13 @@ const EXIT_CODE_CASE: &str = "xtask/vm_exit_code_passes_through";
 /// Boots once, runs the selected cases, records every one of them.
 pub fn run(
     report: &mut Report,
-    checkout: &Path,
-    cache: &Path,
+    env: &Env,
     opts: &vm::VmOptions,
     debug: bool,
     run: &Run<'_>,
     selection: &Selection,
 ) {
-    let script = checkout.join("xtask/guest/test.sh");
+    let script = env.checkout.join("xtask/guest/test.sh");
     let mut words: Vec<String> = vec![
         "bash".into(),
         script.to_string_lossy().into_owned(),
@@ -133,7 +132,7 @@ pub fn run(
         .map(|w| shell_quote(w))
         .collect::<Vec<_>>()
         .join(" ");
-    let outcome = match vm::run_watched(cache, opts, &command) {
+    let outcome = match vm::run_watched(&env.cache, opts, &command) {
         Ok(outcome) => outcome,
         Err(e) => {
             let reason = format!("the guest did not run the suite: {e:#}");
@@ -150,7 +149,7 @@ pub fn run(
         outcome.boot_time.as_secs_f64()
     );
 
-    let console = checkout.join("target/xtask/console.log");
+    let console = env.checkout.join("target/xtask/console.log");
     for (name, o) in verdicts(&selection.cases, &outcome, &console) {
         report.record(&name, o);
     }
