@@ -19,7 +19,6 @@ use crate::bpf::{self, Obj};
 use crate::process;
 use crate::{Case, Outcome};
 
-
 const PROG: &str = "from_vpid_exiting_threads";
 
 /// Threads started and joined while the program is attached: `ROUNDS`
@@ -31,7 +30,11 @@ const THREADS: u64 = 32;
 /// `progs/task_kfuncs_exiting.bpf.c` (skipped where the kernel's C kfuncs
 /// have no from_vpid).
 pub fn cases(obj: Obj) -> Result<Vec<Case>> {
-    let skip = obj.progs()?.into_iter().find(|p| p.name == PROG).and_then(|p| p.skip);
+    let skip = obj
+        .progs()?
+        .into_iter()
+        .find(|p| p.name == PROG)
+        .and_then(|p| p.skip);
     Ok(vec![Case::new(PROG, move |_| match skip {
         Some(why) => Outcome::Skip(why),
         None => run(obj).unwrap_or_else(bpf::failed),

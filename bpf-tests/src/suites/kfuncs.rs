@@ -60,7 +60,11 @@ const CUSTOM: &[Custom] = &[
     ("map_destructor_drops_ref", SLOT_PROG, map_destructor),
     ("kptr_get_after_slot_emptied", SLOT_PROG, kptr_get_emptied),
     (NEW_PIDNS_PROG, NEW_PIDNS_PROG, new_pidns),
-    ("from_vpid_invalid_new_pidns", INVALID_NEW_PIDNS_PROG, invalid_new_pidns),
+    (
+        "from_vpid_invalid_new_pidns",
+        INVALID_NEW_PIDNS_PROG,
+        invalid_new_pidns,
+    ),
 ];
 
 impl Variant {
@@ -210,7 +214,10 @@ fn new_pidns(obj: Obj) -> Result<Outcome> {
     if verdict.is_fail() {
         return Ok(verdict);
     }
-    let (found_pid, found_tgid) = (skel.get::<i32>("found_pid")?, skel.get::<i32>("found_tgid")?);
+    let (found_pid, found_tgid) = (
+        skel.get::<i32>("found_pid")?,
+        skel.get::<i32>("found_tgid")?,
+    );
     Ok(if found_pid != pid {
         Outcome::fail(format!(
             "from_vpid(1) in the child's namespace found pid {found_pid}, want the child's pid {pid}"
@@ -270,7 +277,11 @@ mod tests {
             .filter(|p| !rust.contains(p))
             .collect();
         let vpid = ["from_vpid_current", NEW_PIDNS_PROG, INVALID_NEW_PIDNS_PROG];
-        let want: &[&str] = if cfg!(has_bpf_task_from_vpid) { &[] } else { &vpid };
+        let want: &[&str] = if cfg!(has_bpf_task_from_vpid) {
+            &[]
+        } else {
+            &vpid
+        };
         assert_eq!(more, want);
     }
 
