@@ -2,7 +2,8 @@
 /*
  * Wrappers for static inline kernel functions that the Rust side of
  * task_kfuncs calls. Same idea as rust/helpers/: each wrapper is one call of
- * a kernel inline function (or macro), under a name Rust can bind to.
+ * a kernel inline function (or macro), under a name Rust can bind to, and
+ * one field read that depends on the kernel's config (a module's BTF size).
  *
  * bindgen reads these prototypes (src/bindings_helper.h); the definitions
  * in helpers.c are compiled to LLVM bitcode and linked into the Rust object

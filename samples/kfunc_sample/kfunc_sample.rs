@@ -23,10 +23,21 @@ mod kfunc_btf;
 
 use kfunc_btf::*;
 
+// 6.12's module! takes one `author`, 7.3's a list of `authors` (Kbuild sets kernel_<line>).
+#[cfg(kernel_6_12)]
 module! {
     type: KfuncSample,
     name: "kfunc_sample",
     author: "task_kfuncs developers",
+    description: "Sample Rust kfuncs built with the rust-kfuncs toolkit",
+    license: "GPL",
+}
+
+#[cfg(not(kernel_6_12))]
+module! {
+    type: KfuncSample,
+    name: "kfunc_sample",
+    authors: ["task_kfuncs developers"],
     description: "Sample Rust kfuncs built with the rust-kfuncs toolkit",
     license: "GPL",
 }
@@ -42,7 +53,7 @@ btf_kfunc_set! {
         kfunc_sample_store: 0,
         kfunc_sample_strlen: 0,
         kfunc_sample_apply: 0,
-        kfunc_sample_task_pid: KF_TRUSTED_ARGS,
+        kfunc_sample_task_pid: KF_TRUSTED,
         kfunc_sample_task_tgid: KF_RCU,
         kfunc_sample_sleep: KF_SLEEPABLE,
     };
@@ -172,7 +183,8 @@ pub(crate) extern "C" fn kfunc_sample_apply(op: KfuncEnum<kfunc_sample_op>, x: i
 
 /// Returns the global pid of a trusted task, or -1 for NULL (`__nullable`).
 ///
-/// Flags: `KF_TRUSTED_ARGS`: `task__nullable` is NULL or a trusted pointer.
+/// Flags: `KF_TRUSTED` (`KF_TRUSTED_ARGS` where the kernel has it): `task__nullable` is NULL or a
+/// trusted pointer.
 ///
 /// # Safety
 ///

@@ -11,7 +11,8 @@ use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
-use crate::util;
+use crate::kernel::Kernel;
+use crate::{util, Env};
 
 /// The sample module's directory in the checkout.
 const SAMPLE_DIR: &str = "samples/kfunc_sample";
@@ -33,15 +34,20 @@ pub fn sample_ko(checkout: &Path) -> PathBuf {
     checkout.join(SAMPLE_DIR).join("kfunc_sample.ko")
 }
 
-/// `make -C samples/kfunc_sample KDIR=<kdir>`; returns the path of kfunc_sample.ko.
-pub fn build_sample(checkout: &Path, cache: &Path, kdir: &Path) -> Result<PathBuf> {
-    let dir = checkout.join(SAMPLE_DIR);
-    let mut make = util::kernel_make(cache)?;
+/// `make -C samples/kfunc_sample KDIR=<kernel dir>`; returns the path of kfunc_sample.ko.
+pub fn build_sample(env: &Env, kernel: &Kernel) -> Result<PathBuf> {
+    let dir = env.checkout.join(SAMPLE_DIR);
+    let mut make = util::kernel_make(&env.cache)?;
     make.arg("-C")
         .arg(&dir)
-        .arg(format!("KDIR={}", kdir.display()));
-    util::run(&mut make).context("building samples/kfunc_sample against the test kernel")?;
-    let ko = sample_ko(checkout);
+        .arg(format!("KDIR={}", kernel.dir.display()));
+    util::run(&mut make).with_context(|| {
+        format!(
+            "building samples/kfunc_sample against the {} test kernel",
+            kernel.describe()
+        )
+    })?;
+    let ko = sample_ko(&env.checkout);
     if !ko.exists() {
         bail!("make succeeded but left no {}", ko.display());
     }
@@ -59,6 +65,7 @@ pub fn names() -> Vec<String> {
             [
                 format!("toolkit/plain_kbuild_same_btf/{stem}"),
                 format!("toolkit/kfuncs_h_fresh/{stem}"),
+                format!("toolkit/one_kfunc_tag_per_kfunc/{stem}"),
             ]
         })
         .collect()
@@ -66,12 +73,8 @@ pub fn names() -> Vec<String> {
 
 /// The named checks, each with its result, for `cargo xtask test` to record. `modules` are the
 /// modules `make KDIR=` built: (directory relative to the checkout, .ko path).
-pub fn checks(
-    checkout: &Path,
-    cache: &Path,
-    kdir: &Path,
-    modules: &[(&str, &Path)],
-) -> Vec<(String, Result<()>)> {
+pub fn checks(env: &Env, kernel: &Kernel, modules: &[(&str, &Path)]) -> Vec<(String, Result<()>)> {
+    let (checkout, kdir) = (env.checkout.as_path(), kernel.dir.as_path());
     let mut out = Vec::new();
     let copy = checkout.join("target/xtask/plain-kbuild");
     let copied = copy_sources(checkout, &copy);
@@ -85,13 +88,22 @@ pub fn checks(
         let result = copied
             .as_ref()
             .map_err(|e| anyhow::anyhow!("{e:#}"))
-            .and_then(|()| same_btf_as_plain_kbuild(checkout, cache, kdir, &copy.join(dir), ko));
+            .and_then(|()| same_btf_as_plain_kbuild(env, kdir, &copy.join(dir), ko));
         out.push((
             format!("toolkit/plain_kbuild_same_btf/{stem}"),
             result.with_context(|| {
                 format!(
                     "plain `make -C $KDIR M=` on a fresh copy must give {name} the same \
                      .BTF and .BTF_ids as `make KDIR=`"
+                )
+            }),
+        ));
+        out.push((
+            format!("toolkit/one_kfunc_tag_per_kfunc/{stem}"),
+            one_kfunc_tag_per_kfunc(kdir, ko).with_context(|| {
+                format!(
+                    "every kfunc of {name}'s sets must be a FUNC of its BTF with exactly one \
+                     bpf_kfunc decl tag, as BPF sees it (bpftool)"
                 )
             }),
         ));
@@ -130,14 +142,9 @@ fn copy_sources(checkout: &Path, copy: &Path) -> Result<()> {
     Ok(())
 }
 
-fn same_btf_as_plain_kbuild(
-    checkout: &Path,
-    cache: &Path,
-    kdir: &Path,
-    dir: &Path,
-    wrapper_ko: &Path,
-) -> Result<()> {
-    let mut make = util::kernel_make(cache)?;
+fn same_btf_as_plain_kbuild(env: &Env, kdir: &Path, dir: &Path, wrapper_ko: &Path) -> Result<()> {
+    let checkout = env.checkout.as_path();
+    let mut make = util::kernel_make(&env.cache)?;
     make.arg("-C")
         .arg(kdir)
         .arg(format!("M={}", dir.display()))
@@ -161,6 +168,65 @@ fn same_btf_as_plain_kbuild(
                 wrapper_ko.display()
             );
         }
+    }
+    Ok(())
+}
+
+/// Every kfunc of the module's sets (its `__BTF_ID__func__<name>__<n>` symbols) is a `FUNC` of
+/// its BTF with exactly one `bpf_kfunc` decl tag, as `bpftool btf dump` shows it: pahole (6.x),
+/// btfgen and resolve_btfids (7.x) must neither miss one nor tag one twice.
+fn one_kfunc_tag_per_kfunc(kdir: &Path, ko: &Path) -> Result<()> {
+    let symbols = util::output(Command::new("llvm-nm-19").arg(ko))?;
+    let mut kfuncs: Vec<String> = symbols
+        .lines()
+        .filter_map(|l| {
+            l.split_whitespace()
+                .last()?
+                .strip_prefix("__BTF_ID__func__")
+        })
+        .filter_map(|s| s.rsplit_once("__").map(|(name, _)| name.to_string()))
+        .collect();
+    kfuncs.sort();
+    kfuncs.dedup();
+    if kfuncs.is_empty() {
+        bail!("{} has no __BTF_ID__func__ symbols", ko.display());
+    }
+    let dump = util::output(
+        Command::new("bpftool")
+            .arg("-B")
+            .arg(kdir.join("vmlinux"))
+            .args(["btf", "dump", "file"])
+            .arg(ko),
+    )?;
+    // `[12] FUNC 'name' type_id=...` and `[13] DECL_TAG 'bpf_kfunc' type_id=12 component_idx=-1`.
+    let mut funcs = std::collections::HashMap::new();
+    let mut tags = std::collections::HashMap::<String, usize>::new();
+    for line in dump.lines() {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        match words.as_slice() {
+            [id, "FUNC", name, ..] => {
+                funcs.insert(name.trim_matches('\'').to_string(), id.to_string());
+            }
+            [_, "DECL_TAG", "'bpf_kfunc'", target, "component_idx=-1"] => {
+                if let Some(id) = target.strip_prefix("type_id=") {
+                    *tags.entry(format!("[{id}]")).or_default() += 1;
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut wrong = Vec::new();
+    for kfunc in &kfuncs {
+        match funcs.get(kfunc) {
+            None => wrong.push(format!("{kfunc}: no FUNC")),
+            Some(id) => match tags.get(id).copied().unwrap_or(0) {
+                1 => {}
+                n => wrong.push(format!("{kfunc}: {n} bpf_kfunc tags")),
+            },
+        }
+    }
+    if !wrong.is_empty() {
+        bail!("{}: {}", ko.display(), wrong.join("; "));
     }
     Ok(())
 }
