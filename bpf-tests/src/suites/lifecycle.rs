@@ -410,8 +410,13 @@ fn fail_nth(path: &Path, scale: &Scale) -> Result<()> {
 }
 
 /// Runs objcopy (LLVM's or GNU's) with `args`.
+/// GNU objcopy first: llvm-objcopy 19's `--update-section=.BTF_ids` wrote
+/// the symbols of that section with section index 0xffff (`SHN_XINDEX`)
+/// and no extended index table, for a module that has a `.text.unlikely.`
+/// section, which the module loader then refuses ("has an invalid section
+/// index 65535", ENOEXEC).
 fn objcopy(args: &[&str]) -> Result<()> {
-    for tool in ["llvm-objcopy-19", "llvm-objcopy", "objcopy"] {
+    for tool in ["objcopy", "llvm-objcopy-19", "llvm-objcopy"] {
         match Command::new(tool).args(args).output() {
             Ok(out) if out.status.success() => return Ok(()),
             Ok(out) => bail!(
@@ -423,7 +428,7 @@ fn objcopy(args: &[&str]) -> Result<()> {
             Err(e) => bail!("running {tool}: {e}"),
         }
     }
-    bail!("no objcopy found (install llvm-19 or binutils)")
+    bail!("no objcopy found (install binutils)")
 }
 
 /// insmod of `ko` must fail with `errno` and log `message`.
