@@ -353,8 +353,8 @@ fn prototype(dwarf: &Dwarf<'_>, unit: &Unit<'_>, off: UnitOffset, name: &str) ->
         None => CType::Void,
         Some(value) => {
             let ty = unit_ref(unit, value)?.context("unexpected DW_AT_type form")?;
-            map_type(dwarf, unit, ty, true)
-                .map_err(|t| anyhow!("kfunc {name}: return type {t} has no BTF mapping"))?
+            map_type(dwarf, unit, ty, Pos::Return)
+                .map_err(|t| anyhow!(t.message(&format!("kfunc {name}: return type"))))?
         }
     };
 
@@ -383,8 +383,8 @@ fn prototype(dwarf: &Dwarf<'_>, unit: &Unit<'_>, off: UnitOffset, name: &str) ->
         let value = attr_with_origin(unit, param, gimli::DW_AT_type)?
             .with_context(|| format!("kfunc {name}: parameter {pname} has no type in DWARF"))?;
         let ty = unit_ref(unit, value)?.context("unexpected DW_AT_type form")?;
-        let ty = map_type(dwarf, unit, ty, true)
-            .map_err(|t| anyhow!("kfunc {name}: parameter {pname}: type {t} has no BTF mapping"))?;
+        let ty = map_type(dwarf, unit, ty, Pos::Param)
+            .map_err(|t| anyhow!(t.message(&format!("kfunc {name}: parameter {pname}"))))?;
         if ty == CType::Void {
             bail!("kfunc {name}: parameter {pname} has a zero-sized type");
         }
@@ -577,14 +577,131 @@ fn enum_type(dwarf: &Dwarf<'_>, unit: &Unit<'_>, e: UnitOffset) -> Result<CType,
     Ok(CType::Enum { name, size, values })
 }
 
-/// Maps a DWARF type to a [`CType`]; on failure returns a description of the type for the
-/// error message. `by_value` is false behind a pointer, where narrow integers are fine.
+/// Where a type occurs in a prototype: what it may be depends on it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Pos {
+    /// A parameter: one BPF register, passed as the program likes within the verifier's rules.
+    Param,
+    /// The return value.
+    Return,
+    /// Behind a pointer (narrow integers are fine there: the verifier checks the memory).
+    Pointee,
+}
+
+/// Why a type has no C type for BTF.
+#[derive(Debug)]
+enum Unmapped {
+    /// btfgen knows no C type for it: the type, described.
+    Unknown(String),
+    /// Refused on purpose: the type, described, and why, with what to write instead.
+    Refused(String, String),
+}
+
+impl From<String> for Unmapped {
+    fn from(description: String) -> Self {
+        Unmapped::Unknown(description)
+    }
+}
+
+impl Unmapped {
+    /// The error message, for a parameter or return value described by `at`
+    /// (`kfunc f: parameter p`).
+    fn message(&self, at: &str) -> String {
+        match self {
+            Unmapped::Unknown(t) => format!("{at}: type {t} has no BTF mapping"),
+            Unmapped::Refused(t, why) => format!("{at}: {t} is refused: {why}"),
+        }
+    }
+}
+
+/// Why a Rust reference parameter is refused.
+const WHY_REFERENCE: &str = "a reference promises an aligned, live object that is never NULL \
+    and, for `&T`, that nobody writes during the call; the verifier promises none of that (it \
+    passes NULL for `__nullable` and `__opt` arguments and for pointers no flag checks, and \
+    the kernel writes to the objects it passes): take `*const T` or `*mut T`, and make a \
+    reference in the kfunc only where its flags make that sound";
+
+/// Why a Rust reference return value is refused.
+const WHY_REFERENCE_RETURN: &str = "a returned reference promises Rust callers an object that \
+    is never NULL and lives as long as the reference's lifetime, while an object a kfunc hands \
+    to BPF lives until the program releases it: return `*mut T` or `*const T` (NULL with \
+    KF_RET_NULL)";
+
+/// Why `NonNull<T>` is refused.
+const WHY_NON_NULL: &str = "`NonNull` promises a pointer that is never NULL, and the verifier \
+    passes NULL for `__nullable` and `__opt` arguments and for pointers no flag checks: take \
+    `*mut T` and make it a `NonNull` with `NonNull::new()` in the kfunc";
+
+/// Why `Option<NonNull<T>>` is refused.
+const WHY_OPTION_NON_NULL: &str = "it has a pointer's ABI, but its DWARF is a Rust enum, from \
+    which btfgen derives no C type: take `*mut T` and convert it with `NonNull::new()` in the \
+    kfunc";
+
+/// Why a pointer to a pointer is refused.
+const WHY_DOUBLE_POINTER: &str = "the verifier takes no pointer to a pointer as a kfunc \
+    argument (a pointer must lead to a scalar, a struct of scalars or a kernel object): return \
+    the object, or take the memory as `*mut c_void` followed by a `__sz` size";
+
+/// Why a function pointer is refused.
+const WHY_FN_POINTER: &str = "BPF programs pass callbacks only to the kernel's own kfuncs that \
+    the verifier knows by name";
+
+/// Why a slice, `str` or trait-object pointer is refused.
+const WHY_FAT_POINTER: &str = "a pointer to a slice, `str` or trait object is two words \
+    (address and length or vtable) and a BPF register holds one: take `*const T` (or `*const \
+    c_void`) and pass the length as a `__sz` parameter next to it";
+
+/// Why a struct, union or Rust enum by value is refused.
+const WHY_BY_VALUE: &str = "a struct, union or Rust enum by value does not fit the one \
+    register BPF passes per argument (and the verifier calls kfuncs with scalars and pointers \
+    only): take a pointer";
+
+/// Why a pointer to a generic Rust struct is refused.
+const WHY_GENERIC: &str = "BTF names a struct with a C identifier, and a generic Rust type \
+    has none: define a non-generic `#[repr(C)]` struct for BPF";
+
+/// The refusal of a struct whose Rust name says it is a pointer or reference in disguise (a
+/// fat pointer, `Option<&T>`, `NonNull<T>`), if btfgen refuses it.
+fn refusal_by_name(name: &str, pos: Pos) -> Option<&'static str> {
+    if name.starts_with('&') || name.starts_with("Option<&") {
+        return Some(if pos == Pos::Return {
+            WHY_REFERENCE_RETURN
+        } else {
+            WHY_REFERENCE
+        });
+    }
+    if name.starts_with("Option<core::ptr::non_null::NonNull<")
+        || name.starts_with("Option<NonNull<")
+    {
+        return Some(WHY_OPTION_NON_NULL);
+    }
+    if name.starts_with("NonNull<") {
+        return Some(WHY_NON_NULL);
+    }
+    if name.starts_with("*const ") || name.starts_with("*mut ") {
+        // A raw pointer that DWARF describes as a struct: a fat pointer.
+        return Some(WHY_FAT_POINTER);
+    }
+    None
+}
+
+/// Whether `name` is a C identifier, as BTF requires of a struct's name.
+fn is_c_identifier(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c == '_' || c.is_ascii_alphabetic())
+        && chars.all(|c| c == '_' || c.is_ascii_alphanumeric())
+}
+
+/// Maps a DWARF type to a [`CType`]; on failure says what the type is and, when btfgen refuses
+/// it on purpose, why.
 fn map_type(
     dwarf: &Dwarf<'_>,
     unit: &Unit<'_>,
     off: UnitOffset,
-    by_value: bool,
-) -> Result<CType, String> {
+    pos: Pos,
+) -> Result<CType, Unmapped> {
     let off = strip_typedefs(unit, off)?;
     let entry = unit.entry(off).map_err(unreadable)?;
     let name = string_attr(dwarf, unit, off, gimli::DW_AT_name).map_err(unreadable)?;
@@ -592,16 +709,25 @@ fn map_type(
         .attr_value(gimli::DW_AT_byte_size)
         .map_err(unreadable)?
         .and_then(|v| v.udata_value());
+    let refused = |why: &str| Unmapped::Refused(describe(dwarf, unit, off), why.to_owned());
     match entry.tag() {
         gimli::DW_TAG_base_type => {
             let name = name.unwrap_or_default();
             if name == "()" {
                 return Ok(CType::Void);
             }
-            base_int(&name, size).ok_or_else(|| describe(dwarf, unit, off))
+            Ok(base_int(&name, size).ok_or_else(|| describe(dwarf, unit, off))?)
         }
         gimli::DW_TAG_pointer_type => {
-            // Rust spells constness in the pointer's name, C with a DW_TAG_const_type.
+            // Rust names its pointers (`*const T`, `&T`); C spells constness with a
+            // DW_TAG_const_type.
+            if name.as_deref().is_some_and(|n| n.starts_with('&')) {
+                return Err(refused(if pos == Pos::Return {
+                    WHY_REFERENCE_RETURN
+                } else {
+                    WHY_REFERENCE
+                }));
+            }
             let mut is_const = name.as_deref().is_some_and(|n| n.starts_with("*const"));
             let mut pointee = type_of(unit, off)?;
             for _ in 0..16 {
@@ -624,6 +750,20 @@ fn map_type(
             let target = match (p.tag(), pname.as_deref()) {
                 // Rust's `core::ffi::c_void` is an enum; C's `void`.
                 (gimli::DW_TAG_enumeration_type, Some("c_void")) => CType::Void,
+                (gimli::DW_TAG_pointer_type, _) => return Err(refused(WHY_DOUBLE_POINTER)),
+                (gimli::DW_TAG_subroutine_type, _) => return Err(refused(WHY_FN_POINTER)),
+                (gimli::DW_TAG_structure_type | gimli::DW_TAG_union_type, Some(n))
+                    if refusal_by_name(n, Pos::Pointee).is_some() =>
+                {
+                    // `*mut &T`, `*mut NonNull<T>`, `*mut *const [u8]`: pointers behind a
+                    // pointer.
+                    return Err(refused(WHY_DOUBLE_POINTER));
+                }
+                (gimli::DW_TAG_structure_type | gimli::DW_TAG_union_type, Some(n))
+                    if !is_c_identifier(n) =>
+                {
+                    return Err(refused(WHY_GENERIC));
+                }
                 (gimli::DW_TAG_structure_type, Some(n)) if wrapper_int(n).is_none() => {
                     CType::Struct {
                         name: n.to_owned(),
@@ -634,33 +774,43 @@ fn map_type(
                     name: n.to_owned(),
                     union: true,
                 },
-                (gimli::DW_TAG_base_type, _) => match map_type(dwarf, unit, pointee, false)? {
+                (gimli::DW_TAG_base_type, _) => match map_type(dwarf, unit, pointee, Pos::Pointee)?
+                {
                     int @ CType::Int { .. } => int,
-                    _ => return Err(describe(dwarf, unit, off)),
+                    _ => return Err(describe(dwarf, unit, off).into()),
                 },
-                _ => return Err(describe(dwarf, unit, off)),
+                _ => return Err(describe(dwarf, unit, off).into()),
             };
             Ok(CType::Ptr {
                 target: Box::new(target),
                 is_const,
             })
         }
-        gimli::DW_TAG_structure_type => {
+        gimli::DW_TAG_structure_type | gimli::DW_TAG_union_type => {
             let n = name.clone().unwrap_or_default();
-            if let Some(int) = wrapper_int(&n) {
-                return Ok(int);
+            if let Some(why) = refusal_by_name(&n, pos) {
+                return Err(refused(why));
             }
-            if n.starts_with("KfuncEnum<") {
-                return wrapped_enum(dwarf, unit, off);
+            if entry.tag() == gimli::DW_TAG_structure_type {
+                if let Some(int) = wrapper_int(&n) {
+                    return Ok(int);
+                }
+                if n.starts_with("KfuncEnum<") {
+                    return Ok(wrapped_enum(dwarf, unit, off)?);
+                }
             }
-            Err(describe(dwarf, unit, off))
+            Err(refused(WHY_BY_VALUE))
         }
-        gimli::DW_TAG_enumeration_type if by_value && is_rust(unit) => Err(format!(
-            "{} (a BPF program may pass any value: take kfunc_btf::KfuncEnum<{}>)",
-            describe(dwarf, unit, off),
-            name.unwrap_or_default()
-        )),
-        gimli::DW_TAG_enumeration_type => enum_type(dwarf, unit, off),
-        _ => Err(describe(dwarf, unit, off)),
+        gimli::DW_TAG_enumeration_type if pos == Pos::Param && is_rust(unit) => {
+            Err(Unmapped::Refused(
+                describe(dwarf, unit, off),
+                format!(
+                    "a BPF program may pass any value: take kfunc_btf::KfuncEnum<{}>",
+                    name.unwrap_or_default()
+                ),
+            ))
+        }
+        gimli::DW_TAG_enumeration_type => Ok(enum_type(dwarf, unit, off)?),
+        _ => Err(describe(dwarf, unit, off).into()),
     }
 }

@@ -312,6 +312,63 @@ fn a_narrow_integer_parameter_is_an_error_naming_the_wrapper() {
     );
 }
 
+/// The error btfgen gives for the fixture under `--cfg cfg` (one refused kfunc).
+fn refusal(cfg: &str) -> String {
+    let dir = scratch(cfg);
+    let module = fixture_module(&dir, &[cfg]);
+    let err = btfgen(&module, &dir.join("out.ko")).unwrap_err();
+    assert!(
+        !dir.join("out.ko").exists(),
+        "nothing must be written on error"
+    );
+    format!("{err:#}")
+}
+
+/// Each refused shape: the error names the kfunc, where the type is, the type as Rust spells
+/// it, why it is refused and what to write instead.
+macro_rules! refuses {
+    ($($test:ident: $cfg:literal, $at:literal, $ty:literal, [$($part:literal),+];)+) => {
+        $(
+            #[test]
+            fn $test() {
+                let msg = refusal($cfg);
+                for part in [concat!("kfunc kf_refused: ", $at, ": `"), $ty, " is refused: ", $($part),+] {
+                    assert!(msg.contains(part), "error {msg:?} does not say {part:?}");
+                }
+            }
+        )+
+    };
+}
+
+refuses! {
+    refuses_a_shared_reference_parameter:
+        "refused_ref", "parameter p", "&kfuncs::task_struct", ["never NULL", "take `*const T` or `*mut T`"];
+    refuses_a_mutable_reference_parameter:
+        "refused_mut_ref", "parameter p", "&mut kfuncs::task_struct", ["nobody writes", "take `*const T` or `*mut T`"];
+    refuses_a_static_reference_return:
+        "refused_static_ref_return", "return type", "&kfuncs::task_struct", ["lives until the program releases it", "return `*mut T` or `*const T`"];
+    refuses_a_mutable_reference_return:
+        "refused_mut_ref_return", "return type", "&mut kfuncs::task_struct", ["return `*mut T`"];
+    refuses_an_optional_reference:
+        "refused_option_ref", "parameter p", "Option<&kfuncs::task_struct>", ["take `*const T` or `*mut T`"];
+    refuses_non_null:
+        "refused_non_null", "parameter p", "NonNull<kfuncs::task_struct>", ["passes NULL", "NonNull::new()"];
+    refuses_an_optional_non_null:
+        "refused_option_non_null", "parameter p", "Option<core::ptr::non_null::NonNull<kfuncs::task_struct>>", ["Rust enum", "take `*mut T`"];
+    refuses_a_double_pointer:
+        "refused_double_pointer", "parameter p", "*mut *mut kfuncs::task_struct", ["no pointer to a pointer", "`*mut c_void`"];
+    refuses_a_function_pointer:
+        "refused_fn_pointer", "parameter f", "extern \"C\" fn(i32) -> i32", ["callbacks"];
+    refuses_a_slice_pointer:
+        "refused_slice_pointer", "parameter s", "*const [u8]", ["two words", "`__sz`"];
+    refuses_a_str_reference:
+        "refused_str", "parameter s", "&str", ["never NULL"];
+    refuses_a_struct_by_value:
+        "refused_struct_by_value", "parameter s", "Pair", ["by value", "take a pointer"];
+    refuses_a_pointer_to_a_generic_struct:
+        "refused_generic_pointer", "parameter p", "*mut kfuncs::Generic<u32>", ["C identifier"];
+}
+
 #[test]
 fn a_kfunc_without_dwarf_is_an_error() {
     let dir = scratch("nodwarf");
