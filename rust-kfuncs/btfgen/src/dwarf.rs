@@ -87,6 +87,33 @@ pub struct Prototype {
     pub params: Vec<Param>,
 }
 
+/// A struct or union the module defines, as its DWARF lays it out: what btfgen writes into the
+/// module's BTF for a type no vmlinux type stands for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StructDef {
+    /// Name (a C identifier).
+    pub name: String,
+    /// `true` for a union.
+    pub union: bool,
+    /// Size in bytes.
+    pub size: u64,
+    /// Members in DWARF order.
+    pub members: Vec<Member>,
+}
+
+/// One member of a [`StructDef`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Member {
+    /// Name from `DW_AT_name`.
+    pub name: String,
+    /// Offset in bytes.
+    pub offset: u64,
+    /// Size in bytes.
+    pub size: u64,
+    /// The C type BPF reads it as, or why it has none (then BTF leaves the member out).
+    pub ty: std::result::Result<CType, String>,
+}
+
 /// The signedness BTF records for an integer (`BTF_INT_SIGNED`, `BTF_INT_BOOL` or neither).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum IntEncoding {
@@ -283,6 +310,189 @@ pub fn prototypes(
     }
 
     Ok(found)
+}
+
+/// Finds the definitions of the structs and unions named `names` in the DWARF of `file`.
+///
+/// Each member gets the C type BPF would read it as: an integer, a pointer as a kfunc parameter
+/// may be one, a struct or union by value (named, for vmlinux's type of that name), or what a
+/// wrapper of one non-zero-sized field of its own size holds (`UnsafeCell<T>`, `Opaque<T>`,
+/// atomics, `MaybeUninit<T>`). Members of other types keep the reason they have none. Names
+/// without a definition are left out of the result.
+pub fn struct_defs(
+    file: &object::File<'_>,
+    names: &BTreeSet<String>,
+) -> Result<BTreeMap<String, StructDef>> {
+    let endian = if file.is_little_endian() {
+        RunTimeEndian::Little
+    } else {
+        RunTimeEndian::Big
+    };
+    let sections = gimli::DwarfSections::load(|id| load_section(file, id))?;
+    let dwarf: Dwarf<'_> = sections.borrow(|section| {
+        gimli::RelocateReader::new(
+            EndianSlice::new(&section.data, endian),
+            &section.relocations,
+        )
+    });
+    let mut found = BTreeMap::new();
+    let mut units = dwarf.units();
+    while let Some(header) = units.next()? {
+        let unit = dwarf.unit(header)?;
+        let mut entries = unit.entries();
+        while let Some((_, entry)) = entries.next_dfs()? {
+            let union = match entry.tag() {
+                gimli::DW_TAG_structure_type => false,
+                gimli::DW_TAG_union_type => true,
+                _ => continue,
+            };
+            if let Some(AttributeValue::Flag(true)) = entry.attr_value(gimli::DW_AT_declaration)? {
+                continue;
+            }
+            let Some(size) = entry
+                .attr_value(gimli::DW_AT_byte_size)?
+                .and_then(|v| v.udata_value())
+            else {
+                continue;
+            };
+            let Some(name) = string_attr(&dwarf, &unit, entry.offset(), gimli::DW_AT_name)? else {
+                continue;
+            };
+            if !names.contains(&name) || found.contains_key(&name) {
+                continue;
+            }
+            let members = members(&dwarf, &unit, entry.offset())?;
+            found.insert(
+                name.clone(),
+                StructDef {
+                    name,
+                    union,
+                    size,
+                    members,
+                },
+            );
+        }
+    }
+    Ok(found)
+}
+
+/// The members of the struct or union at `off`.
+fn members(dwarf: &Dwarf<'_>, unit: &Unit<'_>, off: UnitOffset) -> Result<Vec<Member>> {
+    let mut out = Vec::new();
+    let mut tree = unit.entries_tree(Some(off))?;
+    let root = tree.root()?;
+    let mut children = root.children();
+    while let Some(child) = children.next()? {
+        let entry = child.entry();
+        if entry.tag() != gimli::DW_TAG_member {
+            continue;
+        }
+        let name = string_attr(dwarf, unit, entry.offset(), gimli::DW_AT_name)?.unwrap_or_default();
+        let offset = match entry.attr_value(gimli::DW_AT_data_member_location)? {
+            Some(v) => v.udata_value().unwrap_or(0),
+            None => 0,
+        };
+        let Some(ty) = type_of(unit, entry.offset()).map_err(|e| anyhow!(e))? else {
+            continue;
+        };
+        let size = type_size(unit, ty).map_err(|e| anyhow!(e))?.unwrap_or(0);
+        let ty = member_type(dwarf, unit, ty);
+        out.push(Member {
+            name,
+            offset,
+            size,
+            ty,
+        });
+    }
+    Ok(out)
+}
+
+/// The size in bytes of the type at `off`, through typedefs and qualifiers.
+fn type_size(unit: &Unit<'_>, off: UnitOffset) -> Result<Option<u64>, String> {
+    let off = strip_typedefs(unit, off)?;
+    let entry = unit.entry(off).map_err(unreadable)?;
+    if entry.tag() == gimli::DW_TAG_pointer_type {
+        return Ok(Some(8));
+    }
+    Ok(entry
+        .attr_value(gimli::DW_AT_byte_size)
+        .map_err(unreadable)?
+        .and_then(|v| v.udata_value()))
+}
+
+/// The one non-zero-sized field of a wrapper struct or union as large as the wrapper itself
+/// (`UnsafeCell<T>`, `Opaque<T>`, `AtomicU64`, `MaybeUninit<T>`, ...), if `off` is one.
+fn wrapped(unit: &Unit<'_>, off: UnitOffset) -> Result<Option<UnitOffset>, String> {
+    let entry = unit.entry(off).map_err(unreadable)?;
+    if !matches!(
+        entry.tag(),
+        gimli::DW_TAG_structure_type | gimli::DW_TAG_union_type
+    ) {
+        return Ok(None);
+    }
+    let Some(size) = entry
+        .attr_value(gimli::DW_AT_byte_size)
+        .map_err(unreadable)?
+        .and_then(|v| v.udata_value())
+    else {
+        return Ok(None);
+    };
+    let mut tree = unit.entries_tree(Some(off)).map_err(unreadable)?;
+    let root = tree.root().map_err(unreadable)?;
+    let mut children = root.children();
+    let mut inner = None;
+    while let Some(child) = children.next().map_err(unreadable)? {
+        match child.entry().tag() {
+            gimli::DW_TAG_member => {}
+            // A Rust enum's variant part: not a wrapper.
+            gimli::DW_TAG_variant_part => return Ok(None),
+            _ => continue,
+        }
+        let Some(ty) = type_of(unit, child.entry().offset())? else {
+            continue;
+        };
+        if type_size(unit, ty)? == Some(0) {
+            continue;
+        }
+        if inner.is_some() {
+            return Ok(None);
+        }
+        inner = Some(ty);
+    }
+    match inner {
+        Some(ty) if type_size(unit, ty)? == Some(size) && size > 0 => Ok(Some(ty)),
+        _ => Ok(None),
+    }
+}
+
+/// The C type BPF reads a struct member of type `off` as; see [`struct_defs`].
+fn member_type(dwarf: &Dwarf<'_>, unit: &Unit<'_>, mut off: UnitOffset) -> Result<CType, String> {
+    for _ in 0..16 {
+        off = strip_typedefs(unit, off)?;
+        match wrapped(unit, off)? {
+            Some(inner) => off = inner,
+            None => break,
+        }
+    }
+    let entry = unit.entry(off).map_err(unreadable)?;
+    match entry.tag() {
+        gimli::DW_TAG_structure_type | gimli::DW_TAG_union_type => {
+            let name = string_attr(dwarf, unit, off, gimli::DW_AT_name)
+                .map_err(unreadable)?
+                .unwrap_or_default();
+            if !is_c_identifier(&name) {
+                return Err(format!("{} has no C name", describe(dwarf, unit, off)));
+            }
+            Ok(CType::Struct {
+                name,
+                union: entry.tag() == gimli::DW_TAG_union_type,
+            })
+        }
+        gimli::DW_TAG_base_type | gimli::DW_TAG_enumeration_type => {
+            map_type(dwarf, unit, off, Pos::Pointee).map_err(|e| e.message("member"))
+        }
+        _ => map_type(dwarf, unit, off, Pos::Param).map_err(|e| e.message("member")),
+    }
 }
 
 fn is_definition(entry: &gimli::DebuggingInformationEntry<'_, '_, Reader<'_>>) -> Result<bool> {

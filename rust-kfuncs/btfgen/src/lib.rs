@@ -17,7 +17,7 @@ pub mod btf;
 pub mod dwarf;
 pub mod elf;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -56,6 +56,9 @@ pub struct Outcome {
     pub already_present: Vec<String>,
     /// Names listed in `.BTF_ids` that are vmlinux functions, left to resolve_btfids.
     pub vmlinux_funcs: Vec<String>,
+    /// Structs and unions of the module written into its BTF: name, BTF id, and the members
+    /// left out (with why), which BPF cannot read.
+    pub structs: Vec<(String, u32, Vec<String>)>,
 }
 
 /// The C spelling of a type, as the prefix of a declarator (`"struct task_struct *"`).
@@ -316,7 +319,48 @@ pub fn run(opts: &Options) -> Result<Outcome> {
              #[no_mangle] extern \"C\""
         );
     }
-    let mut added = Added::default();
+
+    // The module's own structs: those its kfuncs point to and those its id lists name, unless
+    // vmlinux has a type of that name (which resolve_btfids would pick) or the BTF has them.
+    for (ty, dtor) in &ids.dtors {
+        if vmlinux_struct(&base, ty)?.is_some() {
+            bail!(
+                "destructor {dtor} for struct {ty}: {ty} is a vmlinux type, and the kernel \
+                 looks a kptr's destructor up in the BTF that owns its type, which for {ty} \
+                 only vmlinux can register; wrap the reference in a struct of the module's own \
+                 whose destructor drops it, and store that as the kptr"
+            );
+        }
+    }
+    let mut wanted = BTreeSet::new();
+    for proto in protos.values() {
+        for ty in std::iter::once(&proto.ret).chain(proto.params.iter().map(|p| &p.ty)) {
+            if let CType::Ptr { target, .. } = ty {
+                if let CType::Struct { name, .. } = &**target {
+                    wanted.insert(name.clone());
+                }
+            }
+        }
+    }
+    wanted.extend(ids.structs.iter().cloned());
+    let mut module_structs = BTreeSet::new();
+    for name in wanted {
+        if vmlinux_struct(&base, &name)?.is_none() && module_struct(&split, &name)?.is_none() {
+            module_structs.insert(name);
+        }
+    }
+    let defs = dwarf::struct_defs(&file, &module_structs)?;
+    if let Some(name) = module_structs.iter().find(|n| !defs.contains_key(*n)) {
+        bail!(
+            "struct {name}: a kfunc or an id list of the module names it, but neither vmlinux's \
+             BTF nor the module's DWARF defines it"
+        );
+    }
+
+    let mut added = Added {
+        defs,
+        ..Added::default()
+    };
     for name in &todo {
         let proto = &protos[name];
         let ret = btf_type(&base, &mut split, &mut added, &proto.ret)
@@ -329,11 +373,28 @@ pub fn run(opts: &Options) -> Result<Outcome> {
         }
         let fproto = split.add_func_proto(ret, &params)?;
         let func = split.add_func(name, fproto)?;
-        split.add_decl_tag(KFUNC_TAG, func, -1)?;
+        // Like pahole, only the functions of kfunc sets get the tag; a destructor listed
+        // nowhere else is a FUNC, but no kfunc.
+        if ids.kfuncs.contains(name) {
+            split.add_decl_tag(KFUNC_TAG, func, -1)?;
+        }
         outcome.added.push((proto.clone(), func));
     }
+    for name in &module_structs {
+        let union = added.defs[name].union;
+        btf_type(
+            &base,
+            &mut split,
+            &mut added,
+            &CType::Struct {
+                name: name.clone(),
+                union,
+            },
+        )?;
+    }
+    outcome.structs = std::mem::take(&mut added.structs_written);
 
-    if outcome.added.is_empty() {
+    if outcome.added.is_empty() && outcome.structs.is_empty() {
         if output != module {
             std::fs::copy(module, output)
                 .with_context(|| format!("cannot write {}", output.display()))?;
@@ -357,8 +418,27 @@ pub fn run(opts: &Options) -> Result<Outcome> {
         drop(split);
         elf::write_btf_section(&opts.objcopy, module, output, &raw)?;
     }
-    verify(&base, output, &outcome)?;
+    verify(&base, output, &outcome, &ids.kfuncs)?;
     Ok(outcome)
+}
+
+/// vmlinux's struct or union named `name`, if it has one.
+fn vmlinux_struct(base: &Btf<'_>, name: &str) -> Result<Option<u32>> {
+    Ok(match base.find(name, Kind::Struct)? {
+        Some(id) => Some(id),
+        None => base.find(name, Kind::Union)?,
+    })
+}
+
+/// The module's own struct or union named `name` in its BTF (not vmlinux's), if it has one.
+fn module_struct(split: &Btf<'_>, name: &str) -> Result<Option<u32>> {
+    let start = split.start_id();
+    for kind in [Kind::Struct, Kind::Union] {
+        if let Some(id) = split.find(name, kind)?.filter(|&id| id >= start) {
+            return Ok(Some(id));
+        }
+    }
+    Ok(None)
 }
 
 /// Types added to the module's BTF so far, so that each is added once.
@@ -367,6 +447,13 @@ struct Added {
     ptrs: BTreeMap<u32, u32>,
     consts: BTreeMap<u32, u32>,
     enums: BTreeMap<String, u32>,
+    /// The module's own structs, from DWARF, and those written so far.
+    defs: BTreeMap<String, dwarf::StructDef>,
+    structs: BTreeMap<String, u32>,
+    /// Structs whose members are being resolved (a member pointing back to one is left out).
+    in_progress: BTreeSet<String>,
+    /// What [`Outcome::structs`] reports.
+    structs_written: Vec<(String, u32, Vec<String>)>,
 }
 
 /// The BTF id for a mapped type, adding `PTR`, `CONST` and `ENUM` types to the module's BTF when
@@ -409,14 +496,56 @@ fn btf_type(base: &Btf<'_>, split: &mut Btf<'_>, added: &mut Added, ty: &CType) 
             Ok(id)
         }
         CType::Struct { name, union } => {
-            let (kind, what) = if *union {
-                (Kind::Union, "union")
-            } else {
-                (Kind::Struct, "struct")
-            };
-            base.find(name, kind)?.with_context(|| {
-                format!("vmlinux BTF has no {what} {name}; only pointers to vmlinux types map")
-            })
+            if let Some(id) = vmlinux_struct(base, name)? {
+                return Ok(id);
+            }
+            if let Some(id) = module_struct(split, name)? {
+                return Ok(id);
+            }
+            if let Some(id) = added.structs.get(name) {
+                return Ok(*id);
+            }
+            let def = added.defs.get(name).cloned().with_context(|| {
+                format!(
+                    "{} {name} is no vmlinux type and was not found in the module's DWARF",
+                    if *union { "union" } else { "struct" }
+                )
+            })?;
+            if added.in_progress.contains(name) {
+                bail!("{name} refers to itself");
+            }
+            added.in_progress.insert(name.clone());
+            // Member types first: libbpf appends members to the type added last.
+            let mut members = Vec::new();
+            let mut omitted = Vec::new();
+            for m in &def.members {
+                let resolved =
+                    m.ty.as_ref()
+                        .map_err(|e| anyhow::anyhow!("{e}"))
+                        .and_then(|ty| {
+                            let id = btf_type(base, split, added, ty)?;
+                            if let CType::Struct { .. } = ty {
+                                let size = u64::from(base_or_split_size(base, split, id)?);
+                                if size != m.size {
+                                    bail!(
+                                        "{} is {size} bytes in BTF but {} in DWARF",
+                                        c_type(ty).trim_end(),
+                                        m.size
+                                    );
+                                }
+                            }
+                            Ok(id)
+                        });
+                match resolved {
+                    Ok(id) => members.push((m.name.clone(), id, (m.offset * 8) as u32)),
+                    Err(e) => omitted.push(format!("{}: {e:#}", m.name)),
+                }
+            }
+            added.in_progress.remove(name);
+            let id = split.add_struct(name, def.size as u32, *union, &members)?;
+            added.structs.insert(name.clone(), id);
+            added.structs_written.push((name.clone(), id, omitted));
+            Ok(id)
         }
         CType::Enum { name, size, values } => {
             if let Some(id) = base.find(name, Kind::Enum)? {
@@ -451,9 +580,38 @@ fn btf_type(base: &Btf<'_>, split: &mut Btf<'_>, added: &mut Added, ty: &CType) 
     }
 }
 
+/// `decl` with GCC's spellings of integer types (in the BTF of a GCC-built vmlinux) replaced by
+/// clang's, so that declarations from either compare equal.
+fn clang_spelling(decl: &str) -> String {
+    const GCC_TO_CLANG: &[(&str, &str)] = &[
+        ("long long unsigned int", "unsigned long long"),
+        ("long long int", "long long"),
+        ("long unsigned int", "unsigned long"),
+        ("short unsigned int", "unsigned short"),
+        ("short int", "short"),
+        ("long int", "long"),
+    ];
+    let mut s = decl.to_owned();
+    for (gcc, clang) in GCC_TO_CLANG {
+        s = s.replace(gcc, clang);
+    }
+    s
+}
+
+/// The size of struct or union `id`, in vmlinux's BTF or the module's.
+fn base_or_split_size(base: &Btf<'_>, split: &Btf<'_>, id: u32) -> Result<u32> {
+    let info = if id < split.start_id() {
+        base.type_info(id)?
+    } else {
+        split.type_info(id)?
+    };
+    Ok(info.size_or_type)
+}
+
 /// Re-reads the written object and checks that every added `FUNC` is there with the whole
-/// prototype derived from DWARF (types and names, rendered as C) and its `bpf_kfunc` tag.
-fn verify(base: &Btf<'_>, path: &Path, outcome: &Outcome) -> Result<()> {
+/// prototype derived from DWARF (types and names, rendered as C), with its `bpf_kfunc` tag if
+/// it is in a kfunc set and without one otherwise, and every added struct with its members.
+fn verify(base: &Btf<'_>, path: &Path, outcome: &Outcome, kfuncs: &BTreeSet<String>) -> Result<()> {
     let data = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
     let file = object::File::parse(&*data)?;
     let btf = module_btf(base, &file)?
@@ -468,8 +626,8 @@ fn verify(base: &Btf<'_>, path: &Path, outcome: &Outcome) -> Result<()> {
                 proto.name
             )
         })?;
-        let written = btf.c_declaration(id)?;
-        let derived = c_declaration(proto);
+        let written = clang_spelling(&btf.c_declaration(id)?);
+        let derived = clang_spelling(&c_declaration(proto));
         if written != derived {
             bail!(
                 "{}: FUNC {} reads `{written}` after writing, but its DWARF says `{derived}`",
@@ -477,12 +635,19 @@ fn verify(base: &Btf<'_>, path: &Path, outcome: &Outcome) -> Result<()> {
                 proto.name
             );
         }
-        if !tags.contains(&(KFUNC_TAG.to_owned(), id, -1)) {
+        let tagged = tags.contains(&(KFUNC_TAG.to_owned(), id, -1));
+        if tagged != kfuncs.contains(&proto.name) {
             bail!(
-                "{}: FUNC {} has no {KFUNC_TAG} decl tag after writing",
+                "{}: FUNC {} {} a {KFUNC_TAG} decl tag after writing",
                 path.display(),
-                proto.name
+                proto.name,
+                if tagged { "has" } else { "lacks" }
             );
+        }
+    }
+    for (name, _, _) in &outcome.structs {
+        if module_struct(&btf, name)?.is_none() {
+            bail!("{}: struct {name} missing after writing", path.display());
         }
     }
     Ok(())
@@ -545,13 +710,24 @@ pub fn header(base: &Path, module: &Path, guard: &str) -> Result<String> {
 "
     );
     let mut enums = Vec::new();
+    let mut structs = Vec::new();
     for &func in &funcs {
         let proto = btf.type_info(btf.type_info(func)?.size_or_type)?;
         let mut types: Vec<u32> = proto.params.iter().map(|(_, t)| *t).collect();
         types.push(proto.size_or_type);
-        for t in types {
+        for mut t in types {
             if t >= start && btf.type_info(t)?.kind == btf::ENUM && !enums.contains(&t) {
                 enums.push(t);
+            }
+            // The module's own structs behind pointers (through `const`).
+            while t != 0 && matches!(btf.type_info(t)?.kind, btf::PTR | btf::CONST) {
+                t = btf.type_info(t)?.size_or_type;
+            }
+            if t >= start
+                && matches!(btf.type_info(t)?.kind, btf::STRUCT | btf::UNION)
+                && !structs.contains(&t)
+            {
+                structs.push(t);
             }
         }
     }
@@ -562,10 +738,57 @@ pub fn header(base: &Path, module: &Path, guard: &str) -> Result<String> {
         }
         let _ = writeln!(out, "}};\n");
     }
+    for id in structs {
+        out.push_str(&struct_definition(&btf, id)?);
+    }
     for func in funcs {
         let _ = writeln!(out, "extern {} __ksym;", btf.c_declaration(func)?);
     }
     let _ = writeln!(out, "\n#endif /* {guard} */");
+    Ok(out)
+}
+
+/// A C definition of the module's struct `id` with the layout of its BTF: members at their BTF
+/// offsets, the bytes BTF leaves out as `__pad_<offset>` arrays, and static assertions that the
+/// C compiler agrees.
+fn struct_definition(btf: &Btf<'_>, id: u32) -> Result<String> {
+    let t = btf.type_info(id)?;
+    let keyword = if t.kind == btf::UNION {
+        "union"
+    } else {
+        "struct"
+    };
+    let name = &t.name;
+    let mut out = format!("{keyword} {name} {{\n");
+    let mut members = t.members.clone();
+    members.sort_by_key(|m| m.2);
+    let mut at = 0u64;
+    let mut asserts = Vec::new();
+    for (mname, ty, bits) in &members {
+        let offset = u64::from(*bits / 8);
+        if t.kind == btf::STRUCT && offset > at {
+            let _ = writeln!(out, "\tunsigned char __pad_{at}[{}];", offset - at);
+        }
+        let _ = writeln!(out, "\t{}{mname};", btf.c_type(*ty)?);
+        asserts.push(format!(
+            "_Static_assert(__builtin_offsetof({keyword} {name}, {mname}) == {offset}, \
+             \"{keyword} {name}: {mname} is not where the module's BTF puts it\");"
+        ));
+        at = at.max(offset + u64::from(btf.size_of(*ty)?));
+    }
+    let size = u64::from(t.size_or_type);
+    if t.kind == btf::STRUCT && size > at {
+        let _ = writeln!(out, "\tunsigned char __pad_{at}[{}];", size - at);
+    }
+    let _ = writeln!(out, "}};");
+    asserts.push(format!(
+        "_Static_assert(sizeof({keyword} {name}) == {size}, \
+         \"{keyword} {name}: the size differs from the module's BTF\");"
+    ));
+    for a in asserts {
+        let _ = writeln!(out, "{a}");
+    }
+    out.push('\n');
     Ok(out)
 }
 
