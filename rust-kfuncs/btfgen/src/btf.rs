@@ -355,6 +355,22 @@ impl<'base> Btf<'base> {
         Ok(s)
     }
 
+    /// The ids of the named types of `kind` in this BTF (not its base), by name; the first of
+    /// several of the same name.
+    pub fn ids_by_name(&self, kind: Kind) -> std::collections::HashMap<String, u32> {
+        let mut out = std::collections::HashMap::new();
+        for id in self.start_id()..self.type_cnt() {
+            // SAFETY: `self.ptr` is valid and `id` is in range.
+            let t = unsafe { sys::btf__type_by_id(self.ptr.as_ptr(), id) };
+            // SAFETY: libbpf returned a type of `self` for an in-range id.
+            let raw = unsafe { &*t };
+            if (raw.info >> 24) & 0x1f == kind.raw() && raw.name_off != 0 {
+                out.entry(self.name(raw.name_off)).or_insert(id);
+            }
+        }
+        out
+    }
+
     /// The size in bytes of type `id` (libbpf's `btf__resolve_size()`).
     pub fn size_of(&self, id: u32) -> Result<u32> {
         // SAFETY: `self.ptr` is valid; libbpf bounds-checks `id`.

@@ -495,6 +495,107 @@ fn member_type(dwarf: &Dwarf<'_>, unit: &Unit<'_>, mut off: UnitOffset) -> Resul
     }
 }
 
+/// The layout of a struct or union as the module's DWARF has it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Layout {
+    /// Name.
+    pub name: String,
+    /// `true` for a union.
+    pub union: bool,
+    /// Size in bytes.
+    pub size: u64,
+    /// Named members and their offsets in bytes.
+    pub members: Vec<(String, u64)>,
+}
+
+/// The layouts of the bindgen structs and unions in the module's DWARF: those inside a Rust
+/// module named `bindings` (the kernel crate's `bindings::bindings_raw`, a module's own
+/// `bindings`), which stand for C types the kernel also describes in its BTF.
+pub fn bindgen_layouts(file: &object::File<'_>) -> Result<Vec<Layout>> {
+    let endian = if file.is_little_endian() {
+        RunTimeEndian::Little
+    } else {
+        RunTimeEndian::Big
+    };
+    let sections = gimli::DwarfSections::load(|id| load_section(file, id))?;
+    let dwarf: Dwarf<'_> = sections.borrow(|section| {
+        gimli::RelocateReader::new(
+            EndianSlice::new(&section.data, endian),
+            &section.relocations,
+        )
+    });
+    let mut out = Vec::new();
+    let mut seen = BTreeSet::new();
+    let mut units = dwarf.units();
+    while let Some(header) = units.next()? {
+        let unit = dwarf.unit(header)?;
+        if !is_rust(&unit) {
+            continue;
+        }
+        // The namespaces enclosing the current entry, by depth.
+        let mut namespaces: Vec<(isize, bool)> = Vec::new();
+        let mut depth = 0isize;
+        let mut entries = unit.entries();
+        while let Some((delta, entry)) = entries.next_dfs()? {
+            depth += delta;
+            while namespaces.last().is_some_and(|&(d, _)| d >= depth) {
+                namespaces.pop();
+            }
+            let tag = entry.tag();
+            if tag == gimli::DW_TAG_namespace {
+                let name = string_attr(&dwarf, &unit, entry.offset(), gimli::DW_AT_name)?;
+                namespaces.push((depth, name.as_deref() == Some("bindings")));
+                continue;
+            }
+            if !matches!(tag, gimli::DW_TAG_structure_type | gimli::DW_TAG_union_type)
+                || !namespaces.iter().any(|&(_, b)| b)
+            {
+                continue;
+            }
+            if let Some(AttributeValue::Flag(true)) = entry.attr_value(gimli::DW_AT_declaration)? {
+                continue;
+            }
+            let Some(size) = entry
+                .attr_value(gimli::DW_AT_byte_size)?
+                .and_then(|v| v.udata_value())
+            else {
+                continue;
+            };
+            let Some(name) = string_attr(&dwarf, &unit, entry.offset(), gimli::DW_AT_name)? else {
+                continue;
+            };
+            if !is_c_identifier(&name) || !seen.insert(name.clone()) {
+                continue;
+            }
+            let mut members = Vec::new();
+            let mut tree = unit.entries_tree(Some(entry.offset()))?;
+            let root = tree.root()?;
+            let mut children = root.children();
+            while let Some(child) = children.next()? {
+                let m = child.entry();
+                if m.tag() != gimli::DW_TAG_member {
+                    continue;
+                }
+                let Some(mname) = string_attr(&dwarf, &unit, m.offset(), gimli::DW_AT_name)? else {
+                    continue;
+                };
+                let offset = match m.attr_value(gimli::DW_AT_data_member_location)? {
+                    Some(v) => v.udata_value().unwrap_or(0),
+                    None => 0,
+                };
+                members.push((mname, offset));
+            }
+            out.push(Layout {
+                name,
+                union: tag == gimli::DW_TAG_union_type,
+                size,
+                members,
+            });
+        }
+    }
+    Ok(out)
+}
+
 fn is_definition(entry: &gimli::DebuggingInformationEntry<'_, '_, Reader<'_>>) -> Result<bool> {
     if let Some(AttributeValue::Flag(true)) = entry.attr_value(gimli::DW_AT_declaration)? {
         return Ok(false);

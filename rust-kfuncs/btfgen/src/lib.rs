@@ -266,6 +266,7 @@ pub fn run(opts: &Options) -> Result<Outcome> {
             module.display()
         );
     };
+    check_bindgen_layouts(&base, &file).with_context(|| format!("{}", module.display()))?;
     let distilled = module_btf.distilled;
     let mut split = module_btf.btf;
     let start = split.start_id();
@@ -420,6 +421,67 @@ pub fn run(opts: &Options) -> Result<Outcome> {
     }
     verify(&base, output, &outcome, &ids.kfuncs)?;
     Ok(outcome)
+}
+
+/// Checks the layout of every bindgen struct and union in the module's DWARF against the
+/// vmlinux type of that name: the size, and the offset of each member both name (bindgen adds
+/// `_` to C names that are Rust keywords; its own members, `_bitfield_1`, `__bindgen_anon_1`,
+/// ..., have no C counterpart of that name). Rust code reads kernel structs through these
+/// layouts, and bindgen can get one wrong without any compile-time check noticing.
+pub fn check_bindgen_layouts(base: &Btf<'_>, file: &object::File<'_>) -> Result<()> {
+    let layouts = dwarf::bindgen_layouts(file)?;
+    if layouts.is_empty() {
+        return Ok(());
+    }
+    let structs = base.ids_by_name(Kind::Struct);
+    let unions = base.ids_by_name(Kind::Union);
+    let mut wrong = Vec::new();
+    for l in &layouts {
+        let Some(&id) = (if l.union { &unions } else { &structs }).get(&l.name) else {
+            continue;
+        };
+        // bindgen's stand-ins for a type a header only declares (`_unused: [u8; 0]`) or that
+        // it could not lay out (`_address: u8`): no Rust code reads through them.
+        if l.members.len() == 1 && matches!(l.members[0].0.as_str(), "_unused" | "_address") {
+            continue;
+        }
+        let t = base.type_info(id)?;
+        let what = if l.union { "union" } else { "struct" };
+        if u64::from(t.size_or_type) != l.size {
+            wrong.push(format!(
+                "{what} {}: {} bytes in Rust, {} in vmlinux",
+                l.name, l.size, t.size_or_type
+            ));
+            continue;
+        }
+        for (mname, offset) in &l.members {
+            let c = t.members.iter().find(|(n, _, _)| n == mname).or_else(|| {
+                let stripped = mname.strip_suffix('_')?;
+                t.members.iter().find(|(n, _, _)| n == stripped)
+            });
+            let Some((_, _, bits)) = c else {
+                continue;
+            };
+            if u64::from(*bits) != offset * 8 {
+                wrong.push(format!(
+                    "{what} {}: {mname} at byte {offset} in Rust, {} in vmlinux",
+                    l.name,
+                    f64::from(*bits) / 8.0
+                ));
+            }
+        }
+    }
+    if !wrong.is_empty() {
+        bail!(
+            "bindgen's layouts of kernel types differ from vmlinux's BTF in {} place(s), so Rust code \
+             would read the wrong bytes: {}; the kernel crate's (or the module's) bindings were \
+             generated for another kernel or configuration, or bindgen got them wrong: rebuild \
+             the kernel's Rust support with this kernel, or fix the binding",
+            wrong.len(),
+            wrong.join("; ")
+        );
+    }
+    Ok(())
 }
 
 /// vmlinux's struct or union named `name`, if it has one.

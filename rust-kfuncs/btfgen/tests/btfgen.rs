@@ -685,3 +685,25 @@ fn a_destructor_for_a_vmlinux_type_is_an_error_naming_the_limit() {
         assert!(msg.contains(part), "error {msg:?} does not say {part:?}");
     }
 }
+
+#[test]
+fn bindgen_layouts_are_checked_against_vmlinux() {
+    let dir = scratch("layout-good");
+    let module = fixture_module(&dir, &["good_layout"]);
+    btfgen(&module, &dir.join("out.ko")).unwrap();
+
+    let dir = scratch("layout-bad");
+    let module = fixture_module(&dir, &["bad_layout"]);
+    let msg = format!("{:#}", btfgen(&module, &dir.join("out.ko")).unwrap_err());
+    for part in [
+        "bindgen's layouts of kernel types differ from vmlinux's BTF in 2 place(s)",
+        "struct list_head: prev at byte 0 in Rust, 8 in vmlinux",
+        "struct list_head: next at byte 8 in Rust, 0 in vmlinux",
+    ] {
+        assert!(msg.contains(part), "error {msg:?} does not say {part:?}");
+    }
+    assert!(
+        !dir.join("out.ko").exists(),
+        "nothing must be written on error"
+    );
+}
