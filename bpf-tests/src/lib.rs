@@ -48,6 +48,8 @@ pub struct Ctx {
     pub module: Option<PathBuf>,
     /// `-v`: cases may print extra `#` comment lines.
     pub verbose: bool,
+    /// `--long`: the long forms of the heavy cases.
+    pub long: bool,
 }
 
 /// One named case of a suite.

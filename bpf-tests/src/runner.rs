@@ -36,6 +36,9 @@ pub struct Cli {
     /// Print the verifier message each rejection case got.
     #[arg(short, long)]
     pub verbose: bool,
+    /// The long forms of the heavy cases (`cargo xtask test --long`).
+    #[arg(long)]
+    pub long: bool,
     /// libtest's selection options; `--list` prints `suite/case: test` lines.
     #[command(flatten)]
     pub test: Arguments,
@@ -148,6 +151,7 @@ pub fn run(cli: Cli) -> Result<bool> {
     let ctx = Ctx {
         module: cli.module.clone(),
         verbose: cli.verbose,
+        long: cli.long,
     };
     let mut out = Writer::new(io::stdout().lock(), suites.len())?;
     if filtered_out > 0 {

@@ -10,8 +10,7 @@
 //! spawn threads that reap themselves, one of them as pid 1 of a new pid
 //! namespace, and parked sentinel tasks wait to be looked up and stored.
 //! Operation counts are fixed (not wall time); the short form runs in
-//! `cargo xtask test`, the long one (`TASK_KFUNCS_STRESS=long`) in
-//! `cargo xtask stress`.
+//! `cargo xtask test`, the long one in `cargo xtask test --long`.
 //!
 //! The case passes when, after a final drain of the slots: references taken
 //! (non-NULL acquire, kptr_get, from_pid, from_vpid) equal references
@@ -81,9 +80,6 @@ mod c {
     pub const MIX_RUNS: usize = 14;
     pub const SWITCH_NO_NS: usize = 15;
 }
-
-/// The environment variable that selects the long form.
-pub const LONG_ENV: &str = "TASK_KFUNCS_STRESS";
 
 /// The tracing programs, attached for the whole run.
 const TRACING: &[&str] = &[
@@ -168,9 +164,8 @@ pub fn cases() -> Vec<Case> {
         if ctx.module.is_none() && !module::is_loaded() {
             return Outcome::Skip("needs the module (--module PATH)".into());
         }
-        let long = std::env::var(LONG_ENV).is_ok_and(|v| v == "long");
         let debug = kernel_log::kmemleak_available();
-        match run(scale(long, debug), debug, ctx.verbose) {
+        match run(scale(ctx.long, debug), debug, ctx.verbose) {
             Ok(()) => Outcome::Pass,
             Err(e) => Outcome::fail_with_log(format!("{e:#}"), bpf::take_log()),
         }
@@ -574,7 +569,7 @@ fn run(scale: Scale, debug: bool, verbose: bool) -> Result<()> {
     if cpus < 2 {
         bail!(
             "the guest has {cpus} CPU: stress needs at least 2 (boot it with `vng --cpus 2`, \
-             as cargo xtask test and cargo xtask stress do)"
+             as cargo xtask test does)"
         );
     }
     println!(

@@ -4,10 +4,11 @@
 # Runs inside the guest for `cargo xtask test`: the BPF selftest runner
 # against task_kfuncs.ko. The runner prints KTAP on stdout (xtask reads it)
 # and judges the kernel log and kmemleak itself; this script only adds a
-# watchdog and exits with the runner's exit code (0: all passed, 1: a case
-# failed, 2: the runner could not start).
+# watchdog and exits with EXIT_BASE plus the runner's exit code (0: all
+# passed, 1: a case failed, 2: the runner could not start), a code only it
+# gives: xtask checks on every run that the guest's exit code comes through.
 #
-# Usage: test.sh RUNNER MODULE WATCHDOG_SECS [RUNNER ARGS...]
+# Usage: test.sh WATCHDOG_SECS EXIT_BASE RUNNER [RUNNER ARGS...]
 #
 # Watchdog: if the runner has not finished after WATCHDOG_SECS, the guest
 # dumps every task's stack (sysrq t) and every CPU's (sysrq l) to the
@@ -16,9 +17,9 @@
 # the dumps in its log.
 set -uo pipefail
 
-runner=$1
-module=$2
-watchdog=$3
+watchdog=$1
+exit_base=$2
+runner=$3
 shift 3
 
 (
@@ -31,8 +32,8 @@ shift 3
 ) &
 watchdog_pid=$!
 
-"$runner" --module "$module" "$@"
+"$runner" "$@"
 status=$?
 kill "$watchdog_pid" 2>/dev/null
 wait "$watchdog_pid" 2>/dev/null
-exit "$status"
+exit $((exit_base + status))

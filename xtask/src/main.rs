@@ -5,18 +5,17 @@
 //! `cargo xtask help <command>` for each one.
 
 mod bench;
+mod driver;
 mod kernel;
 mod module;
 mod run;
 mod selftests;
 mod setup;
-mod stress;
-mod test;
 mod util;
 mod vm;
 
 use std::path::PathBuf;
-use std::process;
+use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
@@ -79,24 +78,21 @@ enum Cmd {
     /// Build what is missing, boot, load task_kfuncs.ko and show what BPF
     /// sees of it, unload it, power off.
     Run,
-    /// Run every test (host tests, boot checks, the BPF selftests in the
+    /// Run every test (host tests, toolkit checks, the BPF selftests in the
     /// guest), one line per case; ends with `N passed, N failed`. JUnit XML
     /// of every case goes to target/xtask/results.xml.
     Test {
         /// Run the guest part on the debug kernel.
         #[arg(long)]
         debug: bool,
+        /// The long forms of the heavy cases: the SMP stress run, insmod
+        /// failing at every allocation, 100 load cycles, the rmmod race.
+        #[arg(long)]
+        long: bool,
         /// Run only the cases whose name contains this (e.g.
         /// `rust/from_pid`, `host/`); the guest's sanity checks and kernel
         /// log judges run with any guest case.
         filter: Option<String>,
-    },
-    /// The long SMP stress run of the task kfuncs (2 vCPUs, panic_on_warn=1):
-    /// fixed operation counts, references balanced at the end, figures printed.
-    Stress {
-        /// Run it on the debug kernel (fewer operations).
-        #[arg(long)]
-        debug: bool,
     },
     /// Benchmark the Rust kfuncs against the kernel's C kfuncs in the guest
     /// and print the ratios (`bench -- --iters N --rounds N` to tune).
@@ -107,19 +103,22 @@ enum Cmd {
     },
 }
 
-fn main() {
-    if let Err(e) = real_main() {
-        eprintln!("[xtask] error: {e:#}");
-        process::exit(2);
+fn main() -> ExitCode {
+    match real_main() {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("[xtask] error: {e:#}");
+            ExitCode::from(2)
+        }
     }
 }
 
-fn real_main() -> Result<()> {
+fn real_main() -> Result<ExitCode> {
     let cli = Cli::parse();
     let checkout = util::checkout();
     let cache = util::cache_dir()?;
     match cli.command {
-        Cmd::Setup => setup::setup(&cache),
+        Cmd::Setup => setup::setup(&cache).map(|()| ExitCode::SUCCESS),
         Cmd::Kernel { debug, print_path } => {
             let dir = kernel::ensure_built(&checkout, &cache, Flavour::new(debug))?;
             if print_path {
@@ -127,7 +126,7 @@ fn real_main() -> Result<()> {
             } else {
                 say!("kernel: {}", dir.display());
             }
-            Ok(())
+            Ok(ExitCode::SUCCESS)
         }
         Cmd::Vm {
             debug,
@@ -154,11 +153,24 @@ fn real_main() -> Result<()> {
                 outcome.boot_time.as_secs_f64(),
                 outcome.exit_code
             );
-            process::exit(outcome.exit_code);
+            // The guest command's code, as `vm`'s help promises (a code
+            // outside 0..=255 cannot be an exit status: 255, as vng's own).
+            Ok(ExitCode::from(
+                u8::try_from(outcome.exit_code).unwrap_or(255),
+            ))
         }
-        Cmd::Run => run::run(&checkout, &cache),
-        Cmd::Test { debug, filter } => test::test(&checkout, &cache, debug, filter.as_deref()),
-        Cmd::Stress { debug } => stress::stress(&checkout, &cache, debug),
-        Cmd::Bench { args } => bench::bench(&checkout, &cache, &args),
+        Cmd::Run => run::run(&checkout, &cache).map(|()| ExitCode::SUCCESS),
+        Cmd::Test {
+            debug,
+            long,
+            filter,
+        } => driver::test(
+            &checkout,
+            &cache,
+            Flavour::new(debug),
+            long,
+            filter.as_deref(),
+        ),
+        Cmd::Bench { args } => bench::bench(&checkout, &cache, &args).map(|()| ExitCode::SUCCESS),
     }
 }

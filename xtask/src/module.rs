@@ -8,12 +8,6 @@ use anyhow::{bail, Context, Result};
 
 use crate::util;
 
-/// Whether the checkout has the module's source yet.
-pub fn exists(checkout: &Path) -> bool {
-    checkout.join("Makefile").exists()
-        && (checkout.join("src/lib.rs").exists() || checkout.join("task_kfuncs.rs").exists())
-}
-
 /// `make -C <checkout> KDIR=<kdir>` with the kernel's toolchain first in
 /// PATH; returns the path of task_kfuncs.ko.
 pub fn build(checkout: &Path, cache: &Path, kdir: &Path) -> Result<PathBuf> {

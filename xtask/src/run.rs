@@ -17,19 +17,15 @@ pub fn run(checkout: &Path, cache: &Path) -> Result<()> {
     let kdir = kernel::ensure_built(checkout, cache, Flavour::Normal)?;
     say!("run: kernel {}", kdir.display());
 
-    let ko = if module::exists(checkout) {
-        Some(module::build(checkout, cache, &kdir)?)
-    } else {
-        say!("run: no module source yet (src/lib.rs); booting the kernel alone");
-        None
-    };
+    let ko = module::build(checkout, cache, &kdir)?;
 
     // xtask/guest/run.sh does the work in the guest; see its comments.
     let script = checkout.join("xtask/guest/run.sh");
-    let mut command = format!("bash {}", shell_quote(&script.to_string_lossy()));
-    if let Some(ko) = &ko {
-        command = format!("{command} {}", shell_quote(&ko.to_string_lossy()));
-    }
+    let command = format!(
+        "bash {} {}",
+        shell_quote(&script.to_string_lossy()),
+        shell_quote(&ko.to_string_lossy())
+    );
     let outcome = vm::run(cache, &vm::VmOptions::new(kdir, false), &command)?;
     say!(
         "run: guest reached the script after {:.1} s; total {}",

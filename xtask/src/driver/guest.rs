@@ -74,44 +74,54 @@ fn watchdog(debug: bool) -> Duration {
     Duration::from_secs(secs)
 }
 
-/// Boots once, runs the selected cases (with `env`, `K=V` words, in the
-/// runner's environment), records every one of them.
-#[allow(clippy::too_many_arguments)]
+/// What the guest runs.
+pub struct Run<'a> {
+    pub runner: &'a Path,
+    pub ko: &'a Path,
+    /// kfunc_sample.ko, for the runner's kfunc_sample suite.
+    pub sample: Option<&'a Path>,
+    pub filter: Option<&'a str>,
+    /// The long forms of the heavy cases.
+    pub long: bool,
+}
+
+/// What xtask/guest/test.sh adds to the runner's exit code (0 all passed,
+/// 1 a case failed, 2 the run could not start): a code that only the script
+/// gives, so that every run checks that the guest's exit code comes through
+/// (virtme-ng gives 255 when it got none from the guest).
+const EXIT_BASE: i32 = 100;
+
+/// The case that checks the guest's exit code.
+const EXIT_CODE_CASE: &str = "xtask/vm_exit_code_passes_through";
+
+/// Boots once, runs the selected cases, records every one of them.
 pub fn run(
     report: &mut Report,
     checkout: &Path,
     cache: &Path,
     opts: &vm::VmOptions,
     debug: bool,
-    runner: &Path,
-    ko: &Path,
-    sample: Option<&Path>,
-    filter: Option<&str>,
+    run: &Run<'_>,
     selection: &Selection,
-    env: &[&str],
 ) {
     let script = checkout.join("xtask/guest/test.sh");
-    // `env K=V ...`: variables for the runner (quoting-proof).
-    let mut words: Vec<String> = if env.is_empty() {
-        Vec::new()
-    } else {
-        std::iter::once("env")
-            .chain(env.iter().copied())
-            .map(str::to_string)
-            .collect()
-    };
-    words.extend([
-        "bash".to_string(),
+    let mut words: Vec<String> = vec![
+        "bash".into(),
         script.to_string_lossy().into_owned(),
-        runner.to_string_lossy().into_owned(),
-        ko.to_string_lossy().into_owned(),
         watchdog(debug).as_secs().to_string(),
-    ]);
-    if let Some(sample) = sample {
+        EXIT_BASE.to_string(),
+        run.runner.to_string_lossy().into_owned(),
+        "--module".into(),
+        run.ko.to_string_lossy().into_owned(),
+    ];
+    if let Some(sample) = run.sample {
         words.push("--sample-module".into());
         words.push(sample.to_string_lossy().into_owned());
     }
-    words.extend(filter.map(str::to_string));
+    if run.long {
+        words.push("--long".into());
+    }
+    words.extend(run.filter.map(str::to_string));
     let command = words
         .iter()
         .map(|w| shell_quote(w))
@@ -216,17 +226,27 @@ fn verdicts(
             )),
         ));
     }
-    // The script exits with the runner's code: 0 exactly when no case failed.
-    if (outcome.exit_code == 0) == any_failed {
-        out.push((
-            "guest/exit_code".into(),
-            Outcome::fail(format!(
-                "the guest exited with {} but {} case failed",
-                outcome.exit_code,
-                if any_failed { "a" } else { "no" }
-            )),
-        ));
-    }
+    // The script exits with EXIT_BASE + the runner's code: 0 exactly when
+    // no case failed.
+    let exit = match outcome.exit_code - EXIT_BASE {
+        0 if !any_failed => Outcome::Pass,
+        1 if any_failed => Outcome::Pass,
+        code @ 0..=2 => Outcome::fail(format!(
+            "the runner exited with {code} but {} case failed",
+            if any_failed { "a" } else { "no" }
+        )),
+        _ => Outcome::fail(format!(
+            "the guest exited with {}, not {EXIT_BASE} + the runner's code: the exit code \
+             did not come through{}",
+            outcome.exit_code,
+            if outcome.exit_code == 255 {
+                " (255: virtme-ng got no exit code from the guest)"
+            } else {
+                ""
+            }
+        )),
+    };
+    out.push((EXIT_CODE_CASE.into(), exit));
     out
 }
 
@@ -274,16 +294,27 @@ mod tests {
 
     #[test]
     fn every_reported_case_keeps_its_verdict() {
-        let v = verdicts(&selected(), &outcome(KTAP, 1, None), Path::new("c.log"));
-        assert_eq!(names(&v), ["rust/a", "rust/b", "kernel/log_clean"]);
+        let v = verdicts(
+            &selected(),
+            &outcome(KTAP, EXIT_BASE + 1, None),
+            Path::new("c.log"),
+        );
+        assert_eq!(
+            names(&v),
+            ["rust/a", "rust/b", "kernel/log_clean", EXIT_CODE_CASE]
+        );
         assert_eq!(v[0].1, Outcome::Pass);
         assert!(v[1].1.is_fail());
+        assert_eq!(v[3].1, Outcome::Pass);
     }
 
     #[test]
     fn an_exit_code_that_disagrees_is_a_failure() {
-        let v = verdicts(&selected(), &outcome(KTAP, 0, None), Path::new("c.log"));
-        assert_eq!(names(&v).last(), Some(&"guest/exit_code"));
+        for code in [EXIT_BASE, 1, 255] {
+            let v = verdicts(&selected(), &outcome(KTAP, code, None), Path::new("c.log"));
+            assert_eq!(names(&v).last(), Some(&EXIT_CODE_CASE));
+            assert!(v.last().unwrap().1.is_fail(), "exit code {code}");
+        }
     }
 
     #[test]

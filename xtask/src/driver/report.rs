@@ -82,14 +82,6 @@ impl Report {
         self.record(name, Outcome::fail(format!("{e:#}")))
     }
 
-    /// The outcome recorded for a case, if any.
-    pub fn outcome(&self, name: &str) -> Option<&Outcome> {
-        self.cases
-            .iter()
-            .find(|c| c.name == name)
-            .map(|c| &c.outcome)
-    }
-
     /// Whether no case was recorded.
     pub fn is_empty(&self) -> bool {
         self.cases.is_empty()

@@ -1,0 +1,302 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The test driver behind `cargo xtask test [--debug] [--long] [FILTER]`:
+//! every test the project has, one line per case in one numbering, and one
+//! closing `N passed, N failed` line.
+//!
+//! A run is a sequence of phases over one [`Plan`]:
+//!
+//! 1. kernel: the test kernel is built (or found in the cache);
+//! 2. host: the workspace's tests, one case per test ([`host`]), built and
+//!    run on a thread of their own while the rest goes on; recorded last;
+//! 3. builds: task_kfuncs.ko and the BPF selftest runner;
+//! 4. plan: what the filter selects, decided once ([`Plan`]): the runner's
+//!    cases (the runner lists them, [`guest::select`]), the toolkit checks,
+//!    and whether the toolkit's sample module is needed;
+//! 5. toolkit: the sample module is built, plain-Kbuild builds and the
+//!    checked-in `*.kfuncs.h` headers are checked ([`toolkit`]);
+//! 6. guest: one boot (2 vCPUs, `slab_nomerge`) runs the selected runner
+//!    cases; the runner's KTAP becomes one case per runner case, and the
+//!    guest's exit code must come through and agree with them ([`guest`]).
+//!
+//! `--long` runs the long forms of the heavy cases (the SMP stress run, the
+//! module fault cases). Anything that cannot run counts as failed, with the
+//! reason. Every case also lands in `target/xtask/results.xml` (JUnit,
+//! [`report`]).
+
+mod guest;
+mod host;
+mod report;
+mod toolkit;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::thread;
+use std::time::Instant;
+
+use anyhow::Result;
+use harness::Outcome;
+
+use crate::kernel::{self, Flavour};
+use crate::util::fmt_duration;
+use crate::{module, say, selftests, vm};
+use guest::Selection;
+use report::Report;
+
+/// vCPUs of the test guest: the stress case needs SMP.
+const CPUS: u32 = 2;
+
+/// Kernel options of the test guest: `task_struct` gets a slab cache of its
+/// own, so that the stress case's object count means something.
+const APPEND: &[&str] = &["slab_nomerge"];
+
+/// What one run does, decided once from the filter and what the runner
+/// lists.
+struct Plan {
+    filter: Option<String>,
+    /// The runner's cases to run in the guest, in run order (the runner adds
+    /// its sanity checks and kernel judges to any selection of its own).
+    guest: Selection,
+    /// The toolkit checks to record.
+    toolkit: Vec<String>,
+    /// Whether the toolkit's sample module must be built.
+    sample: bool,
+}
+
+impl Plan {
+    /// Whether the filter selects a case of ours (host tests, toolkit
+    /// checks): its name contains the filter. The runner applies the same
+    /// rule (libtest's) to its own cases.
+    fn selects(filter: Option<&str>, name: &str) -> bool {
+        filter.is_none_or(|f| name.contains(f))
+    }
+
+    fn new(filter: Option<&str>, runner: &Path, ko: &Path, sample_ko: &Path) -> Result<Self> {
+        // Listed with the sample module's path: listing does not open it.
+        let guest = guest::select(runner, ko, Some(sample_ko), filter)?;
+        let toolkit: Vec<String> = toolkit::names()
+            .into_iter()
+            .filter(|n| Self::selects(filter, n))
+            .collect();
+        let sample = !toolkit.is_empty() || guest.cases.iter().any(|c| is_sample_case(c));
+        Ok(Plan {
+            filter: filter.map(str::to_string),
+            guest,
+            toolkit,
+            sample,
+        })
+    }
+
+    fn filter(&self) -> Option<&str> {
+        self.filter.as_deref()
+    }
+}
+
+fn is_sample_case(name: &str) -> bool {
+    name.starts_with("kfunc_sample/")
+}
+
+/// `cargo xtask test`: records every case and prints the report.
+pub fn test(
+    checkout: &Path,
+    cache: &Path,
+    flavour: Flavour,
+    long: bool,
+    filter: Option<&str>,
+) -> Result<ExitCode> {
+    let start = Instant::now();
+    let mut r = Report::default();
+    run(&mut r, checkout, cache, flavour, long, filter);
+    if let (true, Some(f)) = (r.is_empty(), filter) {
+        r.record(
+            "xtask/filter_selects_a_case",
+            Outcome::fail(format!(
+                "no case name contains {f:?}: names look like `rust/from_pid_current`, \
+                 `c_kfuncs/release_null`, `host/harness/lib/ktap::tests::round_trip`, \
+                 `toolkit/kfuncs_h_fresh/task_kfuncs`"
+            )),
+        );
+    }
+    say!("test: finished in {}", fmt_duration(start.elapsed()));
+    let passed = r.finish(&checkout.join("target/xtask/results.xml"), filter)?;
+    Ok(if passed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// Prints how long each phase took (`# time:` lines).
+struct Laps(Instant);
+
+impl Laps {
+    fn lap(&mut self, what: &str) {
+        println!("# time: {what} {:.1} s", self.0.elapsed().as_secs_f64());
+        self.0 = Instant::now();
+    }
+}
+
+/// The phases; every outcome goes into `r`.
+fn run(
+    r: &mut Report,
+    checkout: &Path,
+    cache: &Path,
+    flavour: Flavour,
+    long: bool,
+    filter: Option<&str>,
+) {
+    // 1. The kernel.
+    let kdir = match kernel::ensure_built(checkout, cache, flavour) {
+        Ok(dir) => dir,
+        Err(e) => return r.fail(&format!("build/{}_kernel", flavour.name()), &e),
+    };
+    println!("# kernel: {}", kdir.display());
+    let mut laps = Laps(Instant::now());
+
+    // 2. Host tests, on a thread of their own while the module is built and
+    // the guest runs (QEMU under TCG keeps one core busy).
+    let host = {
+        let (checkout, kdir, filter) = (
+            checkout.to_path_buf(),
+            kdir.clone(),
+            filter.map(str::to_string),
+        );
+        thread::spawn(move || -> Result<(Vec<host::Ran>, usize)> {
+            let tests = host::build_and_list(&checkout, &kdir)?;
+            let (tests, out): (Vec<_>, Vec<_>) = tests
+                .into_iter()
+                .partition(|t| Plan::selects(filter.as_deref(), &t.name));
+            Ok((host::run(tests, &kdir), out.len()))
+        })
+    };
+
+    // 3. Builds.
+    let ko = module::build(checkout, cache, &kdir)
+        .map_err(|e| r.fail("build/module", &e))
+        .ok();
+    laps.lap("module built");
+    let runner = selftests::build(checkout, &kdir)
+        .map_err(|e| r.fail("build/selftests", &e))
+        .ok()
+        .map(|b| b.runner);
+    laps.lap("selftest runner built");
+
+    // 4. The plan.
+    let sample_ko = toolkit::sample_ko(checkout);
+    let plan = match (&ko, &runner) {
+        (Some(ko), Some(runner)) => Plan::new(filter, runner, ko, &sample_ko)
+            .map_err(|e| r.fail("build/selftests_list", &e))
+            .ok(),
+        _ => None,
+    };
+
+    if let (Some(ko), Some(runner), Some(mut plan)) = (ko, runner, plan) {
+        // 5. The toolkit.
+        r.filtered_out(toolkit::names().len() - plan.toolkit.len());
+        let sample = if plan.sample {
+            toolkit_phase(r, &mut plan, checkout, cache, &kdir, &ko, &runner)
+        } else {
+            None
+        };
+        laps.lap("toolkit");
+
+        // 6. The guest.
+        r.filtered_out(plan.guest.filtered_out);
+        if !plan.guest.cases.is_empty() {
+            let opts = vm::VmOptions {
+                echo_prefix: "# ",
+                cpus: Some(CPUS),
+                append: APPEND.to_vec(),
+                ..vm::VmOptions::new(kdir.clone(), flavour == Flavour::Debug)
+            };
+            let run = guest::Run {
+                runner: &runner,
+                ko: &ko,
+                sample: sample.as_deref(),
+                filter: plan.filter(),
+                long,
+            };
+            guest::run(
+                r,
+                checkout,
+                cache,
+                &opts,
+                flavour == Flavour::Debug,
+                &run,
+                &plan.guest,
+            );
+            laps.lap("guest run");
+        }
+    }
+
+    // 2, recorded.
+    match host.join() {
+        Ok(Ok((ran, filtered_out))) => {
+            r.filtered_out(filtered_out);
+            for t in ran {
+                r.record_timed(&t.name, t.outcome, t.time);
+            }
+        }
+        Ok(Err(e)) => r.fail("build/host_tests", &e),
+        Err(_) => r.record(
+            "build/host_tests",
+            Outcome::fail("the host test thread panicked"),
+        ),
+    }
+    laps.lap("host tests (waited for)");
+}
+
+/// Builds the sample module and records the toolkit checks the plan
+/// selects; returns the sample module's path when it built. Without it the
+/// runner has no kfunc_sample suite: the plan's sample cases fail here, by
+/// name, and the guest selection is listed again without them.
+fn toolkit_phase(
+    r: &mut Report,
+    plan: &mut Plan,
+    checkout: &Path,
+    cache: &Path,
+    kdir: &Path,
+    ko: &Path,
+    runner: &Path,
+) -> Option<PathBuf> {
+    let sample = match toolkit::build_sample(checkout, cache, kdir) {
+        Ok(sample) => sample,
+        Err(e) => {
+            r.fail("build/kfunc_sample", &e);
+            for case in plan.guest.cases.iter().filter(|c| is_sample_case(c)) {
+                r.record(
+                    case,
+                    Outcome::fail(
+                        "not run: samples/kfunc_sample did not build (build/kfunc_sample)",
+                    ),
+                );
+            }
+            for name in &plan.toolkit {
+                r.record(name, Outcome::fail("not run: build/kfunc_sample failed"));
+            }
+            match guest::select(runner, ko, None, plan.filter()) {
+                Ok(selection) => plan.guest = selection,
+                Err(e) => {
+                    r.fail("build/selftests_list", &e);
+                    plan.guest.cases.clear();
+                }
+            }
+            return None;
+        }
+    };
+    if !plan.toolkit.is_empty() {
+        let modules = [(".", ko), ("samples/kfunc_sample", sample.as_path())];
+        for (name, result) in toolkit::checks(checkout, cache, kdir, &modules) {
+            if plan.toolkit.contains(&name) {
+                r.record(
+                    &name,
+                    match result {
+                        Ok(()) => Outcome::Pass,
+                        Err(e) => Outcome::fail(format!("{e:#}")),
+                    },
+                );
+            }
+        }
+    }
+    Some(sample)
+}
