@@ -110,8 +110,10 @@ pub struct Member {
     pub offset: u64,
     /// Size in bytes.
     pub size: u64,
-    /// The C type BPF reads it as, or why it has none (then BTF leaves the member out).
-    pub ty: std::result::Result<CType, String>,
+    /// The C types BPF could read it as, the outermost first (`struct refcount_struct`, then
+    /// `atomic_t`, then `int`): the first one BTF has is taken. Or why it has none (then BTF
+    /// leaves the member out).
+    pub ty: std::result::Result<Vec<CType>, String>,
 }
 
 /// The signedness BTF records for an integer (`BTF_INT_SIGNED`, `BTF_INT_BOOL` or neither).
@@ -465,34 +467,54 @@ fn wrapped(unit: &Unit<'_>, off: UnitOffset) -> Result<Option<UnitOffset>, Strin
     }
 }
 
-/// The C type BPF reads a struct member of type `off` as; see [`struct_defs`].
-fn member_type(dwarf: &Dwarf<'_>, unit: &Unit<'_>, mut off: UnitOffset) -> Result<CType, String> {
+/// The C types BPF could read a struct member of type `off` as, the outermost first; see
+/// [`struct_defs`].
+fn member_type(
+    dwarf: &Dwarf<'_>,
+    unit: &Unit<'_>,
+    mut off: UnitOffset,
+) -> Result<Vec<CType>, String> {
+    let mut candidates = Vec::new();
     for _ in 0..16 {
         off = strip_typedefs(unit, off)?;
+        let entry = unit.entry(off).map_err(unreadable)?;
+        if matches!(
+            entry.tag(),
+            gimli::DW_TAG_structure_type | gimli::DW_TAG_union_type
+        ) {
+            // A struct of a C name may be vmlinux's own (`refcount_t`): it comes first.
+            let name = string_attr(dwarf, unit, off, gimli::DW_AT_name)
+                .map_err(unreadable)?
+                .unwrap_or_default();
+            if is_c_identifier(&name) {
+                candidates.push(CType::Struct {
+                    name,
+                    union: entry.tag() == gimli::DW_TAG_union_type,
+                });
+            }
+        }
         match wrapped(unit, off)? {
             Some(inner) => off = inner,
             None => break,
         }
     }
     let entry = unit.entry(off).map_err(unreadable)?;
-    match entry.tag() {
-        gimli::DW_TAG_structure_type | gimli::DW_TAG_union_type => {
-            let name = string_attr(dwarf, unit, off, gimli::DW_AT_name)
-                .map_err(unreadable)?
-                .unwrap_or_default();
-            if !is_c_identifier(&name) {
-                return Err(format!("{} has no C name", describe(dwarf, unit, off)));
-            }
-            Ok(CType::Struct {
-                name,
-                union: entry.tag() == gimli::DW_TAG_union_type,
-            })
-        }
+    let innermost = match entry.tag() {
+        gimli::DW_TAG_structure_type | gimli::DW_TAG_union_type => None,
         gimli::DW_TAG_base_type | gimli::DW_TAG_enumeration_type => {
-            map_type(dwarf, unit, off, Pos::Pointee).map_err(|e| e.message("member"))
+            Some(map_type(dwarf, unit, off, Pos::Pointee).map_err(|e| e.message("member")))
         }
-        _ => map_type(dwarf, unit, off, Pos::Param).map_err(|e| e.message("member")),
+        _ => Some(map_type(dwarf, unit, off, Pos::Param).map_err(|e| e.message("member"))),
+    };
+    match innermost {
+        Some(Ok(ty)) => candidates.push(ty),
+        Some(Err(e)) if candidates.is_empty() => return Err(e),
+        _ => {}
     }
+    if candidates.is_empty() {
+        return Err(format!("{} has no C name", describe(dwarf, unit, off)));
+    }
+    Ok(candidates)
 }
 
 /// The layout of a struct or union as the module's DWARF has it.

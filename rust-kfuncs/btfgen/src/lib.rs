@@ -581,23 +581,7 @@ fn btf_type(base: &Btf<'_>, split: &mut Btf<'_>, added: &mut Added, ty: &CType) 
             let mut members = Vec::new();
             let mut omitted = Vec::new();
             for m in &def.members {
-                let resolved =
-                    m.ty.as_ref()
-                        .map_err(|e| anyhow::anyhow!("{e}"))
-                        .and_then(|ty| {
-                            let id = btf_type(base, split, added, ty)?;
-                            if let CType::Struct { .. } = ty {
-                                let size = u64::from(base_or_split_size(base, split, id)?);
-                                if size != m.size {
-                                    bail!(
-                                        "{} is {size} bytes in BTF but {} in DWARF",
-                                        c_type(ty).trim_end(),
-                                        m.size
-                                    );
-                                }
-                            }
-                            Ok(id)
-                        });
+                let resolved = member_btf_type(base, split, added, m);
                 match resolved {
                     Ok(id) => members.push((m.name.clone(), id, (m.offset * 8) as u32)),
                     Err(e) => omitted.push(format!("{}: {e:#}", m.name)),
@@ -660,14 +644,41 @@ fn clang_spelling(decl: &str) -> String {
     s
 }
 
-/// The size of struct or union `id`, in vmlinux's BTF or the module's.
-fn base_or_split_size(base: &Btf<'_>, split: &Btf<'_>, id: u32) -> Result<u32> {
-    let info = if id < split.start_id() {
-        base.type_info(id)?
-    } else {
-        split.type_info(id)?
-    };
-    Ok(info.size_or_type)
+/// The BTF id of the first of a member's candidate types that BTF has with the member's size;
+/// the error says why none does.
+fn member_btf_type(
+    base: &Btf<'_>,
+    split: &mut Btf<'_>,
+    added: &mut Added,
+    m: &dwarf::Member,
+) -> Result<u32> {
+    let tys = m.ty.as_ref().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut why = Vec::new();
+    for ty in tys {
+        // Structs by value only as vmlinux's: the module's own are written for kfuncs and id
+        // lists alone.
+        if let CType::Struct { name, .. } = ty {
+            if vmlinux_struct(base, name)?.is_none() {
+                why.push(format!("{} is no vmlinux type", c_type(ty).trim_end()));
+                continue;
+            }
+        }
+        match btf_type(base, split, added, ty) {
+            Ok(id) => {
+                let size = u64::from(split.size_of(id)?);
+                if size == m.size {
+                    return Ok(id);
+                }
+                why.push(format!(
+                    "{} is {size} bytes in BTF but {} in DWARF",
+                    c_type(ty).trim_end(),
+                    m.size
+                ));
+            }
+            Err(e) => why.push(format!("{e:#}")),
+        }
+    }
+    bail!("{}", why.join("; "))
 }
 
 /// Re-reads the written object and checks that every added `FUNC` is there with the whole

@@ -543,7 +543,7 @@ fn writes_the_modules_own_structs_with_the_members_bpf_can_read() {
     let base = Btf::parse(&vmlinux()).unwrap();
     let btf = Btf::new_split(&read_btf_section(&out), &base).unwrap();
     let (obj, info) = module_struct(&btf, "kf_obj");
-    assert_eq!(info.size_or_type, 40, "the Rust struct's size");
+    assert_eq!(info.size_or_type, 56, "the Rust struct's size");
     let members: Vec<_> = info
         .members
         .iter()
@@ -558,7 +558,8 @@ fn writes_the_modules_own_structs_with_the_members_bpf_can_read() {
             ("flag", 96),
             ("small", 112),
             ("owner", 128),
-            ("pair", 256)
+            ("pair", 256),
+            ("link", 320)
         ]
     );
     assert!(int(
@@ -574,6 +575,7 @@ fn writes_the_modules_own_structs_with_the_members_bpf_can_read() {
     );
     assert_eq!(members[4].1, "struct task_struct *");
     assert!(int(&["unsigned int"], &members[5].1), "{:?}", members[5]);
+    assert_eq!(members[6].1, "struct list_head ");
     let (_, omitted) = outcome
         .structs
         .iter()
