@@ -22,8 +22,8 @@
 #   scripts/Makefile.modpost (to find KBUILD_EXTRA_SYMBOLS); there the include
 #   runs Makefile.modfinal itself, once Module.symvers exists. Kbuild's own
 #   Makefile.modfinal run that follows finds every .ko up to date. That run
-#   also gives PAHOLE kfunc-pahole, which drops the two lines pahole prints
-#   for Rust DWARF tags it does not know.
+#   also gives PAHOLE kfunc-pahole, which drops the lines pahole prints for
+#   the Rust-only DWARF tags it does not know.
 # - A Rust module must be built with the kernel's rustc: a build with
 #   another stops here with one line naming both.
 #

@@ -17,15 +17,9 @@
  * which Rust does not set): the attributes are hardening or spelling
  * differences, not ABI ones. Upstream's CONFIG_RUST_INLINE_HELPERS does
  * the same for rust/helpers/.
- *
- * task_kfuncs_prog_type() is the kernel's resolve_prog_type(): the type a
- * program runs as (an extension program counts as the type it extends), for
- * the kfunc set's filter.
  */
 
-#include <linux/module.h>
 #include <linux/pid.h>
-#include <linux/bpf_verifier.h>
 #include <linux/rcupdate.h>
 #include <linux/refcount.h>
 #include <linux/sched.h>
@@ -54,18 +48,4 @@ __always_inline void task_kfuncs_rcu_read_unlock(void)
 __always_inline bool task_kfuncs_refcount_inc_not_zero(refcount_t *r)
 {
 	return refcount_inc_not_zero(r);
-}
-
-unsigned int task_kfuncs_module_btf_size(const struct module *mod)
-{
-#ifdef CONFIG_DEBUG_INFO_BTF_MODULES
-	return mod->btf_data_size;
-#else
-	return 0;
-#endif
-}
-
-__always_inline enum bpf_prog_type task_kfuncs_prog_type(const struct bpf_prog *prog)
-{
-	return resolve_prog_type(prog);
 }

@@ -12,12 +12,9 @@
 #ifndef TASK_KFUNCS_HELPERS_H
 #define TASK_KFUNCS_HELPERS_H
 
-#include <linux/bpf.h>
 #include <linux/refcount.h>
 #include <linux/types.h>
 
-struct module;
-struct bpf_prog;
 struct pid_namespace;
 struct task_struct;
 
@@ -25,7 +22,5 @@ struct pid_namespace *task_kfuncs_active_pid_ns(void);
 void task_kfuncs_rcu_read_lock(void);
 void task_kfuncs_rcu_read_unlock(void);
 bool task_kfuncs_refcount_inc_not_zero(refcount_t *r);
-unsigned int task_kfuncs_module_btf_size(const struct module *mod);
-enum bpf_prog_type task_kfuncs_prog_type(const struct bpf_prog *prog);
 
 #endif /* TASK_KFUNCS_HELPERS_H */

@@ -71,7 +71,7 @@ const ADMITTED: [bindings::bpf_prog_type; 5] = [
 /// Called by the verifier with a valid `prog`.
 unsafe extern "C" fn prog_type_filter(prog: *const bindings::bpf_prog, _kfunc_id: u32) -> i32 {
     // SAFETY: `prog` is the program under verification, valid for the call.
-    let prog_type = unsafe { bindings::task_kfuncs_prog_type(prog) };
+    let prog_type = unsafe { prog_type(prog) };
     if ADMITTED.contains(&prog_type) {
         0
     } else {
@@ -81,50 +81,11 @@ unsafe extern "C" fn prog_type_filter(prog: *const bindings::bpf_prog, _kfunc_id
 
 /// Registers [`TASK_KFUNC_SET`] with [`prog_type_filter`] for [`HOOKS`].
 ///
-/// Must be called from module init (see [`BtfKfuncSet::register`]).
+/// Must be called from module init (see [`BtfKfuncSet::register`], which
+/// also refuses a module built without the kfuncs' BTF, saying how to fix
+/// the build).
 pub(crate) fn register(module: &'static ThisModule) -> Result {
-    check_set(module)?;
     TASK_KFUNC_SET.register(module, &HOOKS, Some(prog_type_filter))
-}
-
-/// Refuses to register a set that BPF could not use.
-///
-/// Without module BTF the kernel accepts the registration with only a
-/// warning and the module would load as a no-op; a set whose ids
-/// `resolve_btfids` left at 0 (the kfuncs missing from the module's BTF:
-/// btfgen did not run) or whose count it never filled in names nothing.
-/// Both are build mistakes: init fails and says how to fix it.
-fn check_set(module: &'static ThisModule) -> Result {
-    // SAFETY: `module` is this module, alive while its init runs.
-    if unsafe { bindings::task_kfuncs_module_btf_size(module.as_ptr()) } == 0 {
-        pr_err!("the module has no BTF (.BTF section): BPF could not see the kfuncs; build it with Kbuild including rust-kfuncs/kfuncs.mk, which runs btfgen\n");
-        return Err(ENOENT);
-    }
-    let set = TASK_KFUNC_SET.as_ptr().cast::<bindings::btf_id_set8>();
-    // SAFETY: `set` is the `struct btf_id_set8` of this module's `.BTF_ids`,
-    // alive as long as the module; it is only read.
-    let cnt = unsafe { (*set).cnt };
-    if cnt != TASK_KFUNC_SET.len() {
-        pr_err!(
-            "the kfunc id set holds {} of {} kfuncs: resolve_btfids did not process the module; build it with Kbuild including rust-kfuncs/kfuncs.mk\n",
-            cnt,
-            TASK_KFUNC_SET.len()
-        );
-        return Err(EINVAL);
-    }
-    for i in 0..cnt as usize {
-        // SAFETY: the set has `cnt` entries after its header (checked above
-        // against the number the macro emitted).
-        let id = unsafe { (*(*set).pairs.as_ptr().add(i)).id };
-        if id == 0 {
-            pr_err!(
-                "kfunc {} of the id set has no BTF id: the module's BTF lacks the kfuncs; build it with Kbuild including rust-kfuncs/kfuncs.mk, which runs btfgen\n",
-                i
-            );
-            return Err(ENOENT);
-        }
-    }
-    Ok(())
 }
 
 /// Takes a reference on `p->rcu_users` unless the count already hit zero.
