@@ -29,10 +29,11 @@ mod kfunc_btf;
 
 use kfunc_btf::*;
 
+// No `author`: it is optional, and 6.12 (`author: ".."`) and 7.x (`authors: [..]`) spell it
+// differently; without it the sample builds unchanged, with only its Kbuild's two lines, on both.
 module! {
     type: KfuncSample,
     name: "kfunc_sample",
-    author: "task_kfuncs developers",
     description: "Sample Rust kfuncs built with the rust-kfuncs toolkit",
     license: "GPL",
 }
