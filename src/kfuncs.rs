@@ -141,7 +141,7 @@ fn task_from_nr(nr: i32, find: impl FnOnce(i32) -> *mut bindings::pid) -> *mut t
 
 /// Acquires a reference on a trusted or RCU-protected task.
 ///
-/// Flags: `KF_ACQUIRE | KF_RCU | KF_RET_NULL`, exactly those of the kernel's
+/// [`TASK_KFUNC_SET`] gives it exactly the flags of the kernel's
 /// `bpf_task_acquire()`, so a program ports from one to the other by renaming
 /// alone. `p` must be trusted (a tracepoint, fentry or struct_ops argument,
 /// `bpf_get_current_task_btf()`, a referenced kptr) or RCU-protected (a
@@ -183,7 +183,7 @@ pub(crate) unsafe extern "C" fn rust_task_acquire(p: *mut task_struct) -> *mut t
 
 /// Releases a reference taken by one of the acquiring task kfuncs.
 ///
-/// Flags: `KF_RELEASE`. Drops the reference exactly as the kernel's
+/// Drops the reference exactly as the kernel's
 /// `bpf_task_release()` and the task kptr destructor do, with
 /// `put_task_struct_rcu_user()`: when `rcu_users` reaches zero the final put
 /// of the task is deferred by an RCU grace period. The verifier rejects a
@@ -209,8 +209,7 @@ pub(crate) unsafe extern "C" fn rust_task_release(p: *mut task_struct) {
 
 /// Acquires a reference on a task kptr read from a map value under RCU.
 ///
-/// Flags: `KF_ACQUIRE | KF_RCU | KF_RET_NULL`, the same contract as
-/// [`rust_task_acquire`]; the name is the one the map-kptr case has had since
+/// The same flags and contract as [`rust_task_acquire`]; the name is the one the map-kptr case has had since
 /// the first version of this API. `p` may be an RCU-protected
 /// pointer: a `struct task_struct __kptr` loaded from a map value inside
 /// `bpf_rcu_read_lock()` (or trusted). Returns `p` with a new reference, or
@@ -242,7 +241,7 @@ pub(crate) unsafe extern "C" fn rust_task_kptr_get(p: *mut task_struct) -> *mut 
 
 /// Finds a task by pid in the initial pid namespace and acquires it.
 ///
-/// Flags: `KF_ACQUIRE | KF_RET_NULL`. Looks `pid` up in `init_pid_ns` under
+/// Looks `pid` up in `init_pid_ns` under
 /// RCU, like `bpf_task_from_pid()`. Returns the task with a reference, or
 /// NULL for any pid without a task (negative, zero, above `pid_max`, or an
 /// exiting task).
@@ -271,7 +270,7 @@ pub(crate) unsafe extern "C" fn rust_task_from_pid(pid: i32) -> *mut task_struct
 
 /// Finds a task by pid in the caller's pid namespace and acquires it.
 ///
-/// Flags: `KF_ACQUIRE | KF_RET_NULL`. Like [`rust_task_from_pid`], but
+/// Like [`rust_task_from_pid`], with its flags, but
 /// `vpid` is looked up in `task_active_pid_ns(current)`, the namespace the
 /// current task sees: inside a container, `vpid` 1 is the container's init.
 /// Returns NULL for any number without a task in that namespace, and when
