@@ -6,8 +6,9 @@
 #   make KDIR=<kernel build dir> CLIPPY=1
 #   make clean
 #
-# The kernel must have CONFIG_RUST, CONFIG_DEBUG_INFO_BTF_MODULES and the
-# put_task_struct_rcu_user() export (test-kernel/patches/6.12/0001). This Makefile is a
+# The kernel must be of a supported line (6.12 or 7.3; Kbuild says what
+# differs), have CONFIG_RUST, CONFIG_DEBUG_INFO_BTF_MODULES and the
+# put_task_struct_rcu_user() export (test-kernel/patches/<line>/0001). This Makefile is a
 # convenience: it checks the kernel, builds btfgen and runs Kbuild, whose
 # include of rust-kfuncs/kfuncs.mk gives the Rust kfuncs their BTF (pahole
 # skips Rust) and the kfunc set its ids. A plain
@@ -37,6 +38,8 @@ KTOOLS := RUSTC=$(RUST_BINDIR)/rustc HOSTRUSTC=$(RUST_BINDIR)/rustc \
 	TASK_KFUNCS_BC_CC=$(TASK_KFUNCS_BC_CC) TASK_KFUNCS_BC_LINK=$(TASK_KFUNCS_BC_LINK)
 
 CARGO ?= cargo
+# The kernel lines the module is written for (Kbuild checks it too).
+SUPPORTED_LINES := 6.12 7.3
 RESOLVE_BTFIDS_BIN := $(KDIR)/tools/bpf/resolve_btfids/resolve_btfids
 
 all: modules
@@ -46,6 +49,11 @@ check-kdir:
 	@test -f "$(KDIR)/Makefile" || { echo "error: KDIR=$(KDIR) is not a kernel build directory." >&2; \
 		echo "  Build the test kernel with 'cargo xtask kernel' and use KDIR=\$$(cargo xtask kernel --print-path)." >&2; exit 1; }
 	@test -f "$(KDIR)/.config" || { echo "error: $(KDIR) has no .config: configure and build that kernel first." >&2; exit 1; }
+	@release=$$(cat "$(KDIR)/include/config/kernel.release" 2>/dev/null); line=$$(echo "$$release" | cut -d. -f1-2); \
+	case " $(SUPPORTED_LINES) " in *" $$line "*) ;; *) \
+		echo "error: $(KDIR) is Linux $${release:-(unknown: no include/config/kernel.release)}; task_kfuncs supports the $(SUPPORTED_LINES) lines." >&2; \
+		echo "  They differ in module BTF generation, the KF_* flags, module! and the kernel crate's API (see Kbuild)." >&2; \
+		echo "  Build a test kernel of one of them: cargo xtask kernel --kernel LINE." >&2; exit 1;; esac
 	@grep -q '^CONFIG_RUST=y' "$(KDIR)/.config" || { echo "error: $(KDIR) was built without CONFIG_RUST=y." >&2; \
 		echo "  task_kfuncs is a Rust module; use the test kernel from 'cargo xtask kernel' (test-kernel/kernel.config)." >&2; exit 1; }
 	@grep -q '^CONFIG_DEBUG_INFO_BTF_MODULES=y' "$(KDIR)/.config" || { echo "error: $(KDIR) lacks CONFIG_DEBUG_INFO_BTF_MODULES=y:" >&2; \
@@ -54,7 +62,7 @@ check-kdir:
 	@grep -qw 'put_task_struct_rcu_user' "$(KDIR)/Module.symvers" || { \
 		echo "error: $(KDIR) does not export put_task_struct_rcu_user()." >&2; \
 		echo "  task_kfuncs releases task references exactly like bpf_task_release() and needs that export;" >&2; \
-		echo "  apply test-kernel/patches/6.12/0001-exit-export-put_task_struct_rcu_user.patch to the kernel and rebuild it." >&2; exit 1; }
+		echo "  apply test-kernel/patches/<line>/0001-exit-export-put_task_struct_rcu_user.patch to the kernel and rebuild it." >&2; exit 1; }
 	@test -x "$(RESOLVE_BTFIDS_BIN)" || { echo "error: $(RESOLVE_BTFIDS_BIN) is missing: the kernel build is incomplete." >&2; exit 1; }
 	@test -x "$(RUST_BINDIR)/rustc" || { echo "error: no rustc in RUST_BINDIR=$(RUST_BINDIR) (Debian: apt-get install rustc-web rust-web-src)." >&2; exit 1; }
 	@command -v $(TASK_KFUNCS_BC_CC) >/dev/null && command -v $(TASK_KFUNCS_BC_LINK) >/dev/null || { \
@@ -80,7 +88,7 @@ KDIR_STAMP := .task_kfuncs.kdir
 # static libraries such as libbpf.a, incremental objects), which cargo
 # then believes still built.
 BUILT := *.o .*.o *.ko *.mod *.mod.c .*.cmd Module.symvers modules.order \
-	src/*.o src/.*.cmd src/*.bc src/generated
+	src/*.o src/.*.cmd src/*.bc src/generated .rust-kfuncs-flags.rs*
 
 modules: check-kdir btfgen
 	@if [ "$$(cat $(KDIR_STAMP) 2>/dev/null)" != "$(abspath $(KDIR))" ]; then \

@@ -6,7 +6,7 @@
 //! `.BTF_ids` layout as `BTF_KFUNCS_START()` / `BTF_ID_FLAGS(func, ...)` / `BTF_KFUNCS_END()`, so
 //! the kernel's `resolve_btfids` fills in the BTF ids and sorts the set when the module is linked,
 //! exactly as it does for a C module, and [`BtfKfuncSet::register`] hands the set to
-//! `register_btf_kfunc_id_set()`. The flag values mirror `include/linux/btf.h`.
+//! `register_btf_kfunc_id_set()`. The flags are the target kernel's own (`include/linux/btf.h`).
 //!
 //! A module mounts this file, unchanged, as the crate-root module `kfunc_btf` (the macro's
 //! expansion names `$crate::kfunc_btf`):
@@ -27,8 +27,9 @@
 //! C headers: [include/linux/btf_ids.h](srctree/include/linux/btf_ids.h),
 //! [include/linux/btf.h](srctree/include/linux/btf.h)
 
-// The flag table mirrors `include/linux/btf.h` in full; a module's sets use only some of it.
-#![allow(dead_code)]
+// A module's sets use only some of the flags. `rust_kfuncs_trusted_by_default` is set by
+// kfuncs.mk in module builds; host builds do not know it.
+#![allow(dead_code, unexpected_cfgs)]
 
 // Kbuild gives a Rust module no kfunc BTF and no resolved ids: without the include the module
 // would build, warn about unresolved symbols and load with kfuncs BPF cannot call.
@@ -38,31 +39,48 @@ compile_error!(
      the toolkit's kfuncs.mk, after obj-m): without it the kfuncs get no BTF and no ids"
 );
 
-/// `struct btf_id_set8.flags`: the set holds kfuncs (`BTF_SET8_KFUNCS`).
-pub(crate) const BTF_SET8_KFUNCS: u32 = 1 << 0;
+/// The `KF_*` flags and `BTF_SET8_KFUNCS` of the kernel the module is built for.
+///
+/// In module builds they are the kernel's own definitions (`include/linux/btf.h`,
+/// `include/linux/btf_ids.h`), which `kfuncs.mk` has bindgen write to a file whose path reaches
+/// rustc as `RUST_KFUNCS_FLAGS`: no table here can fall behind a kernel. A flag the kernel does
+/// not have is a compile error, as in C (`KF_TRUSTED_ARGS` is gone from 7.x, where pointer
+/// arguments are trusted unless `KF_RCU` says otherwise).
+#[cfg(MODULE)]
+#[allow(unreachable_pub, missing_docs)]
+mod flags {
+    include!(env!("RUST_KFUNCS_FLAGS"));
+}
 
-/// The kfunc returns a new reference the program must release (`KF_ACQUIRE`).
-pub(crate) const KF_ACQUIRE: u32 = 1 << 0;
-/// The kfunc releases the reference passed as its first argument (`KF_RELEASE`).
-pub(crate) const KF_RELEASE: u32 = 1 << 1;
-/// The kfunc may return NULL; the program must check before use (`KF_RET_NULL`).
-pub(crate) const KF_RET_NULL: u32 = 1 << 2;
-/// The kfunc only takes trusted pointer arguments (`KF_TRUSTED_ARGS`).
-pub(crate) const KF_TRUSTED_ARGS: u32 = 1 << 4;
-/// The kfunc may sleep: only sleepable programs can call it (`KF_SLEEPABLE`).
-pub(crate) const KF_SLEEPABLE: u32 = 1 << 5;
-/// The kfunc performs destructive actions (`KF_DESTRUCTIVE`).
-pub(crate) const KF_DESTRUCTIVE: u32 = 1 << 6;
-/// The kfunc takes RCU-protected or trusted pointer arguments (`KF_RCU`).
-pub(crate) const KF_RCU: u32 = 1 << 7;
-/// The kfunc is a BPF iterator constructor (`KF_ITER_NEW`).
-pub(crate) const KF_ITER_NEW: u32 = 1 << 8;
-/// The kfunc is a BPF iterator `next` method (`KF_ITER_NEXT`).
-pub(crate) const KF_ITER_NEXT: u32 = 1 << 9;
-/// The kfunc is a BPF iterator destructor (`KF_ITER_DESTROY`).
-pub(crate) const KF_ITER_DESTROY: u32 = 1 << 10;
-/// The kfunc must be called inside an RCU read-side critical section (`KF_RCU_PROTECTED`).
-pub(crate) const KF_RCU_PROTECTED: u32 = 1 << 11;
+/// Host builds (the toolkit's own tests, which compare the expansion with the C macros' and
+/// these values with the kernel headers they build against): the 6.12 definitions.
+#[cfg(not(MODULE))]
+mod flags {
+    /// `struct btf_id_set8.flags`: the set holds kfuncs.
+    pub(crate) const BTF_SET8_KFUNCS: u32 = 1 << 0;
+    pub(crate) const KF_ACQUIRE: u32 = 1 << 0;
+    pub(crate) const KF_RELEASE: u32 = 1 << 1;
+    pub(crate) const KF_RET_NULL: u32 = 1 << 2;
+    pub(crate) const KF_TRUSTED_ARGS: u32 = 1 << 4;
+    pub(crate) const KF_SLEEPABLE: u32 = 1 << 5;
+    pub(crate) const KF_DESTRUCTIVE: u32 = 1 << 6;
+    pub(crate) const KF_RCU: u32 = 1 << 7;
+    pub(crate) const KF_ITER_NEW: u32 = 1 << 8;
+    pub(crate) const KF_ITER_NEXT: u32 = 1 << 9;
+    pub(crate) const KF_ITER_DESTROY: u32 = 1 << 10;
+    pub(crate) const KF_RCU_PROTECTED: u32 = 1 << 11;
+}
+
+pub(crate) use flags::*;
+
+/// The kfunc's pointer arguments must be trusted, on any kernel line: `KF_TRUSTED_ARGS` where the
+/// kernel has that flag (6.x), no flag from 7.x on, where pointer arguments are trusted unless the
+/// kfunc has `KF_RCU` (`kfuncs.mk` sets `rust_kfuncs_trusted_by_default` there).
+#[cfg(not(all(MODULE, rust_kfuncs_trusted_by_default)))]
+pub(crate) const KF_TRUSTED: u32 = KF_TRUSTED_ARGS;
+/// See the other definition: this kernel trusts pointer arguments by default.
+#[cfg(all(MODULE, rust_kfuncs_trusted_by_default))]
+pub(crate) const KF_TRUSTED: u32 = 0;
 
 /// A kfunc id set emitted into `.BTF_ids` by [`btf_kfunc_set!`].
 ///
@@ -481,7 +499,7 @@ pub(crate) unsafe fn prog_type(
 /// btf_kfunc_set! {
 ///     /// The task kfuncs.
 ///     pub(crate) static TASK_KFUNC_SET = {
-///         rust_task_acquire: KF_ACQUIRE | KF_TRUSTED_ARGS | KF_RET_NULL,
+///         rust_task_acquire: KF_ACQUIRE | KF_RCU | KF_RET_NULL,
 ///         rust_task_release: KF_RELEASE,
 ///     };
 /// }

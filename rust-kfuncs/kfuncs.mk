@@ -27,6 +27,13 @@
 # - A Rust module must be built with the kernel's rustc: a build with
 #   another stops here with one line naming both.
 #
+# - The KF_* flags and BTF_SET8_KFUNCS that btf_kfunc_set! takes are the
+#   target kernel's own: bindgen reads them from its <linux/btf.h> and
+#   <linux/btf_ids.h> into $(obj)/.rust-kfuncs-flags.rs, which kfunc_btf.rs
+#   includes (the path goes to rustc with --env-set). A flag the kernel does
+#   not define (KF_TRUSTED_ARGS from 7.x on, where trusted pointer arguments
+#   are the default) is a compile error, as in C.
+#
 # btfgen is a host program (rust-kfuncs/btfgen). The include uses
 # KFUNC_BTFGEN if set, else the first of: the cargo workspace around this
 # directory (../target/release/btfgen), a standalone build
@@ -45,6 +52,14 @@ rustflags-y += -Zmerge-functions=disabled
 # kfunc_btf.rs refuses to compile without it: a module built without this
 # include would load with kfuncs BPF cannot see.
 rustflags-y += --cfg rust_kfuncs_mk
+
+rust_kfuncs_flags := $(abspath $(obj))/.rust-kfuncs-flags.rs
+rustflags-y += --env-set=RUST_KFUNCS_FLAGS=$(rust_kfuncs_flags)
+clean-files += .rust-kfuncs-flags.rs
+# For kfunc_btf.rs's KF_TRUSTED: kernels without KF_TRUSTED_ARGS trust
+# pointer arguments by default.
+rustflags-$(if $(shell grep -qw KF_TRUSTED_ARGS $(srctree)/include/linux/btf.h 2>/dev/null || echo y),y) += \
+	--cfg rust_kfuncs_trusted_by_default
 
 # Checks that only matter when building (not for clean or modules_install).
 ifneq ($(filter %/scripts/Makefile.build %/scripts/Makefile.modpost,$(MAKEFILE_LIST)),)
@@ -65,6 +80,29 @@ ifeq ($(KFUNC_BTFGEN),)
 $(error rust-kfuncs: btfgen not found; build it once with \
 	`cargo build --release --manifest-path $(rust_kfuncs_dir)/btfgen/Cargo.toml` \
 	or set KFUNC_BTFGEN=<path to btfgen>)
+endif
+endif
+
+# The flags, generated while Kbuild reads this directory's Kbuild file, before
+# any object is built. The file is replaced only when its contents change, so
+# that rustc's dependency tracking rebuilds only what the kernel's flags
+# changed (another KDIR, a newer kernel).
+ifneq ($(filter %/scripts/Makefile.build,$(MAKEFILE_LIST)),)
+rust_kfuncs_flags_ok := $(shell \
+	$(BINDGEN) $(srctree)/include/linux/btf_ids.h --use-core \
+		--allowlist-var 'KF_.*' --allowlist-var BTF_SET8_KFUNCS \
+		-o $(rust_kfuncs_flags).tmp -- $(LINUXINCLUDE) \
+		-include $(srctree)/include/linux/compiler_types.h \
+		-include $(srctree)/include/linux/btf.h \
+		$(filter --target=%,$(CLANG_FLAGS)) -D__KERNEL__ -D__BINDGEN__ -fno-builtin -w \
+		>$(rust_kfuncs_flags).log 2>&1 && \
+	grep -q 'pub const KF_ACQUIRE' $(rust_kfuncs_flags).tmp && \
+	{ cmp -s $(rust_kfuncs_flags).tmp $(rust_kfuncs_flags) || \
+	  mv -f $(rust_kfuncs_flags).tmp $(rust_kfuncs_flags); } && \
+	rm -f $(rust_kfuncs_flags).tmp $(rust_kfuncs_flags).log && echo ok)
+ifneq ($(rust_kfuncs_flags_ok),ok)
+$(error rust-kfuncs: bindgen could not read the KF_* flags from $(srctree)/include/linux/btf.h \
+	(BINDGEN=$(BINDGEN)); its messages are in $(rust_kfuncs_flags).log)
 endif
 endif
 

@@ -26,7 +26,7 @@
 /*
  * `make TASK_KFUNCS_LAYOUT_SHIFT=16` moves every expected offset by 16 bytes,
  * which is what bindgen 0.73 does to task_struct on a kernel without
- * test-kernel/patches/6.12/0002: the build must then fail, naming the field.
+ * test-kernel/patches/<line>/0002: the build must then fail, naming the field.
  */
 #ifndef TASK_KFUNCS_LAYOUT_SHIFT
 #define TASK_KFUNCS_LAYOUT_SHIFT 0

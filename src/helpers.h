@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
  * Wrappers for static inline kernel functions that the Rust side of
- * task_kfuncs calls. Same idea as rust/helpers/: no logic here, only the
- * kernel's own inline functions under names Rust can bind to.
+ * task_kfuncs calls. Same idea as rust/helpers/: the kernel's own inline
+ * functions under names Rust can bind to, and one field read that depends
+ * on the kernel's config (a module's BTF size).
  *
  * bindgen reads these prototypes (src/bindings_helper.h); the definitions
  * in helpers.c are compiled to LLVM bitcode and linked into the Rust object

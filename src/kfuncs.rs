@@ -16,7 +16,10 @@
 
 use crate::bindings::{self, task_struct};
 use crate::kfunc_btf::*;
+#[cfg(kernel_6_12)]
 use crate::rcu;
+#[cfg(not(kernel_6_12))]
+use kernel::sync::rcu;
 use core::ptr::{self, addr_of_mut};
 use kernel::error::code::EACCES;
 use kernel::prelude::*;
@@ -35,7 +38,8 @@ btf_kfunc_set! {
 /// The kfunc hooks the set is registered for (`register_btf_kfunc_id_set()`
 /// maps a program type to a hook, `bpf_prog_type_to_kfunc_hook()` in
 /// kernel/bpf/btf.c). The TRACING hook also serves TRACEPOINT, PERF_EVENT
-/// and LSM programs; [`prog_type_filter`] narrows it to [`ADMITTED`].
+/// and LSM programs, and from 7.x on RAW_TRACEPOINT; [`prog_type_filter`]
+/// narrows it to [`ADMITTED`].
 const HOOKS: [bindings::bpf_prog_type; 3] = [
     bindings::bpf_prog_type_BPF_PROG_TYPE_TRACING,
     bindings::bpf_prog_type_BPF_PROG_TYPE_STRUCT_OPS,
@@ -43,15 +47,19 @@ const HOOKS: [bindings::bpf_prog_type; 3] = [
 ];
 
 /// The program types that may call the kfuncs: tracing (fentry, fexit,
-/// fmod_ret, tp_btf, iter), classic tracepoints, LSM, struct_ops (sched_ext)
-/// and syscall programs. Everything else is refused, in particular
-/// PERF_EVENT: a perf_event program runs in NMI context, where the release
-/// of a last `rcu_users` reference would call `call_rcu()`, which is illegal
-/// in NMI handlers. Kprobes, socket filters, XDP, TC and the other types use
-/// hooks the set is not registered for.
-const ADMITTED: [bindings::bpf_prog_type; 5] = [
+/// fmod_ret, tp_btf, iter), classic and raw tracepoints (raw_tp reaches the
+/// hook on 7.x only; its arguments are untrusted scalars, so it can use
+/// from_pid, from_vpid and what it gets from them or from
+/// `bpf_get_current_task_btf()`, as with the kernel's C task kfuncs there),
+/// LSM, struct_ops (sched_ext) and syscall programs. Everything else is
+/// refused, in particular PERF_EVENT: a perf_event program runs in NMI
+/// context, where the release of a last `rcu_users` reference would call
+/// `call_rcu()`, which is illegal in NMI handlers. Kprobes, socket filters,
+/// XDP, TC and the other types use hooks the set is not registered for.
+const ADMITTED: [bindings::bpf_prog_type; 6] = [
     bindings::bpf_prog_type_BPF_PROG_TYPE_TRACING,
     bindings::bpf_prog_type_BPF_PROG_TYPE_TRACEPOINT,
+    bindings::bpf_prog_type_BPF_PROG_TYPE_RAW_TRACEPOINT,
     bindings::bpf_prog_type_BPF_PROG_TYPE_LSM,
     bindings::bpf_prog_type_BPF_PROG_TYPE_STRUCT_OPS,
     bindings::bpf_prog_type_BPF_PROG_TYPE_SYSCALL,
@@ -122,6 +130,7 @@ fn task_from_nr(nr: i32, find: impl FnOnce(i32) -> *mut bindings::pid) -> *mut t
     if nr <= 0 {
         return ptr::null_mut();
     }
+    // 6.12: `crate::rcu::Guard`; 7.3: the kernel crate's `kernel::sync::rcu::Guard`.
     let _rcu = rcu::Guard::new();
     let pid = find(nr);
     if pid.is_null() {
@@ -302,24 +311,41 @@ pub(crate) unsafe extern "C" fn rust_task_from_pid(pid: i32) -> *mut task_struct
 #[no_mangle]
 pub(crate) unsafe extern "C" fn rust_task_from_vpid(vpid: i32) -> *mut task_struct {
     task_from_nr(vpid, |nr| {
-        // SAFETY: `current` is always a valid task. Its `thread_pid`
-        // becomes NULL when the task is unhashed (`release_task()` ->
-        // `__unhash_process()` -> `detach_pid()`): before its last
-        // `schedule()` for a thread that reaps itself in `exit_notify()`,
-        // possibly during it when another task reaps a zombie (the parent's
-        // `wait()`, the last thread releasing its group leader). The
-        // helper is `task_active_pid_ns(current)`'s body: it reads
-        // `thread_pid` (a plain load that may race `release_task()`, as in
-        // the kernel's own function) and returns NULL or that `struct
-        // pid`'s namespace. `free_pid()` drops the pid's initial reference through
-        // `call_rcu()`, so the pid, and the reference on its namespace it
-        // holds, outlive the RCU read section of `task_from_nr` that we are
-        // in.
-        let ns = unsafe { bindings::task_kfuncs_active_pid_ns() };
+        let ns = current_pid_ns();
         if ns.is_null() {
             return ptr::null_mut();
         }
-        // SAFETY: inside the RCU read section; `ns` is valid for it (above).
+        // SAFETY: inside the RCU read section; `ns` is valid for it (see
+        // `current_pid_ns`).
         unsafe { bindings::find_pid_ns(nr, ns) }
     })
+}
+
+/// `task_active_pid_ns(current)`: the current task's pid namespace, or NULL
+/// once its `struct pid` is detached.
+///
+/// `current` is always a valid task. Its `thread_pid` becomes NULL when the
+/// task is unhashed (`release_task()` -> `__unhash_process()` ->
+/// `detach_pid()`): before its last `schedule()` for a thread that reaps
+/// itself in `exit_notify()`, possibly during it when another task reaps a
+/// zombie (the parent's `wait()`, the last thread releasing its group
+/// leader). `free_pid()` drops the pid's initial reference through
+/// `call_rcu()`, so when called inside an RCU read section the namespace
+/// returned (a reference the pid holds) outlives that section.
+#[cfg(kernel_6_12)]
+fn current_pid_ns() -> *mut bindings::pid_namespace {
+    // SAFETY: the helper is `task_active_pid_ns(current)`'s body (6.12's
+    // kernel crate has no abstraction for it): it reads `thread_pid` (a plain
+    // load that may race `release_task()`, as in the kernel's own function)
+    // and returns NULL or that `struct pid`'s namespace.
+    unsafe { bindings::task_kfuncs_active_pid_ns() }
+}
+
+/// See the 6.12 version: on 7.3 the kernel crate's
+/// `CurrentTask::active_pid_ns()`, which returns `None` for the detached case.
+#[cfg(not(kernel_6_12))]
+fn current_pid_ns() -> *mut bindings::pid_namespace {
+    kernel::current!()
+        .active_pid_ns()
+        .map_or(ptr::null_mut(), |ns| ns.as_ptr())
 }

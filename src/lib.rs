@@ -18,12 +18,26 @@ mod bindings;
 #[path = "../rust-kfuncs/kfunc_btf.rs"]
 mod kfunc_btf;
 mod kfuncs;
+// 7.3's kernel crate has `kernel::sync::rcu::Guard`; 6.12's has no RCU abstraction.
+#[cfg(kernel_6_12)]
 mod rcu;
 
+// The kernel lines differ in `module!`'s syntax: 6.12 takes one `author`,
+// 7.3 a list of `authors` (Kbuild sets the `kernel_<line>` cfg).
+#[cfg(kernel_6_12)]
 module! {
     type: TaskKfuncs,
     name: "task_kfuncs",
     author: "task_kfuncs developers",
+    description: "BPF kfuncs for struct task_struct written in Rust",
+    license: "GPL",
+}
+
+#[cfg(not(kernel_6_12))]
+module! {
+    type: TaskKfuncs,
+    name: "task_kfuncs",
+    authors: ["task_kfuncs developers"],
     description: "BPF kfuncs for struct task_struct written in Rust",
     license: "GPL",
 }

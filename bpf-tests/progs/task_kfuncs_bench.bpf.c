@@ -17,6 +17,9 @@
 extern struct task_struct *bpf_task_acquire(struct task_struct *p) __ksym;
 extern void bpf_task_release(struct task_struct *p) __ksym;
 extern struct task_struct *bpf_task_from_pid(s32 pid) __ksym;
+#if TASK_KFUNCS_KERNEL_MAJOR >= 7
+extern struct task_struct *bpf_task_from_vpid(s32 vpid) __ksym;
+#endif
 extern void bpf_rcu_read_lock(void) __ksym;
 extern void bpf_rcu_read_unlock(void) __ksym;
 extern struct task_struct *rust_task_acquire(struct task_struct *p) __ksym;
@@ -141,8 +144,11 @@ BENCH(bench_c_from_pid, bpf_task_from_pid(pid), bpf_task_release)
 BENCH(bench_rust_from_pid_missing, rust_task_from_pid(missing_pid), rust_task_release)
 BENCH(bench_c_from_pid_missing, bpf_task_from_pid(missing_pid), bpf_task_release)
 
-/* from_vpid: 6.12 has no bpf_task_from_vpid, so against C's from_pid. */
+/* from_vpid: against C's bpf_task_from_vpid on 7.x; 6.12 has none, so C's from_pid. */
 BENCH(bench_rust_from_vpid, rust_task_from_vpid(pid), rust_task_release)
+#if TASK_KFUNCS_KERNEL_MAJOR >= 7
+BENCH(bench_c_from_vpid, bpf_task_from_vpid(pid), bpf_task_release)
+#endif
 
 /*
  * Contention: every vCPU runs one of these at once, on the same task (the

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * Regression program for the from_vpid oops (issue 7 §1): rust_task_from_vpid
+ * Regression program for the from_vpid oops: rust_task_from_vpid
  * called by a tp_btf/sched_switch program while threads of the runner exit.
  *
  * A thread that is not its group's leader reaps itself in exit_notify():
@@ -21,9 +21,6 @@ char _license[] SEC("license") = "GPL";
 #define PF_EXITING 0x00000004	/* include/linux/sched.h */
 #define TASK_DEAD 0x00000080	/* include/linux/sched.h */
 
-/* Set by the runner before attaching. */
-int target_tgid;
-
 /* Read by the runner. All counts are of switches away from a runner thread. */
 u64 switches;		/* every one */
 u64 prev_not_current;	/* prev != current: the premise broke, must stay 0 */
@@ -36,7 +33,7 @@ u64 with_pid_found;	/* current has a pid and from_vpid found the runner */
 u64 with_pid_wrong;	/* current has a pid and from_vpid found no or another task */
 
 SEC("tp_btf/sched_switch")
-__c_skip("6.12 has no bpf_task_from_vpid")
+__c_skip_no_vpid("6.12 has no bpf_task_from_vpid")
 int BPF_PROG(from_vpid_exiting_threads, bool preempt, struct task_struct *prev,
 	     struct task_struct *next, unsigned int prev_state)
 {

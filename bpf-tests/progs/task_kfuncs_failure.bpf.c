@@ -7,13 +7,14 @@
  */
 
 #include "task_kfuncs_common.h"
+#include "task_kfuncs_upstream.h"
 
 char _license[] SEC("license") = "GPL";
 
 /* Prototype of the tp_btf programs: see task_kfuncs_success.bpf.c. */
 
 SEC("tp_btf/task_newtask")
-__failure __msg("Possibly NULL pointer passed to trusted arg0")
+__failure __msg(MSG_NULL_TRUSTED)
 int BPF_PROG(acquire_null, struct task_struct *task, u64 clone_flags)
 {
 	struct task_struct *acquired;
@@ -25,7 +26,7 @@ int BPF_PROG(acquire_null, struct task_struct *task, u64 clone_flags)
 }
 
 SEC("tp_btf/task_newtask")
-__failure __msg("arg#0 pointer type STRUCT task_struct must point")
+__failure __msg(MSG_ACQUIRE_STACK)
 int BPF_PROG(acquire_stack_pointer, struct task_struct *task, u64 clone_flags)
 {
 	struct task_struct *acquired, *on_stack = (struct task_struct *)&clone_flags;
@@ -37,7 +38,7 @@ int BPF_PROG(acquire_stack_pointer, struct task_struct *task, u64 clone_flags)
 }
 
 SEC("tp_btf/task_newtask")
-__failure __msg("arg#0 pointer type STRUCT task_struct must point")
+__failure __msg(MSG_RELEASE_STACK)
 int BPF_PROG(release_stack_pointer, struct task_struct *task, u64 clone_flags)
 {
 	struct task_struct *on_stack = (struct task_struct *)&clone_flags;
@@ -47,7 +48,7 @@ int BPF_PROG(release_stack_pointer, struct task_struct *task, u64 clone_flags)
 }
 
 SEC("tp_btf/task_newtask")
-__failure __msg("Possibly NULL pointer passed to trusted arg0")
+__failure __msg(MSG_NULL_TRUSTED)
 int BPF_PROG(release_null, struct task_struct *task, u64 clone_flags)
 {
 	rust_task_release(NULL);
@@ -88,7 +89,7 @@ int BPF_PROG(acquire_untrusted_fentry_arg, struct task_struct *p)
 }
 
 SEC("tp_btf/task_newtask")
-__failure __msg("Possibly NULL pointer passed to trusted arg0")
+__failure __msg(MSG_NULL_TRUSTED)
 int BPF_PROG(acquire_no_null_check, struct task_struct *task, u64 clone_flags)
 {
 	struct task_struct *acquired;
@@ -99,7 +100,7 @@ int BPF_PROG(acquire_no_null_check, struct task_struct *task, u64 clone_flags)
 }
 
 SEC("tp_btf/task_newtask")
-__failure __msg("Possibly NULL pointer passed to trusted arg0")
+__failure __msg(MSG_NULL_TRUSTED)
 int BPF_PROG(from_pid_no_null_check, struct task_struct *task, u64 clone_flags)
 {
 	struct task_struct *found;
@@ -123,42 +124,21 @@ int BPF_PROG(from_pid_deref_no_null_check, struct task_struct *task, u64 clone_f
 	return pid;
 }
 
-SEC("tp_btf/task_newtask")
-__failure __msg("Unreleased reference")
-int BPF_PROG(acquire_leaked, struct task_struct *task, u64 clone_flags)
-{
-	struct task_struct *acquired;
-
-	acquired = rust_task_acquire(task);
-	if (!acquired)
-		return 0;
-	return acquired->pid;
+/* A reference taken by @get and never released. */
+#define LEAKED(name, get)							\
+SEC("tp_btf/task_newtask")							\
+__failure __msg("Unreleased reference")						\
+int BPF_PROG(name, struct task_struct *task, u64 clone_flags)			\
+{										\
+	struct task_struct *got = get;						\
+										\
+	return got ? got->pid : 0;						\
 }
 
-SEC("tp_btf/task_newtask")
-__failure __msg("Unreleased reference")
-int BPF_PROG(from_pid_leaked, struct task_struct *task, u64 clone_flags)
-{
-	struct task_struct *found;
-
-	found = rust_task_from_pid(task->pid);
-	if (!found)
-		return 0;
-	return found->pid;
-}
-
-SEC("tp_btf/task_newtask")
-__c_skip("6.12 has no C kfunc looking up a pid in the caller's namespace")
-__failure __msg("Unreleased reference")
-int BPF_PROG(from_vpid_leaked, struct task_struct *task, u64 clone_flags)
-{
-	struct task_struct *found;
-
-	found = rust_task_from_vpid(task->pid);
-	if (!found)
-		return 0;
-	return found->pid;
-}
+LEAKED(acquire_leaked, rust_task_acquire(task))
+LEAKED(from_pid_leaked, rust_task_from_pid(task->pid))
+__c_skip_no_vpid("6.12 has no C kfunc looking up a pid in the caller's namespace")
+LEAKED(from_vpid_leaked, rust_task_from_vpid(task->pid))
 
 SEC("tp_btf/task_newtask")
 __failure __msg("Unreleased reference")
@@ -199,7 +179,7 @@ int BPF_PROG(xchg_out_leaked, struct task_struct *task, u64 clone_flags)
 }
 
 SEC("tp_btf/task_newtask")
-__failure __msg("arg#0 pointer type STRUCT task_struct must point")
+__failure __msg(MSG_DOUBLE_RELEASE)
 int BPF_PROG(double_release, struct task_struct *task, u64 clone_flags)
 {
 	struct task_struct *acquired;
@@ -226,7 +206,7 @@ int BPF_PROG(use_after_release, struct task_struct *task, u64 clone_flags)
 }
 
 SEC("tp_btf/task_newtask")
-__failure __msg("release kernel function " KF_RELEASE_NAME " expects refcounted PTR_TO_BTF_ID")
+__failure __msg(MSG_RELEASE_UNREFERENCED)
 int BPF_PROG(release_unacquired_argument, struct task_struct *task, u64 clone_flags)
 {
 	rust_task_release(task);
@@ -234,7 +214,7 @@ int BPF_PROG(release_unacquired_argument, struct task_struct *task, u64 clone_fl
 }
 
 SEC("tp_btf/task_newtask")
-__failure __msg("R1 must be referenced or trusted")
+__failure __msg(MSG_RELEASE_IN_MAP)
 int BPF_PROG(release_kptr_still_in_map, struct task_struct *task, u64 clone_flags)
 {
 	struct task_struct *stored;
@@ -308,5 +288,122 @@ int kfunc_from_socket_filter(struct __sk_buff *skb)
 	found = rust_task_from_pid(1);
 	if (found)
 		rust_task_release(found);
+	return 0;
+}
+
+/*
+ * Shapes of the kernel's own task kfunc selftests (7.x task_kfunc_failure.c),
+ * against this build's kfuncs.
+ */
+
+/* lsm/task_free's task is on its way out: neither trusted nor RCU-protected. */
+SEC("lsm/task_free")
+__failure __msg("R1 must be a rcu pointer")
+int BPF_PROG(acquire_lsm_task_free, struct task_struct *task)
+{
+	struct task_struct *acquired;
+
+	acquired = rust_task_acquire(task);
+	if (acquired)
+		rust_task_release(acquired);
+	return 0;
+}
+
+/*
+ * A sleepable program (a syscall program here; fentry.s in the kernel's own
+ * selftests) reads the kptr inside a region that implies RCU (a spin lock,
+ * preemption or interrupts disabled) and uses it after the region ended: the
+ * pointer is no longer protected.
+ */
+SEC("syscall")
+__failure __msg("R1 must be a rcu pointer")
+#if !KERNEL_LINE_AT_LEAST(7, 0)
+__skip("6.12's verifier accepts it: a kptr read under bpf_spin_lock stays RCU-protected after the unlock (7.x refuses it)")
+#endif
+int acquire_after_final_spin_unlock(void *ctx)
+{
+	struct task_kptr_lock_value *v = task_kptr_lock_value();
+	struct task_struct *task, *acquired;
+
+	if (!v)
+		return 0;
+	bpf_spin_lock(&v->lock);
+	task = v->task;
+	bpf_spin_unlock(&v->lock);
+	if (!task)
+		return 0;
+	acquired = rust_task_acquire(task);
+	if (acquired)
+		rust_task_release(acquired);
+	return 0;
+}
+
+SEC("syscall")
+__failure __msg("R1 must be a rcu pointer")
+int acquire_after_preempt_enable(void *ctx)
+{
+	struct task_kptr_lock_value *v = task_kptr_lock_value();
+	struct task_struct *task, *acquired;
+
+	if (!v)
+		return 0;
+	bpf_preempt_disable();
+	task = v->task;
+	bpf_preempt_enable();
+	if (!task)
+		return 0;
+	acquired = rust_task_acquire(task);
+	if (acquired)
+		rust_task_release(acquired);
+	return 0;
+}
+
+SEC("syscall")
+__failure __msg("R1 must be a rcu pointer")
+__skip_no_irq("6.12 has no bpf_local_irq_save")
+int acquire_after_irq_restore(void *ctx)
+{
+	struct task_kptr_lock_value *v = task_kptr_lock_value();
+	struct task_struct *task, *acquired;
+	unsigned long flags;
+
+	if (!v)
+		return 0;
+	bpf_local_irq_save(&flags);
+	task = v->task;
+	bpf_local_irq_restore(&flags);
+	if (!task)
+		return 0;
+	acquired = rust_task_acquire(task);
+	if (acquired)
+		rust_task_release(acquired);
+	return 0;
+}
+
+/*
+ * Dropping a local object drops the task reference inside it with the
+ * kernel's destructor (put_task_struct_rcu_user()), which is not NMI-safe:
+ * 7.x refuses it in tracing programs. 6.12 accepts it.
+ */
+SEC("tp_btf/task_newtask")
+__failure __msg("bpf_obj_drop cannot be used in tracing programs on types with NMI unsafe fields")
+#if !KERNEL_LINE_AT_LEAST(7, 0)
+__skip("6.12's verifier lets tracing programs drop an object holding a task kptr (7.x refuses it)")
+#endif
+int BPF_PROG(obj_drop_with_task_kptr, struct task_struct *task, u64 clone_flags)
+{
+	struct task_kptr_obj *local;
+	struct task_struct *acquired, *old;
+
+	local = bpf_obj_new(struct task_kptr_obj);
+	if (!local)
+		return 0;
+	acquired = rust_task_acquire(task);
+	if (acquired) {
+		old = bpf_kptr_xchg(&local->task, acquired);
+		if (old)
+			rust_task_release(old);
+	}
+	bpf_obj_drop(local);
 	return 0;
 }

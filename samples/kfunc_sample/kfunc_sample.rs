@@ -49,11 +49,11 @@ btf_kfunc_set! {
         kfunc_sample_store: 0,
         kfunc_sample_strlen: 0,
         kfunc_sample_apply: 0,
-        kfunc_sample_task_pid: KF_TRUSTED_ARGS,
+        kfunc_sample_task_pid: KF_TRUSTED,
         kfunc_sample_task_tgid: KF_RCU,
         kfunc_sample_sleep: KF_SLEEPABLE,
         kfunc_sample_obj_new: KF_ACQUIRE | KF_RET_NULL,
-        kfunc_sample_obj_acquire: KF_ACQUIRE | KF_TRUSTED_ARGS,
+        kfunc_sample_obj_acquire: KF_ACQUIRE | KF_TRUSTED,
         kfunc_sample_obj_release: KF_RELEASE,
         kfunc_sample_obj_live: 0,
     };

@@ -20,9 +20,9 @@ use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
-use crate::kernel::{self, Flavour};
+use crate::kernel::{self, Flavour, Kernel, Line};
 use crate::util::shell_quote;
-use crate::{module, say, selftests, vm};
+use crate::{module, say, selftests, vm, Env};
 
 /// Every vCPU of the guest runs the contention case at once.
 const BENCH_CPUS: u32 = 2;
@@ -38,7 +38,7 @@ const CASES: &[(&str, &str)] = &[
     ("kptr_get", "kptr_get+release (RCU kptr from a map)"),
     ("from_pid", "from_pid+release (self)"),
     ("from_pid-missing", "from_pid (a pid without a task)"),
-    ("from_vpid", "Rust from_vpid+release vs C from_pid+release"),
+    ("from_vpid", "from_vpid+release (self; 6.12's C: from_pid)"),
     (
         "contended",
         "acquire+release of one task on all vCPUs at once",
@@ -48,20 +48,29 @@ const CASES: &[(&str, &str)] = &[
 /// The noise cases: one program measured against itself.
 const NOISE_CASES: &[&str] = &["same-c", "same-rust"];
 
-/// Each Rust kfunc and its C twin (6.12's C has no from_vpid or kptr_get:
-/// bpf_task_acquire is KF_RCU and serves as kptr_get).
-const TWINS: &[(&str, &str)] = &[
-    ("rust_task_acquire", "bpf_task_acquire"),
-    ("rust_task_kptr_get", "bpf_task_acquire"),
-    ("rust_task_release", "bpf_task_release"),
-    ("rust_task_from_pid", "bpf_task_from_pid"),
-    ("rust_task_from_vpid", "bpf_task_from_pid"),
-];
+/// Each Rust kfunc and its C twin on `line`. C has no kptr_get
+/// (bpf_task_acquire is KF_RCU and serves as kptr_get), and 6.12's C has no
+/// from_vpid (bpf_task_from_pid stands in; 7.3 has bpf_task_from_vpid).
+fn twins(line: Line) -> [(&'static str, &'static str); 5] {
+    [
+        ("rust_task_acquire", "bpf_task_acquire"),
+        ("rust_task_kptr_get", "bpf_task_acquire"),
+        ("rust_task_release", "bpf_task_release"),
+        ("rust_task_from_pid", "bpf_task_from_pid"),
+        (
+            "rust_task_from_vpid",
+            match line {
+                Line::V6_12 => "bpf_task_from_pid",
+                Line::V7_3 => "bpf_task_from_vpid",
+            },
+        ),
+    ]
+}
 
-pub fn bench(checkout: &Path, cache: &Path, args: &[String]) -> Result<()> {
-    let kdir = kernel::ensure_built(checkout, cache, Flavour::Normal)?;
-    let ko = module::build(checkout, cache, &kdir)?;
-    let out = checkout.join("target/bench");
+pub fn bench(env: &Env, line: Line, args: &[String]) -> Result<()> {
+    let kernel = kernel::ensure_built(env, line, Flavour::Normal)?;
+    let ko = module::build(env, &kernel)?;
+    let out = env.checkout.join("target/bench");
     fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
     let guest_log = out.join("guest.log");
     // `bench -- --from-log FILE`: redo the report from a saved guest log
@@ -78,17 +87,18 @@ pub fn bench(checkout: &Path, cache: &Path, args: &[String]) -> Result<()> {
         }
         fs::read_to_string(log).with_context(|| format!("cannot read {log}"))?
     } else {
-        let stdout = run_guest(checkout, cache, &kdir, &ko, args)?;
+        let stdout = run_guest(env, &kernel, &ko, args)?;
         fs::write(&guest_log, &stdout)
             .with_context(|| format!("cannot write {}", guest_log.display()))?;
         stdout
     };
     let run = Run::parse(&stdout)?;
-    let code = disassemble(&ko, &kdir.join("vmlinux"))?;
-    let accel = vm::accel(cache, &kdir)?;
+    let twins = twins(line);
+    let code = disassemble(&ko, &kernel.dir.join("vmlinux"), &twins)?;
+    let accel = vm::accel(&env.cache, &kernel.dir)?;
     let png = out.join("ratios.png");
     plot(&run, &png)?;
-    let report = report(&run, &code, accel)?;
+    let report = report(&run, &code, &twins, &kernel, accel)?;
     let md = out.join("report.md");
     fs::write(&md, &report).with_context(|| format!("cannot write {}", md.display()))?;
     println!("{report}");
@@ -98,14 +108,8 @@ pub fn bench(checkout: &Path, cache: &Path, args: &[String]) -> Result<()> {
 
 /// Boots the test kernel with [`BENCH_CPUS`] vCPUs, runs task-kfuncs-bench
 /// and returns what it printed.
-fn run_guest(
-    checkout: &Path,
-    cache: &Path,
-    kdir: &Path,
-    ko: &Path,
-    args: &[String],
-) -> Result<String> {
-    let bench = selftests::build(checkout, kdir)?.bench;
+fn run_guest(env: &Env, kernel: &Kernel, ko: &Path, args: &[String]) -> Result<String> {
+    let bench = selftests::build(&env.checkout, &kernel.dir)?.bench;
     let mut command = format!(
         "{} --module {}",
         shell_quote(&bench.to_string_lossy()),
@@ -114,9 +118,9 @@ fn run_guest(
     for arg in args {
         command = format!("{command} {}", shell_quote(arg));
     }
-    let mut opts = vm::VmOptions::new(kdir.to_path_buf(), false);
+    let mut opts = vm::VmOptions::new(kernel.dir.clone(), false);
     opts.cpus = Some(BENCH_CPUS);
-    let outcome = vm::run(cache, &opts, &command)?;
+    let outcome = vm::run(&env.cache, &opts, &command)?;
     say!(
         "bench: guest reached the command after {:.1} s",
         outcome.boot_time.as_secs_f64()
@@ -230,12 +234,16 @@ struct Code {
     calls: Vec<String>,
 }
 
-/// Disassembles every kfunc of [`TWINS`] from `ko` and `vmlinux`.
-fn disassemble(ko: &Path, vmlinux: &Path) -> Result<BTreeMap<String, Code>> {
+/// Disassembles every kfunc of `twins` from `ko` and `vmlinux`.
+fn disassemble(
+    ko: &Path,
+    vmlinux: &Path,
+    twins: &[(&str, &str)],
+) -> Result<BTreeMap<String, Code>> {
     let mut code = BTreeMap::new();
     for (file, names) in [
-        (ko, TWINS.iter().map(|t| t.0).collect::<Vec<_>>()),
-        (vmlinux, TWINS.iter().map(|t| t.1).collect::<Vec<_>>()),
+        (ko, twins.iter().map(|t| t.0).collect::<Vec<_>>()),
+        (vmlinux, twins.iter().map(|t| t.1).collect::<Vec<_>>()),
     ] {
         for name in names {
             if code.contains_key(name) {
@@ -329,7 +337,13 @@ fn objdump(file: &Path, name: &str) -> Result<Code> {
     Ok(code)
 }
 
-fn report(run: &Run, code: &BTreeMap<String, Code>, accel: vm::Accel) -> Result<String> {
+fn report(
+    run: &Run,
+    code: &BTreeMap<String, Code>,
+    twins: &[(&str, &str)],
+    kernel: &Kernel,
+    accel: vm::Accel,
+) -> Result<String> {
     let mut r = String::new();
     let info = |k: &str| run.info.get(k).cloned().unwrap_or_else(|| "?".into());
     let band = run.noise_band();
@@ -339,11 +353,12 @@ fn report(run: &Run, code: &BTreeMap<String, Code>, accel: vm::Accel) -> Result<
     )?;
     writeln!(
         r,
-        "One boot of the normal test kernel ({}), {} vCPUs. {} rounds; in every round \
+        "One boot of the {} test kernel ({}), {} vCPUs. {} rounds; in every round \
          each case runs {} times per side, {} calls each, Rust and C alternating (which goes \
          first alternates too), and each side keeps its fastest run (host preemption only adds \
          time). The empty loop (median over the rounds: {:.1} ns per iteration) is subtracted. \
          A ratio below 1 means Rust is faster.{}\n",
+        kernel.describe(),
         match accel {
             vm::Accel::Tcg =>
                 "TCG: QEMU emulates the CPU, so the ns are emulated time and \
@@ -404,7 +419,7 @@ fn report(run: &Run, code: &BTreeMap<String, Code>, accel: vm::Accel) -> Result<
         "| Rust kfunc | instr. | calls | C twin | instr. | calls |"
     )?;
     writeln!(r, "|---|---|---|---|---|---|")?;
-    for (rust, c) in TWINS {
+    for (rust, c) in twins {
         let (rc, cc) = (&code[*rust], &code[*c]);
         writeln!(
             r,
@@ -417,7 +432,7 @@ fn report(run: &Run, code: &BTreeMap<String, Code>, accel: vm::Accel) -> Result<
     }
     writeln!(r)?;
     let mut shown = Vec::new();
-    for name in TWINS.iter().flat_map(|(a, b)| [*a, *b]) {
+    for name in twins.iter().flat_map(|(a, b)| [*a, *b]) {
         if shown.contains(&name) {
             continue;
         }

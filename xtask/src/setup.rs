@@ -7,7 +7,12 @@
 //! - bindgen-cli from crates.io (`cargo install`),
 //! - virtme-ng from PyPI, pinned, in a venv under the cache directory,
 //! - `$CACHE/bin`, the symlink directory put first in `PATH` for every
-//!   kernel and module make (see [`crate::util::toolchain_path`]).
+//!   kernel and module make (see [`crate::util::toolchain_path`]),
+//! - the kernel source of each line ([`source`]): 6.12's is a package of
+//!   the host's release; 7.3's comes from Debian's trixie-backports, which
+//!   the host does not (and need not) have among its sources, so it is
+//!   downloaded with apt into the cache with a source list and state of its
+//!   own, leaving the host's configured sources as they are.
 
 use std::env;
 use std::fs;
@@ -17,8 +22,9 @@ use std::process::{Command, Stdio};
 
 use anyhow::{bail, Context, Result};
 
-use crate::say;
+use crate::kernel::Line;
 use crate::util::{self, run};
+use crate::{say, Env};
 
 /// Debian 12 packages the kernel build, the module build, the BPF tests and
 /// virtme-ng need.
@@ -107,25 +113,282 @@ impl Missing {
     }
 }
 
-/// `cargo xtask setup`.
-pub fn setup(cache: &Path) -> Result<()> {
+/// `cargo xtask setup`: the host dependencies and every line's kernel
+/// source.
+pub fn setup(env: &Env) -> Result<()> {
+    let cache = env.cache.as_path();
     let missing = check(cache)?;
-    if missing.is_empty() {
+    let sources: Vec<Line> = Line::ALL
+        .into_iter()
+        .filter(|&line| downloaded(env, line).is_none())
+        .filter(|&line| origin(line) != Origin::HostPackage)
+        .collect();
+    if missing.is_empty() && sources.is_empty() {
         say!("setup: nothing to do, every dependency is installed");
         return Ok(());
     }
-    install(cache, missing)
+    if !missing.is_empty() {
+        install(cache, missing)?;
+    }
+    for line in sources {
+        source(env, line)?;
+    }
+    Ok(())
 }
 
 /// Installs what is missing, quietly doing nothing when all is there.
-/// `run`, `test`, `kernel` and `vm` call this first.
-pub fn ensure(cache: &Path) -> Result<()> {
+/// `run`, `test`, `kernel` and `vm` call this first; a line's kernel source
+/// is fetched when its kernel is built ([`source`]).
+pub fn ensure(env: &Env) -> Result<()> {
+    let cache = env.cache.as_path();
     let missing = check(cache)?;
     if missing.is_empty() {
         return Ok(());
     }
     say!("setup: missing {}", missing.describe());
     install(cache, missing)
+}
+
+/// Where a line's kernel source package comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Origin {
+    /// A package of the host's own release, in [`APT_PACKAGES`]: installed,
+    /// the tarball in /usr/src.
+    HostPackage,
+    /// A Debian suite the host does not use: the `.deb` is downloaded into
+    /// `$CACHE/apt-<suite>/` (see [`download`]) and the tarball read from it.
+    Suite(&'static str),
+}
+
+fn origin(line: Line) -> Origin {
+    match line {
+        Line::V6_12 => Origin::HostPackage,
+        Line::V7_3 => Origin::Suite("trixie-backports"),
+    }
+}
+
+/// The keyring apt checks the suite's signed `InRelease` against (Debian 12's
+/// `debian-archive-keyring` holds the keys of Debian 13's suites too).
+const ARCHIVE_KEYRING: &str = "/usr/share/keyrings/debian-archive-keyring.gpg";
+
+/// A line's kernel source: the package version (part of the build key) and
+/// where its tarball is.
+#[derive(Clone, Debug)]
+pub struct Source {
+    pub version: String,
+    tarball: Tarball,
+}
+
+#[derive(Clone, Debug)]
+enum Tarball {
+    /// A tarball on disk (the installed package's).
+    File(PathBuf),
+    /// The tarball `member` inside a downloaded `.deb`.
+    InDeb { deb: PathBuf, member: String },
+}
+
+impl Source {
+    /// Where the source came from, for the build's stamp.
+    pub fn origin(&self) -> String {
+        match &self.tarball {
+            Tarball::File(path) => path.display().to_string(),
+            Tarball::InDeb { deb, member } => format!("{member} in {}", deb.display()),
+        }
+    }
+
+    /// The command that extracts the source tree into `dest` (the tarball's
+    /// top directory stripped).
+    pub fn extract(&self, dest: &Path) -> Command {
+        match &self.tarball {
+            Tarball::File(path) => {
+                let mut cmd = Command::new("tar");
+                cmd.args(["-xf"])
+                    .arg(path)
+                    .args(["--strip-components=1", "-C"])
+                    .arg(dest);
+                cmd
+            }
+            Tarball::InDeb { deb, member } => {
+                // Streamed: the 167 MB tarball is not written out on its own.
+                let mut cmd = Command::new("bash");
+                cmd.args([
+                    "-o",
+                    "pipefail",
+                    "-c",
+                    r#"dpkg-deb --fsys-tarfile "$1" | tar -xOf - "$2" | tar -xJf - --strip-components=1 -C "$3""#,
+                    "extract",
+                ])
+                .arg(deb)
+                .arg(member)
+                .arg(dest);
+                cmd
+            }
+        }
+    }
+}
+
+/// The kernel source of `line`, fetched first when it is missing.
+pub fn source(env: &Env, line: Line) -> Result<Source> {
+    let package = line.source_package();
+    match origin(line) {
+        Origin::HostPackage => {
+            let version =
+                util::output(Command::new("dpkg-query").args(["-W", "-f=${Version}", package]))
+                    .with_context(|| {
+                        format!("{package} is not installed: run `cargo xtask setup`")
+                    })?;
+            let tarball = PathBuf::from(format!("/usr/src/{package}.tar.xz"));
+            if !tarball.exists() {
+                bail!(
+                    "{} is missing though {package} is installed: reinstall it                      (`apt-get install --reinstall {package}`)",
+                    tarball.display()
+                );
+            }
+            Ok(Source {
+                version,
+                tarball: Tarball::File(tarball),
+            })
+        }
+        Origin::Suite(suite) => {
+            let deb = match downloaded(env, line) {
+                Some(deb) => deb,
+                None => download(env, line, suite)?,
+            };
+            let version = util::output(Command::new("dpkg-deb").arg("-f").arg(&deb).arg("Version"))
+                .with_context(|| format!("{} is not a readable .deb", deb.display()))?;
+            Ok(Source {
+                version,
+                tarball: Tarball::InDeb {
+                    deb,
+                    member: format!("./usr/src/{package}.tar.xz"),
+                },
+            })
+        }
+    }
+}
+
+/// `$CACHE/apt-<suite>/`: the private apt source list, lists and cache of a
+/// suite, and `debs/`, the packages downloaded from it.
+fn apt_dir(env: &Env, suite: &str) -> PathBuf {
+    env.cache.join(format!("apt-{suite}"))
+}
+
+/// The line's source `.deb` in the cache, if it was downloaded.
+fn downloaded(env: &Env, line: Line) -> Option<PathBuf> {
+    let Origin::Suite(suite) = origin(line) else {
+        return None;
+    };
+    let prefix = format!("{}_", line.source_package());
+    let mut debs: Vec<PathBuf> = fs::read_dir(apt_dir(env, suite).join("debs"))
+        .ok()?
+        .filter_map(|e| Some(e.ok()?.path()))
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(&prefix) && n.ends_with(".deb"))
+        })
+        .collect();
+    debs.sort();
+    debs.pop()
+}
+
+/// Downloads the line's source package from `suite` with apt, verified by
+/// apt as any package is (the suite's `InRelease` signed by a key of
+/// [`ARCHIVE_KEYRING`], the package's hash in its signed index), using a
+/// source list, lists and cache of its own under [`apt_dir`]: the host's
+/// sources, lists and installed packages stay as they are. The mirror is
+/// the one the host's own Debian sources use.
+fn download(env: &Env, line: Line, suite: &str) -> Result<PathBuf> {
+    let package = line.source_package();
+    let dir = apt_dir(env, suite);
+    say!(
+        "setup: downloading {package} from Debian's {suite} into {}",
+        dir.display()
+    );
+    let mirror = debian_mirror()?;
+    for sub in ["lists/partial", "cache/archives/partial", "debs"] {
+        let d = dir.join(sub);
+        fs::create_dir_all(&d).with_context(|| format!("cannot create {}", d.display()))?;
+    }
+    let list = dir.join("sources.list");
+    fs::write(
+        &list,
+        format!("deb [signed-by={ARCHIVE_KEYRING}] {mirror} {suite} main\n"),
+    )
+    .with_context(|| format!("cannot write {}", list.display()))?;
+    let apt = |args: &[&str]| {
+        let mut cmd = Command::new("apt-get");
+        cmd.arg("-o")
+            .arg(format!("Dir::Etc::sourcelist={}", list.display()))
+            .args(["-o", "Dir::Etc::sourceparts=-"])
+            .arg("-o")
+            .arg(format!("Dir::State::Lists={}", dir.join("lists").display()))
+            .arg("-o")
+            .arg(format!("Dir::Cache={}", dir.join("cache").display()))
+            .args(["-o", "APT::Get::List-Cleanup=0"]);
+        if util::is_root() {
+            // The cache is root's: apt's unprivileged download user could
+            // not write there (apt would warn and download as root anyway).
+            cmd.args(["-o", "APT::Sandbox::User=root"]);
+        }
+        cmd.args(args)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .stdin(Stdio::null());
+        cmd
+    };
+    run(&mut apt(&["update"])).with_context(|| {
+        format!("apt-get update of Debian's {suite} (for {package}) failed: check network access to {mirror}")
+    })?;
+    // Downloaded into a scratch directory and moved into debs/ when
+    // complete, so that a half-downloaded package is never used.
+    let partial = dir.join("download.partial");
+    if partial.exists() {
+        fs::remove_dir_all(&partial)
+            .with_context(|| format!("cannot remove {}", partial.display()))?;
+    }
+    fs::create_dir_all(&partial).with_context(|| format!("cannot create {}", partial.display()))?;
+    run(apt(&["download", package]).current_dir(&partial))
+        .with_context(|| format!("apt-get download {package} from Debian's {suite} failed"))?;
+    let deb = fs::read_dir(&partial)?
+        .filter_map(|e| Some(e.ok()?.path()))
+        .find(|p| p.extension().is_some_and(|e| e == "deb"))
+        .with_context(|| format!("apt-get download {package} left no .deb"))?;
+    let dest = dir
+        .join("debs")
+        .join(deb.file_name().context("a .deb without a name")?);
+    fs::rename(&deb, &dest)
+        .with_context(|| format!("cannot move {} to {}", deb.display(), dest.display()))?;
+    let _ = fs::remove_dir_all(&partial);
+    say!("setup: {}", dest.display());
+    Ok(dest)
+}
+
+/// The URI of the host's Debian archive (from its own apt sources: the
+/// entry for the release the host runs), so that a suite of another release
+/// comes from the same mirror.
+fn debian_mirror() -> Result<String> {
+    let os_release = fs::read_to_string("/etc/os-release").unwrap_or_default();
+    let codename = os_release
+        .lines()
+        .find_map(|l| l.strip_prefix("VERSION_CODENAME="))
+        .map(|c| c.trim_matches('"').to_string())
+        .filter(|c| !c.is_empty())
+        .context("/etc/os-release names no VERSION_CODENAME: this tool expects Debian 12")?;
+    let uris = util::output(Command::new("apt-get").args([
+        "indextargets",
+        "--format",
+        "$(REPO_URI)",
+        &format!("Release: {codename}"),
+        "Target-Of: deb",
+    ]))?;
+    uris.lines()
+        .map(|u| u.trim().trim_end_matches('/').to_string())
+        .find(|u| !u.is_empty())
+        .with_context(|| {
+            format!(
+                "the host's apt sources have no entry for Debian {codename};                  add one (see sources.list(5)) and run `apt-get update`"
+            )
+        })
 }
 
 /// Checks every dependency without changing anything.

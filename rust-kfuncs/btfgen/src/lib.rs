@@ -7,11 +7,18 @@
 //! `resolve_btfids`:
 //!
 //! 1. the kfunc names come from the module itself: the `__BTF_ID__func__<name>__<n>` symbols in
-//!    `.BTF_ids` that `btf_kfunc_set!` (src/btf_ids.rs) emits;
+//!    `.BTF_ids` that `btf_kfunc_set!` (rust-kfuncs/kfunc_btf.rs) emits;
 //! 2. each prototype comes from the module's DWARF ([`dwarf`]), with its types mapped onto
 //!    vmlinux's own BTF types (`struct task_struct *`, `int`, ...);
 //! 3. a `FUNC_PROTO` and a global `FUNC` per kfunc are appended to the module's split BTF with
 //!    libbpf ([`btf`]), and the `.BTF` section is written back ([`elf`]).
+//!
+//! Where the module's BTF is depends on the kernel: up to 6.x Kbuild's pahole writes it into the
+//! module's `.BTF` section, and btfgen adds the `bpf_kfunc` decl tag pahole gives C kfuncs; 7.x's
+//! `scripts/gen-btf.sh` has pahole write it to a detached raw file (`x.ko.BTF.1`) that
+//! `resolve_btfids --btf` reads, tags (it adds the `bpf_kfunc` decl tag to every function of a
+//! kfunc set itself), dedups and sorts before it becomes `.BTF`: there btfgen adds the FUNCs to
+//! that file ([`Options::btf`]) and no tag.
 
 pub mod btf;
 pub mod dwarf;
@@ -43,6 +50,10 @@ pub struct Options {
     pub objcopy: String,
     /// A module without kfunc sets is left as it is instead of being an error.
     pub allow_no_kfuncs: bool,
+    /// The module's BTF is this raw split BTF file (7.x's `x.ko.BTF.1`), not its `.BTF` section:
+    /// the FUNCs are added to the file (written to `output` when set, else in place), without
+    /// the `bpf_kfunc` decl tag, which the kernel's `resolve_btfids` adds next.
+    pub btf: Option<PathBuf>,
 }
 
 /// What [`run`] did.
@@ -257,9 +268,20 @@ pub fn run(opts: &Options) -> Result<Outcome> {
             opts.base.display()
         )
     })?;
-    let Some(module_btf) =
+    let module_btf = if let Some(path) = &opts.btf {
+        let data =
+            std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+        ModuleBtf {
+            btf: Btf::new_split(&data, &base)
+                .with_context(|| format!("{}: invalid split BTF", path.display()))?,
+            distilled: false,
+            _distilled_base: None,
+        }
+    } else if let Some(module_btf) =
         module_btf(&base, &file).with_context(|| format!("{}", module.display()))?
-    else {
+    {
+        module_btf
+    } else {
         bail!(
             "{}: no .BTF section; build it against a kernel with CONFIG_DEBUG_INFO_BTF_MODULES=y \
              (Kbuild's pahole step adds the section)",
@@ -374,9 +396,9 @@ pub fn run(opts: &Options) -> Result<Outcome> {
         }
         let fproto = split.add_func_proto(ret, &params)?;
         let func = split.add_func(name, fproto)?;
-        // Like pahole, only the functions of kfunc sets get the tag; a destructor listed
-        // nowhere else is a FUNC, but no kfunc.
-        if ids.kfuncs.contains(name) {
+        // Like pahole, only the functions of kfunc sets get the tag (a destructor listed nowhere
+        // else is a FUNC, but no kfunc); on 7.x, resolve_btfids adds it itself.
+        if ids.kfuncs.contains(name) && opts.btf.is_none() {
             split.add_decl_tag(KFUNC_TAG, func, -1)?;
         }
         outcome.added.push((proto.clone(), func));
@@ -394,6 +416,19 @@ pub fn run(opts: &Options) -> Result<Outcome> {
         )?;
     }
     outcome.structs = std::mem::take(&mut added.structs_written);
+
+    if let Some(path) = &opts.btf {
+        let output = opts.output.as_deref().unwrap_or(path);
+        let raw = split.raw_data()?;
+        drop(split);
+        // Written next to the target and renamed over it: a failed write leaves no half file.
+        let tmp = output.with_extension(format!("btfgen.{}", std::process::id()));
+        std::fs::write(&tmp, &raw).with_context(|| format!("cannot write {}", tmp.display()))?;
+        std::fs::rename(&tmp, output)
+            .with_context(|| format!("cannot rename {} to {}", tmp.display(), output.display()))?;
+        verify_raw(&base, output, &outcome, &ids.kfuncs)?;
+        return Ok(outcome);
+    }
 
     if outcome.added.is_empty() && outcome.structs.is_empty() {
         if output != module {
@@ -690,6 +725,32 @@ fn verify(base: &Btf<'_>, path: &Path, outcome: &Outcome, kfuncs: &BTreeSet<Stri
     let btf = module_btf(base, &file)?
         .with_context(|| format!("{}: .BTF vanished after objcopy", path.display()))?
         .btf;
+    verify_funcs(&btf, path, outcome, kfuncs, true)
+}
+
+/// [`verify`] for a raw split BTF file ([`Options::btf`]): the FUNCs, and no `bpf_kfunc` tag of
+/// ours (`resolve_btfids` adds one; two would be one too many).
+fn verify_raw(
+    base: &Btf<'_>,
+    path: &Path,
+    outcome: &Outcome,
+    kfuncs: &BTreeSet<String>,
+) -> Result<()> {
+    let data = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let btf = Btf::new_split(&data, base)?;
+    verify_funcs(&btf, path, outcome, kfuncs, false)
+}
+
+/// Checks every added `FUNC` against its DWARF prototype, and that it has exactly one
+/// `bpf_kfunc` decl tag if it is a kfunc (of `kfuncs`) and the tags are ours (`tagged`), none
+/// otherwise; and every added struct.
+fn verify_funcs(
+    btf: &Btf<'_>,
+    path: &Path,
+    outcome: &Outcome,
+    kfuncs: &BTreeSet<String>,
+    tagged: bool,
+) -> Result<()> {
     let tags = btf.decl_tags()?;
     for (proto, _) in &outcome.added {
         let id = btf.find(&proto.name, Kind::Func)?.with_context(|| {
@@ -708,13 +769,16 @@ fn verify(base: &Btf<'_>, path: &Path, outcome: &Outcome, kfuncs: &BTreeSet<Stri
                 proto.name
             );
         }
-        let tagged = tags.contains(&(KFUNC_TAG.to_owned(), id, -1));
-        if tagged != kfuncs.contains(&proto.name) {
+        let count = tags
+            .iter()
+            .filter(|t| **t == (KFUNC_TAG.to_owned(), id, -1))
+            .count();
+        let want = usize::from(tagged && kfuncs.contains(&proto.name));
+        if count != want {
             bail!(
-                "{}: FUNC {} {} a {KFUNC_TAG} decl tag after writing",
+                "{}: FUNC {} has {count} {KFUNC_TAG} decl tag(s) after writing, not {want}",
                 path.display(),
                 proto.name,
-                if tagged { "has" } else { "lacks" }
             );
         }
     }

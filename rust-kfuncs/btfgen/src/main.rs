@@ -41,6 +41,11 @@ struct Cli {
     /// generated from its BTF, to this C header.
     #[arg(long, value_name = "FILE.h")]
     header: Option<PathBuf>,
+    /// The module's BTF is this raw split BTF file, not its .BTF section: 7.x's
+    /// scripts/gen-btf.sh has pahole write `MODULE.BTF.1` for `resolve_btfids --btf`, which adds
+    /// the bpf_kfunc decl tags itself. The FUNCs are added to the file, untagged.
+    #[arg(long, value_name = "FILE", conflicts_with = "header")]
+    btf: Option<PathBuf>,
     /// The module (.ko) to process.
     #[arg(value_name = "MODULE")]
     module: PathBuf,
@@ -54,6 +59,7 @@ fn main() -> ExitCode {
         output: cli.output,
         objcopy: cli.objcopy,
         allow_no_kfuncs: cli.allow_no_kfuncs,
+        btf: cli.btf,
     };
     let result = btfgen::run(&opts).and_then(|outcome| {
         if let Some(header) = &cli.header {

@@ -35,6 +35,7 @@ fn btfgen(module: &Path, output: &Path) -> anyhow::Result<Outcome> {
         output: Some(output.to_owned()),
         objcopy: OBJCOPY.into(),
         allow_no_kfuncs: false,
+        btf: None,
     })
 }
 

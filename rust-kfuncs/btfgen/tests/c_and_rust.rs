@@ -35,6 +35,7 @@ fn generate(dir: &Path, module: &Path) -> Vec<u8> {
         output: Some(out.clone()),
         objcopy: OBJCOPY.into(),
         allow_no_kfuncs: false,
+        btf: None,
     })
     .unwrap();
     assert_eq!(outcome.added.len(), KFUNCS.len());

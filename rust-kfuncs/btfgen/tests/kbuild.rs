@@ -17,8 +17,11 @@ use btfgen::btf::{Btf, Kind};
 use common::*;
 use object::{Object, ObjectSection, ObjectSymbol};
 
+/// `KF_TRUSTED` of the fixture: `KF_TRUSTED_ARGS` (0x10) where the kernel has it, no flag on 7.x.
+const TRUSTED: u32 = 0x10;
+
 const KFUNCS: &[(&str, u32)] = &[
-    ("btf_kfunc_task_acquire", 0x01 | 0x10 | 0x04),
+    ("btf_kfunc_task_acquire", 0x01 | TRUSTED | 0x04),
     ("btf_kfunc_task_release", 0x02),
     ("btf_kfunc_task_kptr_get", 0x01 | 0x80 | 0x04),
     ("btf_kfunc_task_from_pid", 0x01 | 0x04),
@@ -42,7 +45,8 @@ fn plain_kbuild_runs_btfgen_and_resolve_btfids() {
     std::fs::write(
         dir.join("Kbuild"),
         format!(
-            "obj-m := btfgen_test.o\ninclude {}/kfuncs.mk\n",
+            "obj-m := btfgen_test.o\nrustflags-y += --cfg kernel_$(VERSION)_$(PATCHLEVEL)\n\
+             include {}/kfuncs.mk\n",
             toolkit.display()
         ),
     )
@@ -69,7 +73,11 @@ fn plain_kbuild_runs_btfgen_and_resolve_btfids() {
     let base = Btf::parse(&kdir.join("vmlinux")).unwrap();
     let data = std::fs::read(&ko).unwrap();
     let file = object::File::parse(&*data).unwrap();
-    let btf = Btf::new_split(&btfgen::elf::btf_section(&file).unwrap().unwrap(), &base).unwrap();
+    // 7.x gives an external module a distilled .BTF.base: load it as the kernel does.
+    let btf = btfgen::module_btf(&base, &file).unwrap().unwrap().btf;
+    let trusted_args = std::fs::read_to_string(ksrc().join("include/linux/btf.h"))
+        .unwrap()
+        .contains("KF_TRUSTED_ARGS");
     let task = base.find("task_struct", Kind::Struct).unwrap().unwrap();
     let mut ids = Vec::new();
     for (name, flags) in KFUNCS {
@@ -90,7 +98,12 @@ fn plain_kbuild_runs_btfgen_and_resolve_btfids() {
                 "{name}: p must be struct task_struct *"
             );
         }
-        ids.push((id, *flags));
+        let flags = if trusted_args {
+            *flags
+        } else {
+            *flags & !TRUSTED
+        };
+        ids.push((id, flags));
     }
 
     // The set, as the kernel will read it: cnt, BTF_SET8_KFUNCS, (id, flags) sorted by id.

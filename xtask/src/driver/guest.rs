@@ -22,7 +22,7 @@ use harness::Outcome;
 
 use super::report::Report;
 use crate::util::{self, shell_quote};
-use crate::vm;
+use crate::{vm, Env};
 
 /// What a filter selects of the runner's cases.
 pub struct Selection {
@@ -64,14 +64,20 @@ pub fn select(
 }
 
 /// Seconds after which the guest's watchdog dumps its tasks and crashes
-/// itself: before xtask's own timeout, so that the dump reaches us.
-/// `XTASK_GUEST_WATCHDOG=SECS` overrides it (to see the watchdog work).
-fn watchdog(debug: bool) -> Duration {
+/// itself: before xtask's own timeout ([`timeout`]), so that the dump
+/// reaches us. `XTASK_GUEST_WATCHDOG=SECS` overrides it (to see the
+/// watchdog work).
+fn watchdog(debug: bool, long: bool) -> Duration {
     let secs = std::env::var("XTASK_GUEST_WATCHDOG")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(if debug { 2400 } else { 600 });
+        .unwrap_or(if debug { 2400 } else { 600 } * if long { 3 } else { 1 });
     Duration::from_secs(secs)
+}
+
+/// How long the whole guest run may take.
+pub fn timeout(debug: bool, long: bool) -> Duration {
+    Duration::from_secs(if debug { 3600 } else { 1800 } * if long { 3 } else { 1 })
 }
 
 /// What the guest runs.
@@ -97,18 +103,17 @@ const EXIT_CODE_CASE: &str = "xtask/vm_exit_code_passes_through";
 /// Boots once, runs the selected cases, records every one of them.
 pub fn run(
     report: &mut Report,
-    checkout: &Path,
-    cache: &Path,
+    env: &Env,
     opts: &vm::VmOptions,
     debug: bool,
     run: &Run<'_>,
     selection: &Selection,
 ) {
-    let script = checkout.join("xtask/guest/test.sh");
+    let script = env.checkout.join("xtask/guest/test.sh");
     let mut words: Vec<String> = vec![
         "bash".into(),
         script.to_string_lossy().into_owned(),
-        watchdog(debug).as_secs().to_string(),
+        watchdog(debug, run.long).as_secs().to_string(),
         EXIT_BASE.to_string(),
         run.runner.to_string_lossy().into_owned(),
         "--module".into(),
@@ -127,7 +132,7 @@ pub fn run(
         .map(|w| shell_quote(w))
         .collect::<Vec<_>>()
         .join(" ");
-    let outcome = match vm::run_watched(cache, opts, &command) {
+    let outcome = match vm::run_watched(&env.cache, opts, &command) {
         Ok(outcome) => outcome,
         Err(e) => {
             let reason = format!("the guest did not run the suite: {e:#}");
@@ -144,7 +149,7 @@ pub fn run(
         outcome.boot_time.as_secs_f64()
     );
 
-    let console = checkout.join("target/xtask/console.log");
+    let console = env.checkout.join("target/xtask/console.log");
     for (name, o) in verdicts(&selection.cases, &outcome, &console) {
         report.record(&name, o);
     }

@@ -31,17 +31,18 @@ mod host;
 mod report;
 mod toolkit;
 
+use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
+use std::process::{Command, ExitCode};
 use std::thread;
 use std::time::Instant;
 
-use anyhow::Result;
+use anyhow::{bail, Context, Result};
 use harness::Outcome;
 
-use crate::kernel::{self, Flavour};
+use crate::kernel::{self, Flavour, Kernel, Line};
 use crate::util::fmt_duration;
-use crate::{module, say, selftests, vm};
+use crate::{module, say, selftests, vm, Env};
 use guest::Selection;
 use report::Report;
 
@@ -100,15 +101,15 @@ fn is_sample_case(name: &str) -> bool {
 
 /// `cargo xtask test`: records every case and prints the report.
 pub fn test(
-    checkout: &Path,
-    cache: &Path,
+    env: &Env,
+    line: Line,
     flavour: Flavour,
     long: bool,
     filter: Option<&str>,
 ) -> Result<ExitCode> {
     let start = Instant::now();
     let mut r = Report::default();
-    run(&mut r, checkout, cache, flavour, long, filter);
+    run(&mut r, env, line, flavour, long, filter);
     if let (true, Some(f)) = (r.is_empty(), filter) {
         r.record(
             "xtask/filter_selects_a_case",
@@ -120,12 +121,38 @@ pub fn test(
         );
     }
     say!("test: finished in {}", fmt_duration(start.elapsed()));
-    let passed = r.finish(&checkout.join("target/xtask/results.xml"), filter)?;
+    let passed = r.finish(&env.checkout.join("target/xtask/results.xml"), filter)?;
     Ok(if passed {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// The check that bpf-tests/vmlinux/vmlinux.h, with which the BPF programs
+/// build when no kernel is given (a fresh clone's `cargo check`), is what
+/// the normal test kernel's BTF gives.
+const VMLINUX_H_FRESH: &str = "xtask/vmlinux_h_fresh";
+
+fn vmlinux_h_fresh(checkout: &Path, kdir: &Path) -> Result<()> {
+    let checked_in = checkout.join("bpf-tests/vmlinux/vmlinux.h");
+    let mut dump = Command::new("bpftool");
+    dump.args(["btf", "dump", "file"])
+        .arg(kdir.join("vmlinux"))
+        .args(["format", "c"]);
+    let fresh = crate::util::output(&mut dump)?;
+    let have = fs::read_to_string(&checked_in)
+        .with_context(|| format!("reading {}", checked_in.display()))?;
+    if fresh.trim_end() != have.trim_end() {
+        bail!(
+            "{} is not the test kernel's BTF: regenerate it with\n  bpftool btf dump file \
+             {}/vmlinux format c > {}",
+            checked_in.display(),
+            kdir.display(),
+            checked_in.display()
+        );
+    }
+    Ok(())
 }
 
 /// Prints how long each phase took (`# time:` lines).
@@ -139,20 +166,16 @@ impl Laps {
 }
 
 /// The phases; every outcome goes into `r`.
-fn run(
-    r: &mut Report,
-    checkout: &Path,
-    cache: &Path,
-    flavour: Flavour,
-    long: bool,
-    filter: Option<&str>,
-) {
+fn run(r: &mut Report, env: &Env, line: Line, flavour: Flavour, long: bool, filter: Option<&str>) {
+    let checkout = env.checkout.as_path();
     // 1. The kernel.
-    let kdir = match kernel::ensure_built(checkout, cache, flavour) {
-        Ok(dir) => dir,
+    let kernel = match kernel::ensure_built(env, line, flavour) {
+        Ok(kernel) => kernel,
         Err(e) => return r.fail(&format!("build/{}_kernel", flavour.name()), &e),
     };
-    println!("# kernel: {}", kdir.display());
+    let kdir = kernel.dir.clone();
+    // Every case of this report ran on (or was built for) this kernel.
+    println!("# kernel: {} ({})", kernel.describe(), kdir.display());
     let mut laps = Laps(Instant::now());
 
     // 2. Host tests, on a thread of their own while the module is built and
@@ -172,8 +195,22 @@ fn run(
         })
     };
 
-    // 3. Builds.
-    let ko = module::build(checkout, cache, &kdir)
+    // 3. Builds, and the checked-in vmlinux.h, which is the normal 6.12
+    // kernel's BTF.
+    if line == Line::V6_12 && flavour == Flavour::Normal {
+        if Plan::selects(filter, VMLINUX_H_FRESH) {
+            r.record(
+                VMLINUX_H_FRESH,
+                match vmlinux_h_fresh(checkout, &kdir) {
+                    Ok(()) => Outcome::Pass,
+                    Err(e) => Outcome::fail(format!("{e:#}")),
+                },
+            );
+        } else {
+            r.filtered_out(1);
+        }
+    }
+    let ko = module::build(env, &kernel)
         .map_err(|e| r.fail("build/module", &e))
         .ok();
     laps.lap("module built");
@@ -196,7 +233,7 @@ fn run(
         // 5. The toolkit.
         r.filtered_out(toolkit::names().len() - plan.toolkit.len());
         let sample = if plan.sample {
-            toolkit_phase(r, &mut plan, checkout, cache, &kdir, &ko, &runner)
+            toolkit_phase(r, &mut plan, env, &kernel, &ko, &runner)
         } else {
             None
         };
@@ -205,11 +242,13 @@ fn run(
         // 6. The guest.
         r.filtered_out(plan.guest.filtered_out);
         if !plan.guest.cases.is_empty() {
+            let debug = kernel.is_debug();
             let opts = vm::VmOptions {
                 echo_prefix: "# ",
                 cpus: Some(CPUS),
                 append: APPEND.to_vec(),
-                ..vm::VmOptions::new(kdir.clone(), flavour == Flavour::Debug)
+                timeout: guest::timeout(debug, long),
+                ..vm::VmOptions::new(kdir.clone(), debug)
             };
             let run = guest::Run {
                 runner: &runner,
@@ -218,15 +257,7 @@ fn run(
                 filter: plan.filter(),
                 long,
             };
-            guest::run(
-                r,
-                checkout,
-                cache,
-                &opts,
-                flavour == Flavour::Debug,
-                &run,
-                &plan.guest,
-            );
+            guest::run(r, env, &opts, debug, &run, &plan.guest);
             laps.lap("guest run");
         }
     }
@@ -255,13 +286,12 @@ fn run(
 fn toolkit_phase(
     r: &mut Report,
     plan: &mut Plan,
-    checkout: &Path,
-    cache: &Path,
-    kdir: &Path,
+    env: &Env,
+    kernel: &Kernel,
     ko: &Path,
     runner: &Path,
 ) -> Option<PathBuf> {
-    let sample = match toolkit::build_sample(checkout, cache, kdir) {
+    let sample = match toolkit::build_sample(env, kernel) {
         Ok(sample) => sample,
         Err(e) => {
             r.fail("build/kfunc_sample", &e);
@@ -288,7 +318,7 @@ fn toolkit_phase(
         }
     };
     if !plan.toolkit.is_empty() {
-        for (name, result) in toolkit::checks(checkout, cache, kdir, ko, &sample) {
+        for (name, result) in toolkit::checks(env, kernel, ko, &sample) {
             if plan.toolkit.contains(&name) {
                 r.record(
                     &name,

@@ -17,7 +17,8 @@ use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
-use crate::util;
+use crate::kernel::Kernel;
+use crate::{util, Env};
 
 /// The sample module's directory in the checkout.
 const SAMPLE_DIR: &str = "samples/kfunc_sample";
@@ -93,7 +94,8 @@ fn one_block<'a>(blocks: &'a [(String, String)], kind: &str) -> Result<&'a str> 
 ///
 /// btfgen's cargo target directory in the copy is kept from one run to the next (moved aside
 /// and back), so that step 2 builds libbpf once, not on every run.
-pub fn build_sample(checkout: &Path, cache: &Path, kdir: &Path) -> Result<PathBuf> {
+pub fn build_sample(env: &Env, kernel: &Kernel) -> Result<PathBuf> {
+    let (checkout, kdir) = (env.checkout.as_path(), kernel.dir.as_path());
     let blocks = readme_blocks(checkout)?;
     let kbuild = one_block(&blocks, "make")?;
     let path_line = one_block(&blocks, "rust")?;
@@ -137,7 +139,7 @@ pub fn build_sample(checkout: &Path, cache: &Path, kdir: &Path) -> Result<PathBu
     fs::write(dir.join("kfunc_sample.rs"), root)?;
     fs::write(dir.join("Kbuild"), kbuild)?;
 
-    let rustc = cache.join("bin/rustc");
+    let rustc = env.cache.join("bin/rustc");
     for (i, step) in steps.iter().enumerate() {
         let mut sh = Command::new("sh");
         sh.arg("-e")
@@ -148,8 +150,13 @@ pub fn build_sample(checkout: &Path, cache: &Path, kdir: &Path) -> Result<PathBu
             .env("KERNEL_RUSTC", &rustc)
             .env("TOOLKIT", toolkit.join("rust-kfuncs"))
             .env("LIBCLANG_PATH", "/usr/lib/llvm-19/lib");
-        let result = util::run(&mut sh)
-            .with_context(|| format!("{README}: step block {} of {STEPS:?}", i + 1));
+        let result = util::run(&mut sh).with_context(|| {
+            format!(
+                "{README}: step block {} of {STEPS:?}, against the {} test kernel",
+                i + 1,
+                kernel.describe()
+            )
+        });
         // After the copy of step 1, bring back btfgen's build from the last run.
         if kept_target.exists() && dir.join("rust-kfuncs/btfgen").is_dir() && !target.exists() {
             fs::rename(&kept_target, &target)?;
@@ -171,13 +178,18 @@ pub fn build_sample(checkout: &Path, cache: &Path, kdir: &Path) -> Result<PathBu
 
 /// `make -C samples/kfunc_sample KDIR=<kdir>`, the sample's wrapper Makefile; returns the path
 /// of the kfunc_sample.ko it builds in the checkout.
-fn build_sample_with_wrapper(checkout: &Path, cache: &Path, kdir: &Path) -> Result<PathBuf> {
-    let dir = checkout.join(SAMPLE_DIR);
-    let mut make = util::kernel_make(cache)?;
+fn build_sample_with_wrapper(env: &Env, kernel: &Kernel) -> Result<PathBuf> {
+    let dir = env.checkout.join(SAMPLE_DIR);
+    let mut make = util::kernel_make(&env.cache)?;
     make.arg("-C")
         .arg(&dir)
-        .arg(format!("KDIR={}", kdir.display()));
-    util::run(&mut make).context("building samples/kfunc_sample against the test kernel")?;
+        .arg(format!("KDIR={}", kernel.dir.display()));
+    util::run(&mut make).with_context(|| {
+        format!(
+            "building samples/kfunc_sample against the {} test kernel",
+            kernel.describe()
+        )
+    })?;
     let ko = dir.join("kfunc_sample.ko");
     if !ko.exists() {
         bail!("make succeeded but left no {}", ko.display());
@@ -202,6 +214,7 @@ pub fn names() -> Vec<String> {
             [
                 format!("toolkit/plain_kbuild_same_btf/{stem}"),
                 format!("toolkit/kfuncs_h_fresh/{stem}"),
+                format!("toolkit/one_kfunc_tag_per_kfunc/{stem}"),
             ]
         })
         .collect();
@@ -212,15 +225,10 @@ pub fn names() -> Vec<String> {
 
 /// The named checks, each with its result, for `cargo xtask test` to record. `ko` is
 /// task_kfuncs.ko from `make KDIR=`, `sample` the kfunc_sample.ko of [`build_sample`].
-pub fn checks(
-    checkout: &Path,
-    cache: &Path,
-    kdir: &Path,
-    ko: &Path,
-    sample: &Path,
-) -> Vec<(String, Result<()>)> {
+pub fn checks(env: &Env, kernel: &Kernel, ko: &Path, sample: &Path) -> Vec<(String, Result<()>)> {
+    let (checkout, kdir) = (env.checkout.as_path(), kernel.dir.as_path());
     let mut out = Vec::new();
-    let wrapper_sample = build_sample_with_wrapper(checkout, cache, kdir);
+    let wrapper_sample = build_sample_with_wrapper(env, kernel);
     out.push((
         "toolkit/readme_steps_same_module".to_string(),
         wrapper_sample
@@ -244,7 +252,7 @@ pub fn checks(
             .as_ref()
             .map_err(|e| anyhow::anyhow!("{e:#}"))
             .and_then(|()| built.as_ref().map_err(|e| anyhow::anyhow!("{e:#}")))
-            .and_then(|ko| same_btf_as_plain_kbuild(checkout, cache, kdir, &copy.join(dir), ko));
+            .and_then(|ko| same_btf_as_plain_kbuild(env, kdir, &copy.join(dir), ko));
         out.push((
             format!("toolkit/plain_kbuild_same_btf/{stem}"),
             result.with_context(|| {
@@ -254,10 +262,20 @@ pub fn checks(
                 )
             }),
         ));
-        let header_ko = if dir == "." { ko } else { sample };
+        // The sample the guest loads: the README-built one.
+        let loaded = if dir == "." { ko } else { sample };
+        out.push((
+            format!("toolkit/one_kfunc_tag_per_kfunc/{stem}"),
+            one_kfunc_tag_per_kfunc(kdir, loaded).with_context(|| {
+                format!(
+                    "every kfunc of {name}'s sets must be a FUNC of its BTF with exactly one \
+                     bpf_kfunc decl tag, as BPF sees it (bpftool)"
+                )
+            }),
+        ));
         out.push((
             format!("toolkit/kfuncs_h_fresh/{stem}"),
-            header_is_fresh(checkout, kdir, header_ko, stem).with_context(|| {
+            header_is_fresh(checkout, kdir, loaded, stem).with_context(|| {
                 format!(
                     "bpf-tests/progs/{stem}.kfuncs.h must be what btfgen --header writes \
                      from {name}'s BTF"
@@ -267,14 +285,14 @@ pub fn checks(
     }
     out.push((
         EARLY_FAILURES[0].to_string(),
-        early_failure(checkout, cache, kdir, true).context(
+        early_failure(env, kernel, true).context(
             "a build with a rustc other than the kernel's must stop at the include with one \
              line naming both",
         ),
     ));
     out.push((
         EARLY_FAILURES[1].to_string(),
-        early_failure(checkout, cache, kdir, false).context(
+        early_failure(env, kernel, false).context(
             "a build of a crate that mounts kfunc_btf.rs without the include must fail, \
              naming the include",
         ),
@@ -314,7 +332,8 @@ fn readme_module_is_the_sample(checkout: &Path, readme_ko: &Path, wrapper_ko: &P
 /// Builds a fresh copy of the sample that must fail early: with a `rustc` that reports another
 /// version than the kernel's (`wrong_rustc`), or with a Kbuild without the include. The build
 /// must fail, and its output must hold the toolkit's one line about it.
-fn early_failure(checkout: &Path, cache: &Path, kdir: &Path, wrong_rustc: bool) -> Result<()> {
+fn early_failure(env: &Env, kernel: &Kernel, wrong_rustc: bool) -> Result<()> {
+    let (checkout, cache) = (env.checkout.as_path(), env.cache.as_path());
     let what = if wrong_rustc { "rustc" } else { "include" };
     let dir = checkout.join(format!("target/xtask/early-failure-{what}"));
     if dir.exists() {
@@ -324,7 +343,7 @@ fn early_failure(checkout: &Path, cache: &Path, kdir: &Path, wrong_rustc: bool) 
     let sample = dir.join(SAMPLE_DIR);
     let mut make = util::kernel_make(cache)?;
     make.arg("-C")
-        .arg(kdir)
+        .arg(&kernel.dir)
         .arg(format!("M={}", sample.display()))
         .arg("LLVM=-19")
         .arg(format!(
@@ -397,14 +416,9 @@ fn copy_sources(checkout: &Path, copy: &Path) -> Result<()> {
     copy_tracked(checkout, COPIED, copy)
 }
 
-fn same_btf_as_plain_kbuild(
-    checkout: &Path,
-    cache: &Path,
-    kdir: &Path,
-    dir: &Path,
-    wrapper_ko: &Path,
-) -> Result<()> {
-    let mut make = util::kernel_make(cache)?;
+fn same_btf_as_plain_kbuild(env: &Env, kdir: &Path, dir: &Path, wrapper_ko: &Path) -> Result<()> {
+    let checkout = env.checkout.as_path();
+    let mut make = util::kernel_make(&env.cache)?;
     make.arg("-C")
         .arg(kdir)
         .arg(format!("M={}", dir.display()))
@@ -428,6 +442,65 @@ fn same_btf_as_plain_kbuild(
                 wrapper_ko.display()
             );
         }
+    }
+    Ok(())
+}
+
+/// Every kfunc of the module's sets (its `__BTF_ID__func__<name>__<n>` symbols) is a `FUNC` of
+/// its BTF with exactly one `bpf_kfunc` decl tag, as `bpftool btf dump` shows it: pahole (6.x),
+/// btfgen and resolve_btfids (7.x) must neither miss one nor tag one twice.
+fn one_kfunc_tag_per_kfunc(kdir: &Path, ko: &Path) -> Result<()> {
+    let symbols = util::output(Command::new("llvm-nm-19").arg(ko))?;
+    let mut kfuncs: Vec<String> = symbols
+        .lines()
+        .filter_map(|l| {
+            l.split_whitespace()
+                .last()?
+                .strip_prefix("__BTF_ID__func__")
+        })
+        .filter_map(|s| s.rsplit_once("__").map(|(name, _)| name.to_string()))
+        .collect();
+    kfuncs.sort();
+    kfuncs.dedup();
+    if kfuncs.is_empty() {
+        bail!("{} has no __BTF_ID__func__ symbols", ko.display());
+    }
+    let dump = util::output(
+        Command::new("bpftool")
+            .arg("-B")
+            .arg(kdir.join("vmlinux"))
+            .args(["btf", "dump", "file"])
+            .arg(ko),
+    )?;
+    // `[12] FUNC 'name' type_id=...` and `[13] DECL_TAG 'bpf_kfunc' type_id=12 component_idx=-1`.
+    let mut funcs = std::collections::HashMap::new();
+    let mut tags = std::collections::HashMap::<String, usize>::new();
+    for line in dump.lines() {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        match words.as_slice() {
+            [id, "FUNC", name, ..] => {
+                funcs.insert(name.trim_matches('\'').to_string(), id.to_string());
+            }
+            [_, "DECL_TAG", "'bpf_kfunc'", target, "component_idx=-1"] => {
+                if let Some(id) = target.strip_prefix("type_id=") {
+                    *tags.entry(format!("[{id}]")).or_default() += 1;
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut wrong = Vec::new();
+    for kfunc in &kfuncs {
+        match funcs.get(kfunc) {
+            None => wrong.push(format!("{kfunc}: no FUNC")),
+            Some(id) => match tags.get(id).copied().unwrap_or(0) {
+                1 => {}
+                n => wrong.push(format!("{kfunc}: {n} bpf_kfunc tags")),
+            },
+        }
+    }
+    if !wrong.is_empty() {
+        bail!("{}: {}", ko.display(), wrong.join("; "));
     }
     Ok(())
 }

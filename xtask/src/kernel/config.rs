@@ -11,6 +11,7 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 
 use super::key::KeyInputs;
+use super::Line;
 
 /// Options every test-kernel flavour must end up with (`=y`), whatever the
 /// fragments say: the module, BTF, BPF, tracing and virtme-ng need them.
@@ -136,13 +137,15 @@ pub fn check_config(config: &str, fragments: &[&str], required: &[&str]) -> Resu
 }
 
 /// Checks the build directory's `.config` against the fragments and
-/// [`REQUIRED`], failing with every dropped option named.
-pub fn verify_config(dir: &Path, inputs: &KeyInputs) -> Result<()> {
+/// [`REQUIRED`], failing with every dropped option named. Options the line
+/// does not have at all ([`Line::absent_options`]) are not asked of it.
+pub fn verify_config(dir: &Path, line: Line, inputs: &KeyInputs) -> Result<()> {
     let config_path = dir.join(".config");
     let config = fs::read_to_string(&config_path)
         .with_context(|| format!("cannot read {}", config_path.display()))?;
     let fragments: Vec<&str> = inputs.fragments.iter().map(|(_, t)| t.as_str()).collect();
-    let dropped = check_config(&config, &fragments, REQUIRED)?;
+    let mut dropped = check_config(&config, &fragments, REQUIRED)?;
+    dropped.retain(|d| !line.absent_options().contains(&d.option.as_str()));
     if dropped.is_empty() {
         return Ok(());
     }

@@ -11,13 +11,15 @@ use std::process::Command;
 use anyhow::{Context, Result};
 use sha2::{Digest, Sha256};
 
-use super::{Flavour, SOURCE_PACKAGE};
+use super::{Flavour, Line};
+use crate::setup::Source;
 use crate::util;
+use crate::Env;
 
 /// Everything a kernel build depends on. Changing any of it changes the key.
 #[derive(Clone, Debug)]
 pub struct KeyInputs {
-    /// Version of the linux-source-6.12 package.
+    /// Version of the line's linux-source package.
     pub source_version: String,
     /// `(file name, contents)` of each patch, in the order applied.
     pub patches: Vec<(String, String)>,
@@ -62,15 +64,13 @@ pub fn build_key(inputs: &KeyInputs) -> String {
     short_hash(fields)
 }
 
-/// Reads the inputs of the key from the host and the checkout.
-pub fn key_inputs(checkout: &Path, cache: &Path, flavour: Flavour) -> Result<KeyInputs> {
-    let source_version =
-        util::output(Command::new("dpkg-query").args(["-W", "-f=${Version}", SOURCE_PACKAGE]))
-            .with_context(|| {
-                format!("{SOURCE_PACKAGE} is not installed: run `cargo xtask setup`")
-            })?;
+/// Reads the inputs of the key from the host, the line's source package and
+/// the checkout.
+pub fn key_inputs(env: &Env, line: Line, source: &Source, flavour: Flavour) -> Result<KeyInputs> {
+    let (checkout, cache) = (env.checkout.as_path(), env.cache.as_path());
+    let source_version = source.version.clone();
 
-    let patch_dir = checkout.join("test-kernel/patches/6.12");
+    let patch_dir = checkout.join(line.patch_dir());
     let mut patch_paths: Vec<PathBuf> = fs::read_dir(&patch_dir)
         .with_context(|| format!("cannot read {}", patch_dir.display()))?
         .filter_map(|e| Some(e.ok()?.path()))
@@ -110,9 +110,14 @@ pub fn key_inputs(checkout: &Path, cache: &Path, flavour: Flavour) -> Result<Key
     })
 }
 
-/// The build directory for these inputs (built or not).
-pub fn build_dir(cache: &Path, flavour: Flavour, inputs: &KeyInputs) -> PathBuf {
-    cache.join(format!("build-{}-{}", flavour.name(), build_key(inputs)))
+/// The build directory for these inputs (built or not); `tag` is the
+/// line's (see `Line::dir_tag`).
+pub fn build_dir(cache: &Path, tag: &str, flavour: Flavour, inputs: &KeyInputs) -> PathBuf {
+    cache.join(format!(
+        "build-{tag}{}-{}",
+        flavour.name(),
+        build_key(inputs)
+    ))
 }
 
 #[cfg(test)]

@@ -1,15 +1,18 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! `cargo xtask kernel`: the test kernel, built once per set of inputs and
-//! kept in the cache directory.
+//! `cargo xtask kernel`: the test kernels, one per kernel line ([`Line`])
+//! and flavour ([`Flavour`]), built once per set of inputs and kept in the
+//! cache directory.
 //!
-//! Layout under the cache directory:
-//! - `src-<srckey>/`: Debian's linux-source-6.12 tarball extracted, with
-//!   `test-kernel/patches/6.12/*.patch` applied in order. Key: package version + patches.
-//! - `build-<flavour>-<key>/`: the `O=` build tree. Key: the source key's
-//!   inputs + the config fragment(s) + the toolchain versions. It becomes
-//!   usable only once `xtask-ok` is written after a successful build, so an
-//!   interrupted build is resumed, never used.
+//! Layout under the cache directory (`<tag>` is empty for 6.12, the default
+//! line, and `7.3-` for 7.3):
+//! - `src-<tag><srckey>/`: Debian's `linux-source-<line>` tarball extracted,
+//!   with `test-kernel/patches/<line>/*.patch` applied in order. Key:
+//!   package version + patches.
+//! - `build-<tag><flavour>-<key>/`: the `O=` build tree. Key: the source
+//!   key's inputs + the config fragment(s) + the toolchain versions. It
+//!   becomes usable only once `xtask-ok` is written after a successful
+//!   build, so an interrupted build is resumed, never used.
 
 mod config;
 mod key;
@@ -23,18 +26,101 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 
-use crate::say;
-use crate::setup;
+use crate::setup::{self, Source};
 use crate::util::{self, fmt_duration, run_logged};
+use crate::{say, Env};
 use config::verify_config;
 use key::{build_dir, key_inputs, source_key, KeyInputs};
 
-/// Debian's kernel source package and the tarball it installs.
-pub(crate) const SOURCE_PACKAGE: &str = "linux-source-6.12";
-const SOURCE_TARBALL: &str = "/usr/src/linux-source-6.12.tar.xz";
-
 /// Written into the build directory once the build succeeded.
 const STAMP: &str = "xtask-ok";
+
+/// A kernel line the test kernels are built from: a Debian source package
+/// (`linux-source-<line>`) and the patch series `test-kernel/patches/<line>/`.
+/// Both lines use the same config fragments and toolchain.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Line {
+    /// 6.12 LTS (the default): Debian 12's linux-source-6.12.
+    #[value(name = "6.12")]
+    V6_12,
+    /// 7.3: linux-source-7.3 from Debian's trixie-backports.
+    #[value(name = "7.3")]
+    V7_3,
+}
+
+impl Line {
+    /// Every supported line, oldest first.
+    pub const ALL: [Line; 2] = [Line::V6_12, Line::V7_3];
+
+    /// `6.12`, `7.3`: the name `--kernel` takes and the patch directory's.
+    pub fn name(self) -> &'static str {
+        match self {
+            Line::V6_12 => "6.12",
+            Line::V7_3 => "7.3",
+        }
+    }
+
+    /// Debian's source package of the line.
+    pub fn source_package(self) -> &'static str {
+        match self {
+            Line::V6_12 => "linux-source-6.12",
+            Line::V7_3 => "linux-source-7.3",
+        }
+    }
+
+    /// `test-kernel/patches/<line>`, relative to the checkout.
+    pub fn patch_dir(self) -> PathBuf {
+        Path::new("test-kernel/patches").join(self.name())
+    }
+
+    /// Options of the config fragments (shared by every line) that this
+    /// line's Kconfig does not have, so cannot keep.
+    pub fn absent_options(self) -> &'static [&'static str] {
+        match self {
+            Line::V6_12 => &[],
+            // /proc/sys is part of CONFIG_SYSCTL in 7.x.
+            Line::V7_3 => &["PROC_SYSCTL"],
+        }
+    }
+
+    /// Put in front of the key in the cache's directory names, so that two
+    /// lines' builds are told apart (and older builds of one line are not
+    /// offered for removal when the other line is built). 6.12, the default
+    /// line, has none.
+    fn dir_tag(self) -> &'static str {
+        match self {
+            Line::V6_12 => "",
+            Line::V7_3 => "7.3-",
+        }
+    }
+}
+
+impl std::fmt::Display for Line {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A built test kernel.
+#[derive(Clone, Debug)]
+pub struct Kernel {
+    pub line: Line,
+    pub flavour: Flavour,
+    /// The `O=` build directory: `vmlinux`, `arch/x86/boot/bzImage`, the
+    /// tree `make KDIR=` builds modules against.
+    pub dir: PathBuf,
+}
+
+impl Kernel {
+    pub fn is_debug(&self) -> bool {
+        self.flavour == Flavour::Debug
+    }
+
+    /// `7.3 debug`, for reports.
+    pub fn describe(&self) -> String {
+        format!("{} {}", self.line, self.flavour.name())
+    }
+}
 
 /// Which kernel to build.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -62,7 +148,8 @@ impl Flavour {
         }
     }
 
-    /// The config fragments, applied in this order.
+    /// The config fragments, applied in this order (the same for every
+    /// line).
     pub fn fragments(self, checkout: &Path) -> Vec<PathBuf> {
         let dir = checkout.join("test-kernel");
         match self {
@@ -77,13 +164,21 @@ fn is_built(dir: &Path) -> bool {
     dir.join(STAMP).exists()
 }
 
-/// `cargo xtask kernel`: builds the kernel if needed, returns its directory.
-pub fn ensure_built(checkout: &Path, cache: &Path, flavour: Flavour) -> Result<PathBuf> {
-    setup::ensure(cache)?;
-    let inputs = key_inputs(checkout, cache, flavour)?;
-    let dir = build_dir(cache, flavour, &inputs);
+/// `cargo xtask kernel`: builds the kernel of `line` and `flavour` if
+/// needed.
+pub fn ensure_built(env: &Env, line: Line, flavour: Flavour) -> Result<Kernel> {
+    let (checkout, cache) = (env.checkout.as_path(), env.cache.as_path());
+    setup::ensure(env)?;
+    let source = setup::source(env, line)?;
+    let inputs = key_inputs(env, line, &source, flavour)?;
+    let dir = build_dir(cache, line.dir_tag(), flavour, &inputs);
+    let kernel = Kernel {
+        line,
+        flavour,
+        dir: dir.clone(),
+    };
     if is_built(&dir) {
-        return Ok(dir);
+        return Ok(kernel);
     }
 
     // One kernel build at a time per cache: two would share the source tree
@@ -100,7 +195,7 @@ pub fn ensure_built(checkout: &Path, cache: &Path, flavour: Flavour) -> Result<P
         lock.lock().context("cannot lock the kernel cache")?;
     }
     if is_built(&dir) {
-        return Ok(dir);
+        return Ok(kernel);
     }
 
     let free = util::free_bytes(cache)?;
@@ -119,13 +214,13 @@ pub fn ensure_built(checkout: &Path, cache: &Path, flavour: Flavour) -> Result<P
     let start = Instant::now();
     say!(
         "kernel: building the {} kernel in {}",
-        flavour.name(),
+        kernel.describe(),
         dir.display()
     );
     say!("kernel: this takes about 10 minutes on 2 cores (debug: 12); later runs reuse it");
     fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let log = dir.join("xtask-build.log");
-    let src = ensure_source(checkout, cache, &inputs, &log)?;
+    let src = ensure_source(checkout, cache, line, &source, &inputs, &log)?;
 
     let make = |args: &[&str]| -> Result<Command> {
         let mut cmd = util::kernel_make(cache)?;
@@ -153,7 +248,7 @@ pub fn ensure_built(checkout: &Path, cache: &Path, flavour: Flavour) -> Result<P
         "configure (olddefconfig)",
         &log,
     )?;
-    verify_config(&dir, &inputs)?;
+    verify_config(&dir, line, &inputs)?;
 
     let jobs = thread::available_parallelism().map_or(2, |n| n.get());
     run_logged(&mut make(&[&format!("-j{jobs}")])?, "build", &log).map_err(|e| {
@@ -173,8 +268,10 @@ pub fn ensure_built(checkout: &Path, cache: &Path, flavour: Flavour) -> Result<P
     }
     let mut stamp = String::new();
     stamp.push_str(&format!(
-        "source {} ({SOURCE_TARBALL})\n",
-        inputs.source_version
+        "source {} {} ({})\n",
+        line.source_package(),
+        inputs.source_version,
+        source.origin()
     ));
     for (name, _) in inputs.patches.iter().chain(&inputs.fragments) {
         stamp.push_str(&format!("file {name}\n"));
@@ -183,36 +280,40 @@ pub fn ensure_built(checkout: &Path, cache: &Path, flavour: Flavour) -> Result<P
         stamp.push_str(&format!("tool {tool}\n"));
     }
     fs::write(dir.join(STAMP), stamp)?;
-    let old = other_builds(cache, flavour, &dir);
+    let old = other_builds(cache, line, flavour, &dir);
     if !old.is_empty() {
         let list: Vec<String> = old.iter().map(|p| p.display().to_string()).collect();
         say!(
             "kernel: older {} builds (about 1 GB each) can go: rm -rf {}",
-            flavour.name(),
+            kernel.describe(),
             list.join(" ")
         );
     }
     say!(
         "kernel: {} kernel built in {}",
-        flavour.name(),
+        kernel.describe(),
         fmt_duration(start.elapsed())
     );
-    Ok(dir)
+    Ok(kernel)
 }
 
 /// Extracts and patches the source tree once per source key.
-fn ensure_source(checkout: &Path, cache: &Path, inputs: &KeyInputs, log: &Path) -> Result<PathBuf> {
+fn ensure_source(
+    checkout: &Path,
+    cache: &Path,
+    line: Line,
+    source: &Source,
+    inputs: &KeyInputs,
+    log: &Path,
+) -> Result<PathBuf> {
     let key = source_key(inputs);
-    let src = cache.join(format!("src-{key}"));
+    let src = cache.join(format!("src-{}{key}", line.dir_tag()));
     if src.join(STAMP).exists() {
         return Ok(src);
     }
-    if !Path::new(SOURCE_TARBALL).exists() {
-        bail!("{SOURCE_TARBALL} is missing: run `cargo xtask setup` (package {SOURCE_PACKAGE})");
-    }
     // Work in a scratch directory renamed into place at the end, so that a
     // half-extracted or half-patched tree is never used.
-    let tmp = cache.join(format!("src-{key}.partial"));
+    let tmp = cache.join(format!("src-{}{key}.partial", line.dir_tag()));
     for dir in [&tmp, &src] {
         if dir.exists() {
             fs::remove_dir_all(dir).with_context(|| format!("cannot remove {}", dir.display()))?;
@@ -220,18 +321,13 @@ fn ensure_source(checkout: &Path, cache: &Path, inputs: &KeyInputs, log: &Path) 
     }
     fs::create_dir_all(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
     let prepared = (|| -> Result<()> {
-        run_logged(
-            Command::new("tar")
-                .args(["-xf", SOURCE_TARBALL, "--strip-components=1", "-C"])
-                .arg(&tmp),
-            "extract source",
-            log,
-        )?;
+        run_logged(&mut source.extract(&tmp), "extract source", log)?;
         for (name, _) in &inputs.patches {
+            let patch = line.patch_dir().join(name);
             run_logged(
                 Command::new("patch")
                     .args(["-p1", "--forward", "--batch", "-i"])
-                    .arg(checkout.join("test-kernel/patches/6.12").join(name))
+                    .arg(checkout.join(&patch))
                     .current_dir(&tmp)
                     .stdin(Stdio::null()),
                 &format!("apply {name}"),
@@ -239,7 +335,9 @@ fn ensure_source(checkout: &Path, cache: &Path, inputs: &KeyInputs, log: &Path) 
             )
             .map_err(|e| {
                 e.context(format!(
-                    "test-kernel/patches/6.12/{name} does not apply to {SOURCE_PACKAGE} {}",
+                    "{} does not apply to {} {}",
+                    patch.display(),
+                    line.source_package(),
                     inputs.source_version
                 ))
             })?;
@@ -257,9 +355,10 @@ fn ensure_source(checkout: &Path, cache: &Path, inputs: &KeyInputs, log: &Path) 
     Ok(src)
 }
 
-/// Build directories of the flavour other than `current`, for a hint.
-fn other_builds(cache: &Path, flavour: Flavour, current: &Path) -> Vec<PathBuf> {
-    let prefix = format!("build-{}-", flavour.name());
+/// Build directories of the line and flavour other than `current`, for a
+/// hint.
+fn other_builds(cache: &Path, line: Line, flavour: Flavour, current: &Path) -> Vec<PathBuf> {
+    let prefix = format!("build-{}{}-", line.dir_tag(), flavour.name());
     let Ok(entries) = fs::read_dir(cache) else {
         return Vec::new();
     };

@@ -13,11 +13,13 @@ use crate::{Case, Outcome};
 /// The guest sanity cases.
 pub fn cases() -> Vec<Case> {
     vec![
-        Case::new("kernel_is_6_12", |_| {
+        // The line the runner and its programs were built for (build.rs).
+        Case::new("kernel_line_matches_build", |_| {
+            let line = env!("TASK_KFUNCS_KERNEL_LINE");
             match fs::read_to_string("/proc/sys/kernel/osrelease") {
-                Ok(release) if release.starts_with("6.12.") => Outcome::Pass,
+                Ok(release) if release.starts_with(&format!("{line}.")) => Outcome::Pass,
                 Ok(release) => Outcome::fail(format!(
-                    "the guest runs {}, the module and the programs are for 6.12",
+                    "the guest runs {}, the module and the programs are for {line}",
                     release.trim()
                 )),
                 Err(e) => Outcome::fail(format!("reading /proc/sys/kernel/osrelease: {e}")),
