@@ -248,6 +248,54 @@ int object_acquire_release(void *ctx)
 }
 
 /*
+ * The module keeps 16 objects at most: the 17th kfunc_sample_obj_new()
+ * returns NULL (KF_RET_NULL). Runs before any case that leaves an object in
+ * a map, whose destructor runs only when the map is freed.
+ */
+#define TAKE(i, prev)							\
+	o##i = kfunc_sample_obj_new(i);					\
+	if (!o##i) {							\
+		CHECK(false);						\
+		goto out##prev;						\
+	}
+#define GIVE(i, prev)							\
+	kfunc_sample_obj_release(o##i);					\
+out##prev:
+
+SEC("syscall")
+int object_pool_runs_out(void *ctx)
+{
+	struct kfunc_sample_obj *o0, *o1, *o2, *o3, *o4, *o5, *o6, *o7;
+	struct kfunc_sample_obj *o8, *o9, *o10, *o11, *o12, *o13, *o14, *o15;
+	struct kfunc_sample_obj *extra;
+
+	runs++;
+	if (kfunc_sample_obj_live() != 0) {
+		CHECK(false);
+		return 0;
+	}
+	o0 = kfunc_sample_obj_new(0);
+	if (!o0) {
+		CHECK(false);
+		return 0;
+	}
+	TAKE(1, 0) TAKE(2, 1) TAKE(3, 2) TAKE(4, 3) TAKE(5, 4) TAKE(6, 5) TAKE(7, 6)
+	TAKE(8, 7) TAKE(9, 8) TAKE(10, 9) TAKE(11, 10) TAKE(12, 11) TAKE(13, 12)
+	TAKE(14, 13) TAKE(15, 14)
+	CHECK(kfunc_sample_obj_live() == 16);
+	extra = kfunc_sample_obj_new(16);
+	CHECK(!extra);
+	if (extra)
+		kfunc_sample_obj_release(extra);
+	GIVE(15, 14) GIVE(14, 13) GIVE(13, 12) GIVE(12, 11) GIVE(11, 10) GIVE(10, 9)
+	GIVE(9, 8) GIVE(8, 7) GIVE(7, 6) GIVE(6, 5) GIVE(5, 4) GIVE(4, 3) GIVE(3, 2)
+	GIVE(2, 1) GIVE(1, 0)
+	kfunc_sample_obj_release(o0);
+	CHECK(kfunc_sample_obj_live() == 0);
+	return 0;
+}
+
+/*
  * An object kept in a map as a __kptr: stored with bpf_kptr_xchg(), read
  * under RCU, taken out, one more reference acquired, put back. The map keeps
  * its reference: closing the map drops it through the module's destructor.
