@@ -783,7 +783,7 @@ fn verify_funcs(
         }
     }
     for (name, _, _) in &outcome.structs {
-        if module_struct(&btf, name)?.is_none() {
+        if module_struct(btf, name)?.is_none() {
             bail!("{}: struct {name} missing after writing", path.display());
         }
     }

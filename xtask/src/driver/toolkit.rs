@@ -55,8 +55,8 @@ const STEPS: &str = "## How to give your module kfuncs";
 /// The fenced blocks of the README's steps, as (info string, text), with `my_module` read as
 /// `kfunc_sample`.
 fn readme_blocks(checkout: &Path) -> Result<Vec<(String, String)>> {
-    let text = fs::read_to_string(checkout.join(README))
-        .with_context(|| format!("reading {README}"))?;
+    let text =
+        fs::read_to_string(checkout.join(README)).with_context(|| format!("reading {README}"))?;
     let section = text
         .split_once(STEPS)
         .map(|(_, rest)| rest.split("\n## ").next().unwrap_or(rest))
@@ -76,7 +76,10 @@ fn readme_blocks(checkout: &Path) -> Result<Vec<(String, String)>> {
             body.push_str(line);
             body.push('\n');
         }
-        blocks.push((info.trim().to_string(), body.replace("my_module", "kfunc_sample")));
+        blocks.push((
+            info.trim().to_string(),
+            body.replace("my_module", "kfunc_sample"),
+        ));
     }
     Ok(blocks)
 }
@@ -134,7 +137,9 @@ pub fn build_sample(env: &Env, kernel: &Kernel) -> Result<PathBuf> {
     let end = root[at..]
         .find("mod kfunc_btf;")
         .map(|e| at + e + "mod kfunc_btf;\n".len())
-        .context("samples/kfunc_sample/kfunc_sample.rs: #[path] is not followed by mod kfunc_btf;")?;
+        .context(
+            "samples/kfunc_sample/kfunc_sample.rs: #[path] is not followed by mod kfunc_btf;",
+        )?;
     let root = format!("{}{}{}", &root[..at], path_line, &root[end..]);
     fs::write(dir.join("kfunc_sample.rs"), root)?;
     fs::write(dir.join("Kbuild"), kbuild)?;
@@ -168,10 +173,7 @@ pub fn build_sample(env: &Env, kernel: &Kernel) -> Result<PathBuf> {
     }
     let ko = sample_ko(checkout);
     if !ko.exists() {
-        bail!(
-            "{README}'s steps succeeded but left no {}",
-            ko.display()
-        );
+        bail!("{README}'s steps succeeded but left no {}", ko.display());
     }
     Ok(ko)
 }
@@ -353,7 +355,10 @@ fn early_failure(env: &Env, kernel: &Kernel, wrong_rustc: bool) -> Result<()> {
     let expect = if wrong_rustc {
         // A rustc that is another version, as a rustup toolchain first in PATH would be.
         let fake = dir.join("rustc");
-        fs::write(&fake, "#!/bin/sh\necho 'rustc 1.0.0 (00000000 2015-05-15)'\n")?;
+        fs::write(
+            &fake,
+            "#!/bin/sh\necho 'rustc 1.0.0 (00000000 2015-05-15)'\n",
+        )?;
         fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
         make.arg(format!("RUSTC={}", fake.display()));
         vec![
@@ -364,7 +369,10 @@ fn early_failure(env: &Env, kernel: &Kernel, wrong_rustc: bool) -> Result<()> {
     } else {
         fs::write(sample.join("Kbuild"), "obj-m := kfunc_sample.o\n")?;
         make.arg(format!("RUSTC={}", cache.join("bin/rustc").display()));
-        vec!["rust-kfuncs: this module's Kbuild lacks `include $(src)/rust-kfuncs/kfuncs.mk`".to_string()]
+        vec![
+            "rust-kfuncs: this module's Kbuild lacks `include $(src)/rust-kfuncs/kfuncs.mk`"
+                .to_string(),
+        ]
     };
     make.arg("modules");
     let shown = util::display(&make);
