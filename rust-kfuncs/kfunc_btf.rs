@@ -146,9 +146,12 @@ impl BtfKfuncSet {
 pub(crate) struct BtfDtorList {
     start: *const u8,
     len: u32,
+    /// Whether [`BtfDtorList::register`] ran: the kernel takes one registration per module.
+    registered: core::sync::atomic::AtomicBool,
 }
 
-// SAFETY: as for `BtfKfuncSet`: plain data written only at build time.
+// SAFETY: as for `BtfKfuncSet`: the list is plain data written only at build time, and
+// `registered` is atomic.
 unsafe impl Sync for BtfDtorList {}
 
 impl BtfDtorList {
@@ -162,7 +165,11 @@ impl BtfDtorList {
     #[doc(hidden)]
     pub(crate) const unsafe fn from_raw(start: *const u8, len: u32) -> Self {
         // INVARIANT: guaranteed by the caller.
-        Self { start, len }
+        Self {
+            start,
+            len,
+            registered: core::sync::atomic::AtomicBool::new(false),
+        }
     }
 
     /// The number of (struct, destructor) pairs.
@@ -403,14 +410,22 @@ mod register {
         /// The kernel looks a kptr's destructor up in the BTF that owns its type, so the
         /// structs are the module's own (btfgen refuses a vmlinux type at build time). It takes
         /// one destructor registration per module: call this once, from module init, after the
-        /// kfunc sets. Like the sets, it first refuses a list `resolve_btfids` and btfgen did not
-        /// complete.
+        /// kfunc sets (a second call fails with `EBUSY`). Like the sets, it first refuses a list
+        /// `resolve_btfids` and btfgen did not complete.
         ///
         /// A map that holds a kptr of the module's type holds a reference on the module, so the
         /// module cannot be unloaded while a destructor may still run. A destructor runs in the
         /// context of whoever frees the map value, which can be a BPF program in any context,
         /// NMI included: it must neither sleep nor take locks that context may hold.
         pub(crate) fn register(&'static self, module: &'static ThisModule) -> Result {
+            // A second registration would make the kernel WARN (and fail).
+            if self
+                .registered
+                .swap(true, core::sync::atomic::Ordering::Relaxed)
+            {
+                kernel::pr_err!("the destructor list is registered already: register it once\n");
+                return Err(EBUSY);
+            }
             check_module_btf(module)?;
             for i in 0..2 * self.len as usize {
                 // SAFETY: the list is `len` pairs of 4-byte aligned `u32`s (type invariant).
