@@ -367,9 +367,29 @@ pub fn run(opts: &Options) -> Result<Outcome> {
     }
     wanted.extend(ids.structs.iter().cloned());
     let mut module_structs = BTreeSet::new();
+    let mut vmlinux_named = BTreeSet::new();
     for name in wanted {
-        if vmlinux_struct(&base, &name)?.is_none() && module_struct(&split, &name)?.is_none() {
+        if vmlinux_struct(&base, &name)?.is_some() {
+            vmlinux_named.insert(name);
+        } else if module_struct(&split, &name)?.is_none() {
             module_structs.insert(name);
+        }
+    }
+    // A struct of the module that has a vmlinux type's name maps onto that type: BPF would see
+    // vmlinux's layout. A definition of another size is a struct of the module's own by mistake
+    // (a zero-sized one is an opaque stand-in, which reads nothing).
+    for (name, def) in dwarf::struct_defs(&file, &vmlinux_named)? {
+        let Some(id) = vmlinux_struct(&base, &name)? else {
+            continue;
+        };
+        let size = u64::from(base.type_info(id)?.size_or_type);
+        if def.size != 0 && def.size != size {
+            bail!(
+                "struct {name}: the module's is {} bytes, vmlinux's {size}: a kfunc's pointer to \
+                 it means vmlinux's struct {name} to BPF; rename the module's struct, or if it \
+                 stands for the kernel's, its binding is wrong for this kernel",
+                def.size
+            );
         }
     }
     let defs = dwarf::struct_defs(&file, &module_structs)?;

@@ -710,3 +710,16 @@ fn bindgen_layouts_are_checked_against_vmlinux() {
         "nothing must be written on error"
     );
 }
+
+#[test]
+fn a_module_struct_with_a_vmlinux_name_and_another_layout_is_an_error() {
+    let dir = scratch("vmlinux-name");
+    let module = fixture_module(&dir, &["vmlinux_name"]);
+    let msg = format!("{:#}", btfgen(&module, &dir.join("out.ko")).unwrap_err());
+    for part in [
+        "struct list_head: the module's is 1 bytes, vmlinux's 16",
+        "rename the module's struct",
+    ] {
+        assert!(msg.contains(part), "error {msg:?} does not say {part:?}");
+    }
+}
