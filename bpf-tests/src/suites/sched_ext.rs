@@ -32,7 +32,7 @@ const NAME: &str = "task_kfuncs";
 /// `enum scx_exit_kind` (kernel/sched/ext.c): user space unregistered it.
 const SCX_EXIT_UNREG: u64 = 64;
 
-/// The workload while attached: forks of /bin/true, and rounds of threads.
+/// The workload while attached: forks, and rounds of threads.
 const FORKS: usize = 100;
 const THREAD_ROUNDS: usize = 10;
 const THREADS: usize = 16;
@@ -94,8 +94,13 @@ impl Drop for Sentinel {
 }
 
 fn workload() -> Result<()> {
+    // Children that exit at once, without an exec: what the scheduler must
+    // see is tasks coming and going.
     for _ in 0..FORKS {
-        process::spawn_and_reap()?;
+        match process::fork(false, |_| 0)?.wait()? {
+            (0, _) => {}
+            (code, out) => bail!("a forked child exited with {code}: {out}"),
+        }
     }
     process::threads(THREAD_ROUNDS, THREADS)
 }
