@@ -100,7 +100,7 @@ pub fn checks(env: &Env, kernel: &Kernel, modules: &[(&str, &Path)]) -> Vec<(Str
         ));
         out.push((
             format!("toolkit/one_kfunc_tag_per_kfunc/{stem}"),
-            one_kfunc_tag_per_kfunc(kdir, ko).with_context(|| {
+            one_kfunc_tag_per_kfunc(checkout, kdir, ko).with_context(|| {
                 format!(
                     "every kfunc of {name}'s sets must be a FUNC of its BTF with exactly one \
                      bpf_kfunc decl tag, as BPF sees it (bpftool)"
@@ -174,8 +174,10 @@ fn same_btf_as_plain_kbuild(env: &Env, kdir: &Path, dir: &Path, wrapper_ko: &Pat
 
 /// Every kfunc of the module's sets (its `__BTF_ID__func__<name>__<n>` symbols) is a `FUNC` of
 /// its BTF with exactly one `bpf_kfunc` decl tag, as `bpftool btf dump` shows it: pahole (6.x),
-/// btfgen and resolve_btfids (7.x) must neither miss one nor tag one twice.
-fn one_kfunc_tag_per_kfunc(kdir: &Path, ko: &Path) -> Result<()> {
+/// btfgen and resolve_btfids (7.x) must neither miss one nor tag one twice. The BTF is the one
+/// the kernel sees: a 7.x external module's is relocated from its `.BTF.base` onto vmlinux first
+/// (`btfgen --relocated-btf`; bpftool 7.1 cannot read `.BTF.base`).
+fn one_kfunc_tag_per_kfunc(checkout: &Path, kdir: &Path, ko: &Path) -> Result<()> {
     let symbols = util::output(Command::new("llvm-nm-19").arg(ko))?;
     let mut kfuncs: Vec<String> = symbols
         .lines()
@@ -191,12 +193,24 @@ fn one_kfunc_tag_per_kfunc(kdir: &Path, ko: &Path) -> Result<()> {
     if kfuncs.is_empty() {
         bail!("{} has no __BTF_ID__func__ symbols", ko.display());
     }
+    let raw = checkout.join(format!(
+        "target/xtask/{}.btf",
+        ko.file_name().unwrap_or_default().to_string_lossy()
+    ));
+    util::run(
+        Command::new(checkout.join("target/release/btfgen"))
+            .arg("--base")
+            .arg(kdir.join("vmlinux"))
+            .arg("--relocated-btf")
+            .arg(&raw)
+            .arg(ko),
+    )?;
     let dump = util::output(
         Command::new("bpftool")
             .arg("-B")
             .arg(kdir.join("vmlinux"))
             .args(["btf", "dump", "file"])
-            .arg(ko),
+            .arg(&raw),
     )?;
     // `[12] FUNC 'name' type_id=...` and `[13] DECL_TAG 'bpf_kfunc' type_id=12 component_idx=-1`.
     let mut funcs = std::collections::HashMap::new();
