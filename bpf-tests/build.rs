@@ -86,6 +86,12 @@ fn main() -> Result<()> {
         "-Iprogs".to_owned(),
         "-Wall".to_owned(),
         "-Werror".to_owned(),
+        // 7.x's kernel is built with -fms-extensions and embeds structs as
+        // unnamed members of a named type, which vmlinux.h reproduces
+        // (`struct ns_tree;` inside a struct); the kernel's own BPF
+        // selftests build with the same flag.
+        "-fms-extensions".to_owned(),
+        "-Wno-microsoft-anon-tag".to_owned(),
         format!("-DTASK_KFUNCS_KERNEL_MAJOR={major}"),
         format!("-DTASK_KFUNCS_KERNEL_MINOR={minor}"),
     ];
