@@ -101,8 +101,8 @@ endif
 # The target Makefile.modpost writes the module's symbols to: 6.x runs in the
 # kernel's build directory and names it $(KBUILD_EXTMOD)/Module.symvers, 7.x
 # runs in the module's (output) directory and names it Module.symvers.
-rust_kfuncs_symvers := $(if $(filter $(CURDIR),$(KBUILD_EXTMOD) $(KBUILD_EXTMOD_OUTPUT)), \
-	Module.symvers,$(KBUILD_EXTMOD)/Module.symvers)
+rust_kfuncs_symvers := $(if $(filter $(CURDIR),$(abspath $(objtree))), \
+	$(KBUILD_EXTMOD)/Module.symvers,Module.symvers)
 
 __modpost: rust_kfuncs_modfinal
 PHONY += rust_kfuncs_modfinal
