@@ -83,6 +83,9 @@ fn main() -> Result<()> {
     let clang = env::var("BPF_CLANG").unwrap_or_else(|_| DEFAULT_CLANG.to_owned());
     let clang_args = vec![
         format!("-I{}", out.display()),
+        // A line's own version of a header (a kfunc declaration whose
+        // parameter names differ, e.g. kfunc_sample.kfuncs.h) comes first.
+        format!("-Iprogs/{major}.{minor}"),
         "-Iprogs".to_owned(),
         "-Wall".to_owned(),
         "-Werror".to_owned(),

@@ -109,10 +109,11 @@ pub fn checks(env: &Env, kernel: &Kernel, modules: &[(&str, &Path)]) -> Vec<(Str
         ));
         out.push((
             format!("toolkit/kfuncs_h_fresh/{stem}"),
-            header_is_fresh(checkout, kdir, ko, &stem).with_context(|| {
+            header_is_fresh(checkout, kernel, ko, &stem).with_context(|| {
                 format!(
-                    "bpf-tests/progs/{stem}.kfuncs.h must be what btfgen --header writes \
-                     from {name}'s BTF"
+                    "bpf-tests/progs/[{}/]{stem}.kfuncs.h must be what btfgen --header writes \
+                     from {name}'s BTF",
+                    kernel.line
                 )
             }),
         ));
@@ -259,8 +260,20 @@ fn section_bytes(file: &Path, section: &str) -> Result<Vec<u8>> {
     Ok(bytes)
 }
 
-fn header_is_fresh(checkout: &Path, kdir: &Path, ko: &Path, stem: &str) -> Result<()> {
-    let checked_in = checkout.join(format!("bpf-tests/progs/{stem}.kfuncs.h"));
+/// The checked-in header is `bpf-tests/progs/<line>/<stem>.kfuncs.h` where a line has its own
+/// (its kfuncs' parameter names differ there), else `bpf-tests/progs/<stem>.kfuncs.h`; the BPF
+/// programs' include path looks in the same order (bpf-tests/build.rs).
+fn header_is_fresh(checkout: &Path, kernel: &Kernel, ko: &Path, stem: &str) -> Result<()> {
+    let kdir = kernel.dir.as_path();
+    let progs = checkout.join("bpf-tests/progs");
+    let per_line = progs
+        .join(kernel.line.name())
+        .join(format!("{stem}.kfuncs.h"));
+    let checked_in = if per_line.exists() {
+        per_line
+    } else {
+        progs.join(format!("{stem}.kfuncs.h"))
+    };
     let fresh = checkout.join(format!("target/xtask/{stem}.kfuncs.h"));
     // btfgen leaves a module whose kfuncs have BTF alone; the copy (of the same name, which the
     // header mentions) makes sure the checkout's .ko is never touched.
