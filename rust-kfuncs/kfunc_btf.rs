@@ -306,7 +306,7 @@ mod register {
 /// btf_kfunc_set! {
 ///     /// The task kfuncs.
 ///     pub(crate) static TASK_KFUNC_SET = {
-///         rust_task_acquire: KF_ACQUIRE | KF_TRUSTED_ARGS | KF_RET_NULL,
+///         rust_task_acquire: KF_ACQUIRE | KF_RCU | KF_RET_NULL,
 ///         rust_task_release: KF_RELEASE,
 ///     };
 /// }

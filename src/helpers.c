@@ -23,9 +23,12 @@
  * the kfunc set's filter.
  */
 
+#include <linux/bpf_verifier.h>
+#include <linux/irq_work.h>
+#include <linux/llist.h>
 #include <linux/module.h>
 #include <linux/pid.h>
-#include <linux/bpf_verifier.h>
+#include <linux/preempt.h>
 #include <linux/rcupdate.h>
 #include <linux/refcount.h>
 #include <linux/sched.h>
@@ -54,6 +57,26 @@ __always_inline void task_kfuncs_rcu_read_unlock(void)
 __always_inline bool task_kfuncs_refcount_inc_not_zero(refcount_t *r)
 {
 	return refcount_inc_not_zero(r);
+}
+
+__always_inline bool task_kfuncs_in_nmi(void)
+{
+	return in_nmi();
+}
+
+void task_kfuncs_init_irq_work(struct irq_work *work, void (*func)(struct irq_work *))
+{
+	init_irq_work(work, func);
+}
+
+__always_inline bool task_kfuncs_llist_add(struct llist_node *new, struct llist_head *head)
+{
+	return llist_add(new, head);
+}
+
+__always_inline struct llist_node *task_kfuncs_llist_del_all(struct llist_head *head)
+{
+	return llist_del_all(head);
 }
 
 unsigned int task_kfuncs_module_btf_size(const struct module *mod)

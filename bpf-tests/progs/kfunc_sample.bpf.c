@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * Calls every kfunc of samples/kfunc_sample (the rust-kfuncs sample module)
- * and checks what each returns; the runner (src/kfunc_sample.rs) test-runs
+ * and checks what each returns; the runner (src/suites/sample.rs) test-runs
  * the syscall programs, triggers the tracing one and loads each __failure
  * program alone. The declarations come from the module's BTF
  * (kfunc_sample.kfuncs.h, written by btfgen --header), not by hand.
@@ -12,9 +12,7 @@
 #include <bpf/bpf_tracing.h>
 #include "kfunc_sample.kfuncs.h"
 
-#define __sample_tag(t) __attribute__((btf_decl_tag("task_kfuncs:" t)))
-#define __failure __sample_tag("failure")
-#define __msg(m) __sample_tag("msg=" m)
+#include "selftest.h"
 
 /*
  * The same kfuncs declared with full 64-bit arguments: libbpf resolves a
@@ -32,33 +30,23 @@ extern void kfunc_sample_mem_fill___wide(void *mem, u32 mem__szk, u64 byte) __ks
 extern void bpf_rcu_read_lock(void) __ksym;
 extern void bpf_rcu_read_unlock(void) __ksym;
 
-/* Set by the runner before a test run. */
-int runner_pid;
-int runner_tgid;
-
-/* One bit per check that held; the runner compares with the expected mask. */
-u64 widths_ok, bool_ok, mem_ok, store_ok, str_ok, enum_ok, task_ok, sleep_ok;
-u64 tracing_ok;
-
 static const char hello[] = "hello, kfunc";
-
-#define CHECK(mask, bit, cond) \
-	do { if (cond) (mask) |= 1ULL << (bit); } while (0)
 
 SEC("syscall")
 int scalars_of_each_width(void *ctx)
 {
-	CHECK(widths_ok, 0, kfunc_sample_add_unsigned(1, 2, 3, 4) == 10);
-	CHECK(widths_ok, 1, kfunc_sample_add_unsigned(0xff, 0xffff, 0xffffffff, 1) ==
+	runs++;
+	CHECK(kfunc_sample_add_unsigned(1, 2, 3, 4) == 10);
+	CHECK(kfunc_sample_add_unsigned(0xff, 0xffff, 0xffffffff, 1) ==
 			    0xff + 0xffff + 0xffffffffULL + 1);
-	CHECK(widths_ok, 2, kfunc_sample_add_signed(-1, -2, -3, -4) == -10);
-	CHECK(widths_ok, 3, kfunc_sample_add_signed(-128, -32768, -2147483647 - 1, 0) ==
+	CHECK(kfunc_sample_add_signed(-1, -2, -3, -4) == -10);
+	CHECK(kfunc_sample_add_signed(-128, -32768, -2147483647 - 1, 0) ==
 			    -128 - 32768 - 2147483648LL);
 	/* Upper bits must not leak into u8, u16 and u32 arguments. */
-	CHECK(widths_ok, 4, kfunc_sample_add_unsigned___wide(0x1ff, 0x1ffff, 0x100000003ULL, 4) ==
+	CHECK(kfunc_sample_add_unsigned___wide(0x1ff, 0x1ffff, 0x100000003ULL, 4) ==
 			    0xff + 0xffff + 3 + 4);
 	/* Nor into s8, s16 and s32 ones: 0x1ff is s8 -1, 0x2fffe is s16 -2. */
-	CHECK(widths_ok, 5, kfunc_sample_add_signed___wide(0x1ff, 0x2fffe, 0x3fffffffdULL, -4) ==
+	CHECK(kfunc_sample_add_signed___wide(0x1ff, 0x2fffe, 0x3fffffffdULL, -4) ==
 			    -10);
 	return 0;
 }
@@ -66,11 +54,12 @@ int scalars_of_each_width(void *ctx)
 SEC("syscall")
 int bool_argument(void *ctx)
 {
-	CHECK(bool_ok, 0, kfunc_sample_not(true) == false);
-	CHECK(bool_ok, 1, kfunc_sample_not(false) == true);
+	runs++;
+	CHECK(kfunc_sample_not(true) == false);
+	CHECK(kfunc_sample_not(false) == true);
 	/* A bool is its low byte: 0x100 is false, 2 is true. */
-	CHECK(bool_ok, 2, kfunc_sample_not___wide(0x100) == true);
-	CHECK(bool_ok, 3, kfunc_sample_not___wide(2) == false);
+	CHECK(kfunc_sample_not___wide(0x100) == true);
+	CHECK(kfunc_sample_not___wide(2) == false);
 	return 0;
 }
 
@@ -80,16 +69,17 @@ int memory_with_size(void *ctx)
 	u8 buf[8] = { 1, 2, 3, 4, 5, 6, 7, 8 };
 	int i, all = 1;
 
-	CHECK(mem_ok, 0, kfunc_sample_mem_sum(buf, 4) == 10);
-	CHECK(mem_ok, 1, kfunc_sample_mem_sum(buf, sizeof(buf)) == 36);
+	runs++;
+	CHECK(kfunc_sample_mem_sum(buf, 4) == 10);
+	CHECK(kfunc_sample_mem_sum(buf, sizeof(buf)) == 36);
 	/* __opt: NULL memory is allowed, and sums to 0. */
-	CHECK(mem_ok, 2, kfunc_sample_mem_sum(NULL, 0) == 0);
+	CHECK(kfunc_sample_mem_sum(NULL, 0) == 0);
 	kfunc_sample_mem_fill(buf, sizeof(buf), 0xab);
 	for (i = 0; i < sizeof(buf); i++)
 		all &= buf[i] == 0xab;
-	CHECK(mem_ok, 3, all);
+	CHECK(all);
 	kfunc_sample_mem_fill___wide(buf, 4, 0x1cd);
-	CHECK(mem_ok, 4, buf[0] == 0xcd && buf[3] == 0xcd && buf[4] == 0xab);
+	CHECK(buf[0] == 0xcd && buf[3] == 0xcd && buf[4] == 0xab);
 	return 0;
 }
 
@@ -98,27 +88,30 @@ int pointer_to_scalar(void *ctx)
 {
 	u64 value = 1;
 
+	runs++;
 	kfunc_sample_store(&value, 0x1122334455667788ULL);
-	CHECK(store_ok, 0, value == 0x1122334455667788ULL);
+	CHECK(value == 0x1122334455667788ULL);
 	return 0;
 }
 
 SEC("syscall")
 int const_string(void *ctx)
 {
-	CHECK(str_ok, 0, kfunc_sample_strlen(hello) == sizeof(hello) - 1);
+	runs++;
+	CHECK(kfunc_sample_strlen(hello) == sizeof(hello) - 1);
 	return 0;
 }
 
 SEC("syscall")
 int enum_argument(void *ctx)
 {
-	CHECK(enum_ok, 0, kfunc_sample_apply(KFUNC_SAMPLE_DOUBLE, 21) == 42);
-	CHECK(enum_ok, 1, kfunc_sample_apply(KFUNC_SAMPLE_NEGATE, 5) == -5);
+	runs++;
+	CHECK(kfunc_sample_apply(KFUNC_SAMPLE_DOUBLE, 21) == 42);
+	CHECK(kfunc_sample_apply(KFUNC_SAMPLE_NEGATE, 5) == -5);
 	/* Not a value of the enum: the kfunc sees None and returns 0. */
-	CHECK(enum_ok, 2, kfunc_sample_apply((enum kfunc_sample_op)7, 5) == 0);
+	CHECK(kfunc_sample_apply((enum kfunc_sample_op)7, 5) == 0);
 	/* The low 32 bits are the enum: 0x100000001 is KFUNC_SAMPLE_DOUBLE. */
-	CHECK(enum_ok, 3, kfunc_sample_apply___wide((enum sample_wide_op)0x100000001ULL, 21) == 42);
+	CHECK(kfunc_sample_apply___wide((enum sample_wide_op)0x100000001ULL, 21) == 42);
 	return 0;
 }
 
@@ -127,19 +120,21 @@ int task_pointers(void *ctx)
 {
 	struct task_struct *current = bpf_get_current_task_btf();
 
+	runs++;
 	/* KF_TRUSTED_ARGS with __nullable: a trusted task, or NULL. */
-	CHECK(task_ok, 0, kfunc_sample_task_pid(current) == runner_pid);
-	CHECK(task_ok, 1, kfunc_sample_task_pid(NULL) == -1);
+	CHECK(kfunc_sample_task_pid(current) == target_tgid);
+	CHECK(kfunc_sample_task_pid(NULL) == -1);
 	/* KF_RCU: a trusted pointer is fine too. */
-	CHECK(task_ok, 2, kfunc_sample_task_tgid(current) == runner_tgid);
+	CHECK(kfunc_sample_task_tgid(current) == target_tgid);
 	return 0;
 }
 
 SEC("syscall")
 int sleepable(void *ctx)
 {
-	CHECK(sleep_ok, 0, kfunc_sample_sleep(1) == 1);
-	CHECK(sleep_ok, 1, kfunc_sample_sleep(1000) == 10);
+	runs++;
+	CHECK(kfunc_sample_sleep(1) == 1);
+	CHECK(kfunc_sample_sleep(1000) == 10);
 	return 0;
 }
 
@@ -149,15 +144,15 @@ int BPF_PROG(tracing_rcu_pointer, struct task_struct *task, u64 clone_flags)
 {
 	struct task_struct *parent;
 
-	if (task->tgid == runner_tgid || task->real_parent->tgid != runner_tgid)
+	if (task->tgid == target_tgid || !runner_forked())
 		return 0;
-	CHECK(tracing_ok, 0, kfunc_sample_add_unsigned(1, 1, 1, 1) == 4);
+	CHECK(kfunc_sample_add_unsigned(1, 1, 1, 1) == 4);
 	bpf_rcu_read_lock();
 	parent = task->real_parent;
 	/* parent is MEM_RCU here: KF_RCU accepts it. */
-	CHECK(tracing_ok, 1, kfunc_sample_task_tgid(parent) == runner_tgid);
+	CHECK(kfunc_sample_task_tgid(parent) == target_tgid);
 	bpf_rcu_read_unlock();
-	CHECK(tracing_ok, 2, kfunc_sample_task_pid(task) == task->pid);
+	CHECK(kfunc_sample_task_pid(task) == task->pid);
 	return 0;
 }
 

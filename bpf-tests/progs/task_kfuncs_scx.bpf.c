@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * A minimal sched_ext scheduler (struct_ops) whose callbacks use the task
- * kfuncs (issue 10 §4). Every runnable task goes to the global DSQ, FIFO.
+ * kfuncs. Every runnable task goes to the global DSQ, FIFO.
  * While a task waits to run the scheduler holds a reference on it in a hash
  * map keyed by pid: ops.enqueue takes it with rust_task_acquire() and moves
  * it into the map with bpf_kptr_xchg(); ops.running and ops.exit_task take

@@ -7,7 +7,7 @@
 //! `resolve_btfids`:
 //!
 //! 1. the kfunc names come from the module itself: the `__BTF_ID__func__<name>__<n>` symbols in
-//!    `.BTF_ids` that `btf_kfunc_set!` (src/btf_ids.rs) emits;
+//!    `.BTF_ids` that `btf_kfunc_set!` (rust-kfuncs/kfunc_btf.rs) emits;
 //! 2. each prototype comes from the module's DWARF ([`dwarf`]), with its types mapped onto
 //!    vmlinux's own BTF types (`struct task_struct *`, `int`, ...);
 //! 3. a `FUNC_PROTO` and a global `FUNC` per kfunc are appended to the module's split BTF with
