@@ -810,6 +810,22 @@ fn verify_funcs(
     Ok(())
 }
 
+/// The module's BTF as the kernel sees it once loaded, as raw split BTF on `base`: a module with
+/// a distilled `.BTF.base` (7.x external modules) relocated onto vmlinux, for tools that cannot
+/// read `.BTF.base` (bpftool 7.1: `bpftool -B vmlinux btf dump file OUT`).
+pub fn relocated_btf(base: &Path, module: &Path) -> Result<Vec<u8>> {
+    let base =
+        Btf::parse(base).with_context(|| format!("cannot load the base BTF {}", base.display()))?;
+    let data =
+        std::fs::read(module).with_context(|| format!("cannot read {}", module.display()))?;
+    let file = object::File::parse(&*data)
+        .with_context(|| format!("{} is not an ELF object", module.display()))?;
+    let btf = module_btf(&base, &file)?
+        .with_context(|| format!("{}: no .BTF section", module.display()))?
+        .btf;
+    btf.raw_data()
+}
+
 /// The BPF-side declarations of a module's kfuncs, from the module's BTF: the header a BPF
 /// program includes after `vmlinux.h` instead of writing `__ksym` declarations by hand.
 ///
@@ -836,6 +852,14 @@ pub fn header(base: &Path, module: &Path, guard: &str) -> Result<String> {
         .collect();
     funcs.sort();
     funcs.dedup();
+    // By name, not by id: 7.x's resolve_btfids sorts the module's BTF by name, 6.x keeps pahole's
+    // and btfgen's order, and the header must be the same on both.
+    let mut named = Vec::new();
+    for id in funcs {
+        named.push((btf.type_info(id)?.name, id));
+    }
+    named.sort();
+    let funcs: Vec<u32> = named.into_iter().map(|(_, id)| id).collect();
     if funcs.is_empty() {
         bail!(
             "{}: no FUNC with a {KFUNC_TAG} decl tag in the module's BTF; run btfgen on it first",

@@ -247,7 +247,34 @@ fn appends_to_existing_module_btf() {
 fn resolve_btfids_patches_the_rust_set() {
     let (_dir, _, out) = generated(&[]);
     let resolve = kdir().join("tools/bpf/resolve_btfids/resolve_btfids");
-    run(Command::new(&resolve).arg("-b").arg(vmlinux()).arg(&out));
+    let release = std::fs::read_to_string(kdir().join("include/config/kernel.release")).unwrap();
+    if release
+        .split('.')
+        .next()
+        .and_then(|m| m.parse::<u32>().ok())
+        >= Some(7)
+    {
+        // 7.x: resolve_btfids reads the BTF from a file and writes .BTF and .BTF_ids next to the
+        // object, which scripts/gen-btf.sh puts back into it.
+        let btf1 = out.with_extension("o.BTF.1");
+        std::fs::write(&btf1, read_btf_section(&out)).unwrap();
+        run(Command::new(&resolve)
+            .arg("--btf_base")
+            .arg(vmlinux())
+            .arg("--btf")
+            .arg(&btf1)
+            .arg(&out));
+        let with = |ext: &str| format!("{}.{ext}", out.display());
+        run(Command::new("llvm-objcopy-19")
+            .arg(format!("--update-section=.BTF={}", with("BTF")))
+            .arg(&out));
+        run(Command::new(&resolve)
+            .arg("--patch_btfids")
+            .arg(with("BTF_ids"))
+            .arg(&out));
+    } else {
+        run(Command::new(&resolve).arg("-b").arg(vmlinux()).arg(&out));
+    }
 
     let base = Btf::parse(&vmlinux()).unwrap();
     let btf = Btf::new_split(&read_btf_section(&out), &base).unwrap();
