@@ -12,6 +12,18 @@ enum kfunc_sample_op {
 	KFUNC_SAMPLE_NEGATE = 2,
 };
 
+struct kfunc_sample_obj {
+	unsigned long long value;
+	struct refcount_struct refs;
+	unsigned char in_use;
+	unsigned char __pad_13[3];
+};
+_Static_assert(__builtin_offsetof(struct kfunc_sample_obj, value) == 0, "struct kfunc_sample_obj: value is not where the module's BTF puts it");
+_Static_assert(__builtin_offsetof(struct kfunc_sample_obj, refs) == 8, "struct kfunc_sample_obj: refs is not where the module's BTF puts it");
+_Static_assert(__builtin_offsetof(struct kfunc_sample_obj, in_use) == 12, "struct kfunc_sample_obj: in_use is not where the module's BTF puts it");
+_Static_assert(sizeof(struct kfunc_sample_obj) == 16, "struct kfunc_sample_obj: the size differs from the module's BTF");
+
+extern unsigned long long kfunc_sample_add_unsigned(unsigned char a, unsigned short b, unsigned int c, unsigned long long d) __ksym;
 extern long long kfunc_sample_add_signed(signed char a, short b, int c, long long d) __ksym;
 extern unsigned long long kfunc_sample_add_unsigned(unsigned char a, unsigned short b, unsigned int c, unsigned long long d) __ksym;
 extern long long kfunc_sample_apply(enum kfunc_sample_op op, long long x) __ksym;

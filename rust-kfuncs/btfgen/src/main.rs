@@ -99,21 +99,28 @@ fn main() -> ExitCode {
             }
             if outcome.sets.is_empty() {
                 println!("btfgen: {module}: no kfunc sets, nothing to do");
-            } else if outcome.added.is_empty() {
+            } else if outcome.added.is_empty() && outcome.structs.is_empty() {
                 println!(
                     "btfgen: {module}: BTF already present for {} kfunc(s), nothing to do",
                     outcome.already_present.len()
                 );
             } else {
                 println!(
-                    "btfgen: {module}: added BTF for {} kfunc(s) of set(s) {}",
+                    "btfgen: {module}: added BTF for {} function(s) and {} struct(s) of set(s) {}",
                     outcome.added.len(),
+                    outcome.structs.len(),
                     outcome.sets.join(", ")
                 );
             }
             if cli.verbose {
                 for (proto, id) in &outcome.added {
                     println!("  [{id}] {}", btfgen::c_declaration(proto));
+                }
+                for (name, id, omitted) in &outcome.structs {
+                    println!("  [{id}] struct {name}");
+                    for why in omitted {
+                        println!("        left out (BPF cannot read it): {why}");
+                    }
                 }
             }
             ExitCode::SUCCESS

@@ -13,8 +13,10 @@
 //! 4. plan: what the filter selects, decided once ([`Plan`]): the runner's
 //!    cases (the runner lists them, [`guest::select`]), the toolkit checks,
 //!    and whether the toolkit's sample module is needed;
-//! 5. toolkit: the sample module is built, plain-Kbuild builds and the
-//!    checked-in `*.kfuncs.h` headers are checked ([`toolkit`]);
+//! 5. toolkit: the sample module is built by the steps of
+//!    rust-kfuncs/README.md, and that module, plain-Kbuild builds, the
+//!    checked-in `*.kfuncs.h` headers and the toolkit's early build failures
+//!    are checked ([`toolkit`]);
 //! 6. guest: one boot (2 vCPUs, `slab_nomerge`) runs the selected runner
 //!    cases; the runner's KTAP becomes one case per runner case, and the
 //!    guest's exit code must come through and agree with them ([`guest`]).
@@ -297,7 +299,8 @@ fn toolkit_phase(
                 r.record(
                     case,
                     Outcome::fail(
-                        "not run: samples/kfunc_sample did not build (build/kfunc_sample)",
+                        "not run: rust-kfuncs/README.md's steps did not build \
+                         samples/kfunc_sample (build/kfunc_sample)",
                     ),
                 );
             }
@@ -315,8 +318,7 @@ fn toolkit_phase(
         }
     };
     if !plan.toolkit.is_empty() {
-        let modules = [(".", ko), ("samples/kfunc_sample", sample.as_path())];
-        for (name, result) in toolkit::checks(env, kernel, &modules) {
+        for (name, result) in toolkit::checks(env, kernel, ko, &sample) {
             if plan.toolkit.contains(&name) {
                 r.record(
                     &name,
