@@ -246,35 +246,7 @@ fn appends_to_existing_module_btf() {
 #[test]
 fn resolve_btfids_patches_the_rust_set() {
     let (_dir, _, out) = generated(&[]);
-    let resolve = kdir().join("tools/bpf/resolve_btfids/resolve_btfids");
-    let release = std::fs::read_to_string(kdir().join("include/config/kernel.release")).unwrap();
-    if release
-        .split('.')
-        .next()
-        .and_then(|m| m.parse::<u32>().ok())
-        >= Some(7)
-    {
-        // 7.x: resolve_btfids reads the BTF from a file and writes .BTF and .BTF_ids next to the
-        // object, which scripts/gen-btf.sh puts back into it.
-        let btf1 = out.with_extension("o.BTF.1");
-        std::fs::write(&btf1, read_btf_section(&out)).unwrap();
-        run(Command::new(&resolve)
-            .arg("--btf_base")
-            .arg(vmlinux())
-            .arg("--btf")
-            .arg(&btf1)
-            .arg(&out));
-        let with = |ext: &str| format!("{}.{ext}", out.display());
-        run(Command::new("llvm-objcopy-19")
-            .arg(format!("--update-section=.BTF={}", with("BTF")))
-            .arg(&out));
-        run(Command::new(&resolve)
-            .arg("--patch_btfids")
-            .arg(with("BTF_ids"))
-            .arg(&out));
-    } else {
-        run(Command::new(&resolve).arg("-b").arg(vmlinux()).arg(&out));
-    }
+    resolve_btfids(&out);
 
     let base = Btf::parse(&vmlinux()).unwrap();
     let btf = Btf::new_split(&read_btf_section(&out), &base).unwrap();
@@ -643,8 +615,7 @@ fn a_destructor_in_no_set_gets_a_func_but_no_kfunc_tag() {
 #[test]
 fn resolve_btfids_fills_the_destructor_list() {
     let (_dir, out, _) = generated_objects();
-    let resolve = kdir().join("tools/bpf/resolve_btfids/resolve_btfids");
-    run(Command::new(&resolve).arg("-b").arg(vmlinux()).arg(&out));
+    resolve_btfids(&out);
     let base = Btf::parse(&vmlinux()).unwrap();
     let btf = Btf::new_split(&read_btf_section(&out), &base).unwrap();
     let data = std::fs::read(&out).unwrap();
@@ -748,5 +719,38 @@ fn a_module_struct_with_a_vmlinux_name_and_another_layout_is_an_error() {
         "rename the module's struct",
     ] {
         assert!(msg.contains(part), "error {msg:?} does not say {part:?}");
+    }
+}
+
+/// Runs the kernel's resolve_btfids on `out` as the kernel's module BTF step does: `-b vmlinux`
+/// up to 6.x; on 7.x the BTF goes through a file, and resolve_btfids writes `.BTF` and
+/// `.BTF_ids` next to the object, which scripts/gen-btf.sh puts back into it.
+fn resolve_btfids(out: &std::path::Path) {
+    let resolve = kdir().join("tools/bpf/resolve_btfids/resolve_btfids");
+    let release = std::fs::read_to_string(kdir().join("include/config/kernel.release")).unwrap();
+    if release
+        .split('.')
+        .next()
+        .and_then(|m| m.parse::<u32>().ok())
+        >= Some(7)
+    {
+        let btf1 = out.with_extension("o.BTF.1");
+        std::fs::write(&btf1, read_btf_section(out)).unwrap();
+        run(Command::new(&resolve)
+            .arg("--btf_base")
+            .arg(vmlinux())
+            .arg("--btf")
+            .arg(&btf1)
+            .arg(out));
+        let with = |ext: &str| format!("{}.{ext}", out.display());
+        run(Command::new("llvm-objcopy-19")
+            .arg(format!("--update-section=.BTF={}", with("BTF")))
+            .arg(out));
+        run(Command::new(&resolve)
+            .arg("--patch_btfids")
+            .arg(with("BTF_ids"))
+            .arg(out));
+    } else {
+        run(Command::new(&resolve).arg("-b").arg(vmlinux()).arg(out));
     }
 }
