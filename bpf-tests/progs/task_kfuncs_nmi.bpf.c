@@ -46,6 +46,7 @@ int stashed_pids[NMI_SLOTS];
 int update_keeps_kptr = -1;
 int stash_error;
 int nmi_runs;
+int nmi_done;
 int released;
 int last_puts;
 int call_rcu_in_nmi;
@@ -205,6 +206,7 @@ int BPF_PROG(release_in_nmi, void *handler, s64 delta_ns, int handled)
 		released++;
 	}
 	*flag = 0;
+	nmi_done++;
 	return 0;
 }
 

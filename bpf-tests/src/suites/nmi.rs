@@ -131,8 +131,11 @@ fn drop_in_nmi(obj: Obj, how: Via, c_kfuncs: bool, rmmod: bool) -> Result<Outcom
     ];
     actor.set("drop_by_update", i32::from(how == Via::Destructor))?;
     actor.set("armed", 1)?;
-    // Returns once the other CPUs have handled their NMI (or after 10 s).
+    // Returns once the other CPUs have run their backtrace handler (or
+    // after 10 s): the tracepoint fires after the handler, so the program
+    // may still be running on the other CPU; wait for it to finish.
     fs::write("/proc/sysrq-trigger", "l").context("writing 'l' to /proc/sysrq-trigger")?;
+    wait_until(DEFERRED, || Ok(actor.get::<i32>("nmi_done")? > 0))?;
     let runs: i32 = actor.get("nmi_runs")?;
     let released: i32 = actor.get("released")?;
     let last_puts: i32 = actor.get("last_puts")?;
