@@ -313,7 +313,8 @@ int BPF_PROG(acquire_lsm_task_free, struct task_struct *task)
  * A sleepable program (a syscall program here; fentry.s in the kernel's own
  * selftests) reads the kptr inside a region that implies RCU (a spin lock,
  * preemption or interrupts disabled) and uses it after the region ended: the
- * pointer is no longer protected.
+ * pointer is no longer protected. 6.12 accepts the spin lock shape, a
+ * use-after-free: docs/upstream/bpf_spin_unlock-rcu-kptr-uaf.md.
  */
 SEC("syscall")
 __failure __msg("R1 must be a rcu pointer")
@@ -383,7 +384,8 @@ int acquire_after_irq_restore(void *ctx)
 /*
  * Dropping a local object drops the task reference inside it with the
  * kernel's destructor (put_task_struct_rcu_user()), which is not NMI-safe:
- * 7.x refuses it in tracing programs. 6.12 accepts it.
+ * 7.x refuses it in tracing programs. 6.12 accepts it, and its drop in NMI
+ * is the call_rcu() of docs/upstream/bpf_task_release-nmi-call_rcu.md.
  */
 SEC("tp_btf/task_newtask")
 __failure __msg("cannot be used in tracing programs on types with NMI unsafe fields")
