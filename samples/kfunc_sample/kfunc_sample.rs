@@ -3,7 +3,7 @@
 //! A sample of Rust kfuncs built with the rust-kfuncs toolkit.
 //!
 //! One kfunc per argument shape that kfuncs in the kernel use: scalars of every width, memory with
-//! a `__sz`/`__szk` size and an optional (`__opt`) pointer, a pointer to a scalar, a constant
+//! a `__sz`/`__szk` size and an optional (`__nullable`) pointer, a pointer to a scalar, a constant
 //! string (`__str`), an enum, trusted (nullable) and RCU struct pointers, and a sleepable kfunc.
 //! And a refcounted object type of the module's own, [`kfunc_sample_obj`], with kfuncs that
 //! create, acquire and release it (pointer returns, `KF_ACQUIRE` / `KF_RELEASE`) and a map
@@ -93,7 +93,8 @@ pub(crate) extern "C" fn kfunc_sample_not(b: KfuncBool) -> bool {
     !b.get()
 }
 
-/// Sums the bytes of `mem`, or returns 0 when `mem` is NULL (`__opt`).
+/// Sums the bytes of `mem`, or returns 0 when `mem` is NULL (`__nullable`; 6.12 also takes
+/// `__opt` for optional memory, 7.x only `__nullable`).
 ///
 /// # Safety
 ///
@@ -101,13 +102,17 @@ pub(crate) extern "C" fn kfunc_sample_not(b: KfuncBool) -> bool {
 /// `mem__sz` bytes.
 #[no_mangle]
 #[allow(non_snake_case)]
-pub(crate) unsafe extern "C" fn kfunc_sample_mem_sum(mem__opt: *const c_void, mem__sz: u32) -> u64 {
-    if mem__opt.is_null() {
+pub(crate) unsafe extern "C" fn kfunc_sample_mem_sum(
+    mem__nullable: *const c_void,
+    mem__sz: u32,
+) -> u64 {
+    if mem__nullable.is_null() {
         return 0;
     }
-    // SAFETY: `mem__opt` is readable for `mem__sz` bytes (verifier, `__sz`), and BPF memory has
-    // no alignment requirement for bytes.
-    let bytes = unsafe { core::slice::from_raw_parts(mem__opt.cast::<u8>(), mem__sz as usize) };
+    // SAFETY: `mem__nullable` is not NULL, so readable for `mem__sz` bytes (verifier, `__sz`),
+    // and BPF memory has no alignment requirement for bytes.
+    let bytes =
+        unsafe { core::slice::from_raw_parts(mem__nullable.cast::<u8>(), mem__sz as usize) };
     bytes.iter().map(|&b| u64::from(b)).sum()
 }
 

@@ -816,7 +816,8 @@ fn verify_funcs(
 /// Every `FUNC` of the module's BTF with a `bpf_kfunc` decl tag (what pahole and btfgen put on
 /// the functions of kfunc sets) becomes an `extern ... __ksym;` declaration, as newer bpftool
 /// writes them into `vmlinux.h`; enums of the module's own BTF that the prototypes use are
-/// defined first. `guard` names the include guard.
+/// defined first. Everything is in name order, so that the header does not depend on the order of
+/// the module's BTF (7.x sorts it by name, 6.x does not). `guard` names the include guard.
 pub fn header(base: &Path, module: &Path, guard: &str) -> Result<String> {
     let base =
         Btf::parse(base).with_context(|| format!("cannot load the base BTF {}", base.display()))?;
@@ -836,6 +837,10 @@ pub fn header(base: &Path, module: &Path, guard: &str) -> Result<String> {
         .collect();
     funcs.sort();
     funcs.dedup();
+    // By name, not by id: 7.x's resolve_btfids sorts a module's BTF by name, 6.x keeps the
+    // order the types were written in; the header is the same on both.
+    let name_of = |id: u32| btf.type_info(id).map(|t| t.name).unwrap_or_default();
+    funcs.sort_by_key(|&id| name_of(id));
     if funcs.is_empty() {
         bail!(
             "{}: no FUNC with a {KFUNC_TAG} decl tag in the module's BTF; run btfgen on it first",
@@ -888,6 +893,8 @@ pub fn header(base: &Path, module: &Path, guard: &str) -> Result<String> {
             }
         }
     }
+    enums.sort_by_key(|&id| name_of(id));
+    structs.sort_by_key(|&id| name_of(id));
     for id in enums {
         let _ = writeln!(out, "enum {} {{", btf.type_info(id)?.name);
         for (vname, value) in btf.enum_values(id)? {
