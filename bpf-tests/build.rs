@@ -29,6 +29,7 @@ const SELFTESTS: &[&str] = &[
     "task_kfuncs_success",
     "task_kfuncs_failure",
     "task_kfuncs_exiting",
+    "task_kfuncs_nmi",
 ];
 
 /// The kfunc variants: output subdirectory and extra clang arguments.

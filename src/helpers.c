@@ -19,7 +19,10 @@
  * the same for rust/helpers/.
  */
 
+#include <linux/irq_work.h>
+#include <linux/llist.h>
 #include <linux/pid.h>
+#include <linux/preempt.h>
 #include <linux/rcupdate.h>
 #include <linux/refcount.h>
 #include <linux/sched.h>
@@ -48,4 +51,25 @@ __always_inline void task_kfuncs_rcu_read_unlock(void)
 __always_inline bool task_kfuncs_refcount_inc_not_zero(refcount_t *r)
 {
 	return refcount_inc_not_zero(r);
+}
+
+__always_inline bool task_kfuncs_in_nmi(void)
+{
+	return in_nmi();
+}
+
+__always_inline void task_kfuncs_init_irq_work(struct irq_work *work,
+					       void (*func)(struct irq_work *))
+{
+	init_irq_work(work, func);
+}
+
+__always_inline bool task_kfuncs_llist_add(struct llist_node *new, struct llist_head *head)
+{
+	return llist_add(new, head);
+}
+
+__always_inline struct llist_node *task_kfuncs_llist_del_all(struct llist_head *head)
+{
+	return llist_del_all(head);
 }

@@ -16,6 +16,7 @@
 
 use crate::bindings::{self, task_struct};
 use crate::kfunc_btf::*;
+use crate::nmi;
 #[cfg(kernel_6_12)]
 use crate::rcu;
 #[cfg(not(kernel_6_12))]
@@ -52,10 +53,11 @@ const HOOKS: [bindings::bpf_prog_type; 3] = [
 /// from_pid, from_vpid and what it gets from them or from
 /// `bpf_get_current_task_btf()`, as with the kernel's C task kfuncs there),
 /// LSM, struct_ops (sched_ext) and syscall programs. Everything else is
-/// refused, in particular PERF_EVENT: a perf_event program runs in NMI
-/// context, where the release of a last `rcu_users` reference would call
-/// `call_rcu()`, which is illegal in NMI handlers. Kprobes, socket filters,
-/// XDP, TC and the other types use hooks the set is not registered for.
+/// refused, in particular PERF_EVENT, whose every run is in NMI: the kfuncs
+/// are NMI-safe, but the kernel's task kptr destructor that their
+/// references reach through maps is not (docs/program-types.md). Kprobes,
+/// socket filters, XDP, TC and the other types use hooks the set is not
+/// registered for.
 const ADMITTED: [bindings::bpf_prog_type; 6] = [
     bindings::bpf_prog_type_BPF_PROG_TYPE_TRACING,
     bindings::bpf_prog_type_BPF_PROG_TYPE_TRACEPOINT,
@@ -192,11 +194,13 @@ pub(crate) unsafe extern "C" fn rust_task_acquire(p: *mut task_struct) -> *mut t
 
 /// Releases a reference taken by one of the acquiring task kfuncs.
 ///
-/// Drops the reference exactly as the kernel's
-/// `bpf_task_release()` and the task kptr destructor do, with
+/// Drops the reference as the kernel's `bpf_task_release()` does, with
 /// `put_task_struct_rcu_user()`: when `rcu_users` reaches zero the final put
-/// of the task is deferred by an RCU grace period. The verifier rejects a
-/// second release and any use of `p` afterwards.
+/// of the task is deferred by an RCU grace period, through `call_rcu()`. In
+/// NMI context, where `call_rcu()` is illegal, a reference that is not the
+/// last is dropped at once and the last one is put by an irq_work right
+/// after the NMI ([`nmi`]); outside NMI the release is that one call. The
+/// verifier rejects a second release and any use of `p` afterwards.
 ///
 /// ```c
 /// struct task_struct *t = rust_task_from_pid(pid);
@@ -211,8 +215,16 @@ pub(crate) unsafe extern "C" fn rust_task_acquire(p: *mut task_struct) -> *mut t
 /// reference that the program owns and gives up here.
 #[no_mangle]
 pub(crate) unsafe extern "C" fn rust_task_release(p: *mut task_struct) {
+    // SAFETY: reads this CPU's preempt count; callable in any context.
+    if unsafe { bindings::task_kfuncs_in_nmi() } {
+        // SAFETY: `p` holds a reference owned by the caller (KF_RELEASE); the
+        // kfuncs are registered only after `nmi::init()`.
+        unsafe { nmi::put_rcu_user(p) };
+        return;
+    }
     // SAFETY: `p` holds a reference on `rcu_users` owned by the caller
-    // (KF_RELEASE), which `put_task_struct_rcu_user()` consumes.
+    // (KF_RELEASE), which `put_task_struct_rcu_user()` consumes; outside NMI
+    // its `call_rcu()` is legal.
     unsafe { bindings::put_task_struct_rcu_user(p) }
 }
 

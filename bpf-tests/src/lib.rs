@@ -25,6 +25,7 @@ pub mod suites {
     pub mod exiting;
     pub mod kfuncs;
     pub mod lifecycle;
+    pub mod nmi;
     pub mod privilege;
     pub mod prog_types;
     pub mod sample;

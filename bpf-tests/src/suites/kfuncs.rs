@@ -23,23 +23,29 @@ use crate::{Case, Outcome};
 /// One build of the success, rejection and exiting-thread programs.
 pub struct Variant {
     pub suite: &'static str,
+    c_kfuncs: bool,
     success: Obj,
     failure: Obj,
     exiting: Obj,
+    nmi: Obj,
 }
 
 pub const RUST: Variant = Variant {
     suite: "rust",
+    c_kfuncs: false,
     success: crate::obj!("rust/task_kfuncs_success"),
     failure: crate::obj!("rust/task_kfuncs_failure"),
     exiting: crate::obj!("rust/task_kfuncs_exiting"),
+    nmi: super::nmi::RUST,
 };
 
 pub const C: Variant = Variant {
     suite: "c_kfuncs",
+    c_kfuncs: true,
     success: crate::obj!("c/task_kfuncs_success"),
     failure: crate::obj!("c/task_kfuncs_failure"),
     exiting: crate::obj!("c/task_kfuncs_exiting"),
+    nmi: crate::obj!("c/task_kfuncs_nmi"),
 };
 
 /// The program the slot cases drive, one operation per test run.
@@ -69,7 +75,7 @@ const CUSTOM: &[Custom] = &[
 
 impl Variant {
     /// The success table, the cases of their own, the rejection table, the
-    /// exiting-thread case.
+    /// exiting-thread case, the NMI cases.
     pub fn cases(&self) -> Result<Vec<Case>> {
         let customs: Vec<&str> = CUSTOM.iter().map(|c| c.1).collect();
         let mut cases = bpf::table(self.success, "", &customs)?;
@@ -87,6 +93,7 @@ impl Variant {
         }
         cases.extend(bpf::table(self.failure, "", &[])?);
         cases.extend(super::exiting::cases(self.exiting)?);
+        cases.extend(super::nmi::cases(self.nmi, self.c_kfuncs));
         Ok(cases)
     }
 }

@@ -4,8 +4,9 @@
 //! the module, a second insmod is refused, insmod/attach/trigger/rmmod
 //! cycles, a map of task references that outlives its program and the
 //! module, program loads racing rmmod/insmod, every allocation of insmod
-//! failed in turn (fault injection), and a module whose kfunc BTF is missing
-//! or whose id set is empty refusing to load.
+//! failed in turn (fault injection), a module whose kfunc BTF is missing
+//! or whose id set is empty refusing to load, and rmmod right after the
+//! release deferred last puts out of an NMI ([`super::nmi`]).
 //!
 //! The cases need `--module PATH` and leave the module loaded, as found
 //! ([`guarded`]). Their programs are those of
@@ -75,6 +76,9 @@ const CASES: &[(&str, Run)] = &[
     ("insmod_fail_nth", fail_nth),
     ("refused_without_module_btf", refused_without_btf),
     ("refused_with_empty_kfunc_set", refused_empty_set),
+    ("rmmod_after_nmi_release", |_, _| {
+        super::nmi::rmmod_after_release()
+    }),
 ];
 
 /// The lifecycle cases.
@@ -406,8 +410,13 @@ fn fail_nth(path: &Path, scale: &Scale) -> Result<()> {
 }
 
 /// Runs objcopy (LLVM's or GNU's) with `args`.
+/// GNU objcopy first: llvm-objcopy 19's `--update-section=.BTF_ids` wrote
+/// the symbols of that section with section index 0xffff (`SHN_XINDEX`)
+/// and no extended index table, for a module that has a `.text.unlikely.`
+/// section, which the module loader then refuses ("has an invalid section
+/// index 65535", ENOEXEC).
 fn objcopy(args: &[&str]) -> Result<()> {
-    for tool in ["llvm-objcopy-19", "llvm-objcopy", "objcopy"] {
+    for tool in ["objcopy", "llvm-objcopy-19", "llvm-objcopy"] {
         match Command::new(tool).args(args).output() {
             Ok(out) if out.status.success() => return Ok(()),
             Ok(out) => bail!(
@@ -419,7 +428,7 @@ fn objcopy(args: &[&str]) -> Result<()> {
             Err(e) => bail!("running {tool}: {e}"),
         }
     }
-    bail!("no objcopy found (install llvm-19 or binutils)")
+    bail!("no objcopy found (install binutils)")
 }
 
 /// insmod of `ko` must fail with `errno` and log `message`.
