@@ -94,6 +94,8 @@ fn main() -> Result<()> {
         "-Iprogs".to_owned(),
         "-Wall".to_owned(),
         "-Werror".to_owned(),
+        "-fms-extensions".to_owned(),
+        "-Wno-microsoft-anon-tag".to_owned(),
         format!("-DTASK_KFUNCS_KERNEL_MAJOR={major}"),
         format!("-DTASK_KFUNCS_KERNEL_MINOR={minor}"),
     ];

@@ -94,7 +94,7 @@ rust_kfuncs_flags_ok := $(shell \
 		-o $(rust_kfuncs_flags).tmp -- $(LINUXINCLUDE) \
 		-include $(srctree)/include/linux/compiler_types.h \
 		-include $(srctree)/include/linux/btf.h \
-		$(filter --target=%,$(CLANG_FLAGS)) -D__KERNEL__ -D__BINDGEN__ -fno-builtin -w \
+		$(CC_FLAGS_DIALECT) $(filter --target=%,$(CLANG_FLAGS)) -D__KERNEL__ -D__BINDGEN__ -fno-builtin -w \
 		>$(rust_kfuncs_flags).log 2>&1 && \
 	grep -q 'pub const KF_ACQUIRE' $(rust_kfuncs_flags).tmp && \
 	{ cmp -s $(rust_kfuncs_flags).tmp $(rust_kfuncs_flags) || \
@@ -115,7 +115,7 @@ endif
 
 __modpost: rust_kfuncs_modfinal
 PHONY += rust_kfuncs_modfinal
-rust_kfuncs_modfinal: $(KBUILD_EXTMOD)/Module.symvers
+rust_kfuncs_modfinal: $(obj)/Module.symvers
 	$(Q)$(MAKE) -f $(srctree)/scripts/Makefile.modfinal \
 		PAHOLE="$(CONFIG_SHELL) $(rust_kfuncs_dir)/kfunc-pahole $(PAHOLE)" \
 		RESOLVE_BTFIDS="$(CONFIG_SHELL) $(rust_kfuncs_dir)/kfunc-resolve-btfids \
