@@ -810,6 +810,22 @@ fn verify_funcs(
     Ok(())
 }
 
+/// Writes the module's BTF, split on `base` (relocated from its distilled `.BTF.base` when it has
+/// one), to `out` as raw BTF.
+pub fn write_split_btf(base: &Path, module: &Path, out: &Path) -> Result<()> {
+    let base =
+        Btf::parse(base).with_context(|| format!("cannot load the base BTF {}", base.display()))?;
+    let data =
+        std::fs::read(module).with_context(|| format!("cannot read {}", module.display()))?;
+    let file = object::File::parse(&*data)
+        .with_context(|| format!("{} is not an ELF object", module.display()))?;
+    let raw = module_btf(&base, &file)?
+        .with_context(|| format!("{}: no .BTF section", module.display()))?
+        .btf
+        .raw_data()?;
+    std::fs::write(out, raw).with_context(|| format!("cannot write {}", out.display()))
+}
+
 /// The BPF-side declarations of a module's kfuncs, from the module's BTF: the header a BPF
 /// program includes after `vmlinux.h` instead of writing `__ksym` declarations by hand.
 ///

@@ -723,3 +723,38 @@ fn a_module_struct_with_a_vmlinux_name_and_another_layout_is_an_error() {
         assert!(msg.contains(part), "error {msg:?} does not say {part:?}");
     }
 }
+
+#[test]
+fn split_btf_writes_the_relocated_module_btf() {
+    // A module with a distilled .BTF.base, as 7.x writes an external module.
+    let (dir, _, out) = generated(&[]);
+    let base = Btf::parse(&vmlinux()).unwrap();
+    let first = Btf::new_split(&read_btf_section(&out), &base).unwrap();
+    let (base_raw, split_raw) = first.distill().unwrap().raw_data().unwrap();
+    let obj = rustc_obj(&dir, "kfuncs.rs", &[], true);
+    let (base_path, split_path) = (dir.join("d.base"), dir.join("d.btf"));
+    std::fs::write(&base_path, &base_raw).unwrap();
+    std::fs::write(&split_path, &split_raw).unwrap();
+    let module = dir.join("distilled.ko");
+    run(Command::new(OBJCOPY)
+        .arg("--add-section")
+        .arg(format!(".BTF={}", split_path.display()))
+        .arg("--add-section")
+        .arg(format!(".BTF.base={}", base_path.display()))
+        .arg(&obj)
+        .arg(&module));
+
+    let raw = dir.join("relocated.btf");
+    run(Command::new(env!("CARGO_BIN_EXE_btfgen"))
+        .arg("--base")
+        .arg(vmlinux())
+        .arg("--split-btf")
+        .arg(&raw)
+        .arg(&module));
+    // Split on vmlinux as it is: each kfunc points at vmlinux's task_struct.
+    let btf = Btf::new_split(&std::fs::read(&raw).unwrap(), &base).unwrap();
+    let task = base.find("task_struct", Kind::Struct).unwrap().unwrap();
+    let (_, _, acquire) = func(&btf, "kf_task_acquire");
+    let ret = btf.type_info(acquire.size_or_type).unwrap();
+    assert_eq!((ret.kind, ret.size_or_type), (BTF_KIND_PTR, task));
+}

@@ -286,7 +286,7 @@ pub fn checks(env: &Env, kernel: &Kernel, ko: &Path, sample: &Path) -> Vec<(Stri
         let loaded = if dir == "." { ko } else { sample };
         out.push((
             format!("toolkit/one_kfunc_tag_per_kfunc/{stem}"),
-            one_kfunc_tag_per_kfunc(kdir, loaded).with_context(|| {
+            one_kfunc_tag_per_kfunc(checkout, kdir, loaded).with_context(|| {
                 format!(
                     "every kfunc of {name}'s sets must be a FUNC of its BTF with exactly one \
                      bpf_kfunc decl tag, as BPF sees it (bpftool)"
@@ -475,7 +475,7 @@ fn same_btf_as_plain_kbuild(env: &Env, kdir: &Path, dir: &Path, wrapper_ko: &Pat
 /// Every kfunc of the module's sets (its `__BTF_ID__func__<name>__<n>` symbols) is a `FUNC` of
 /// its BTF with exactly one `bpf_kfunc` decl tag, as `bpftool btf dump` shows it: pahole (6.x),
 /// btfgen and resolve_btfids (7.x) must neither miss one nor tag one twice.
-fn one_kfunc_tag_per_kfunc(kdir: &Path, ko: &Path) -> Result<()> {
+fn one_kfunc_tag_per_kfunc(checkout: &Path, kdir: &Path, ko: &Path) -> Result<()> {
     let symbols = util::output(Command::new("llvm-nm-19").arg(ko))?;
     let mut kfuncs: Vec<String> = symbols
         .lines()
@@ -491,13 +491,26 @@ fn one_kfunc_tag_per_kfunc(kdir: &Path, ko: &Path) -> Result<()> {
     if kfuncs.is_empty() {
         bail!("{} has no __BTF_ID__func__ symbols", ko.display());
     }
+    // bpftool before 7.5 reads no distilled `.BTF.base` (7.x writes one for an external
+    // module): dump the module's BTF as the kernel relocates it on load.
+    let split = ko.with_extension("split.btf");
+    util::run(
+        Command::new(checkout.join("target/release/btfgen"))
+            .arg("--base")
+            .arg(kdir.join("vmlinux"))
+            .arg("--split-btf")
+            .arg(&split)
+            .arg(ko),
+    )?;
     let dump = util::output(
         Command::new("bpftool")
             .arg("-B")
             .arg(kdir.join("vmlinux"))
             .args(["btf", "dump", "file"])
-            .arg(ko),
-    )?;
+            .arg(&split),
+    );
+    let _ = fs::remove_file(&split);
+    let dump = dump?;
     // `[12] FUNC 'name' type_id=...` and `[13] DECL_TAG 'bpf_kfunc' type_id=12 component_idx=-1`.
     let mut funcs = std::collections::HashMap::new();
     let mut tags = std::collections::HashMap::<String, usize>::new();
