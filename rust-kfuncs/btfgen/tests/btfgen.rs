@@ -246,8 +246,7 @@ fn appends_to_existing_module_btf() {
 #[test]
 fn resolve_btfids_patches_the_rust_set() {
     let (_dir, _, out) = generated(&[]);
-    let resolve = kdir().join("tools/bpf/resolve_btfids/resolve_btfids");
-    run(Command::new(&resolve).arg("-b").arg(vmlinux()).arg(&out));
+    resolve_btfids(&out);
 
     let base = Btf::parse(&vmlinux()).unwrap();
     let btf = Btf::new_split(&read_btf_section(&out), &base).unwrap();
@@ -616,8 +615,7 @@ fn a_destructor_in_no_set_gets_a_func_but_no_kfunc_tag() {
 #[test]
 fn resolve_btfids_fills_the_destructor_list() {
     let (_dir, out, _) = generated_objects();
-    let resolve = kdir().join("tools/bpf/resolve_btfids/resolve_btfids");
-    run(Command::new(&resolve).arg("-b").arg(vmlinux()).arg(&out));
+    resolve_btfids(&out);
     let base = Btf::parse(&vmlinux()).unwrap();
     let btf = Btf::new_split(&read_btf_section(&out), &base).unwrap();
     let data = std::fs::read(&out).unwrap();
