@@ -91,9 +91,16 @@ fn main() -> Result<()> {
     let clang = env::var("BPF_CLANG").unwrap_or_else(|_| DEFAULT_CLANG.to_owned());
     let clang_args = vec![
         format!("-I{}", out.display()),
+        // A line's own version of a header (a kfunc declaration whose
+        // parameter names differ, e.g. kfunc_sample.kfuncs.h) comes first.
+        format!("-Iprogs/{major}.{minor}"),
         "-Iprogs".to_owned(),
         "-Wall".to_owned(),
         "-Werror".to_owned(),
+        // 7.x's kernel is built with -fms-extensions and embeds structs as
+        // unnamed members of a named type, which vmlinux.h reproduces
+        // (`struct ns_tree;` inside a struct); the kernel's own BPF
+        // selftests build with the same flag.
         "-fms-extensions".to_owned(),
         "-Wno-microsoft-anon-tag".to_owned(),
         format!("-DTASK_KFUNCS_KERNEL_MAJOR={major}"),

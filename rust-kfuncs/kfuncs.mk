@@ -91,10 +91,11 @@ ifneq ($(filter %/scripts/Makefile.build,$(MAKEFILE_LIST)),)
 rust_kfuncs_flags_ok := $(shell \
 	$(BINDGEN) $(srctree)/include/linux/btf_ids.h --use-core \
 		--allowlist-var 'KF_.*' --allowlist-var BTF_SET8_KFUNCS \
-		-o $(rust_kfuncs_flags).tmp -- $(LINUXINCLUDE) \
+		-o $(rust_kfuncs_flags).tmp -- $(LINUXINCLUDE) $(KBUILD_CPPFLAGS) \
+		$(filter-out -Wp$(comma)% -W%,$(KBUILD_CFLAGS)) \
 		-include $(srctree)/include/linux/compiler_types.h \
 		-include $(srctree)/include/linux/btf.h \
-		$(CC_FLAGS_DIALECT) $(filter --target=%,$(CLANG_FLAGS)) -D__KERNEL__ -D__BINDGEN__ -fno-builtin -w \
+		-D__KERNEL__ -D__BINDGEN__ -DMODULE -fno-builtin -w \
 		>$(rust_kfuncs_flags).log 2>&1 && \
 	grep -q 'pub const KF_ACQUIRE' $(rust_kfuncs_flags).tmp && \
 	{ cmp -s $(rust_kfuncs_flags).tmp $(rust_kfuncs_flags) || \
@@ -113,9 +114,15 @@ $(error rust-kfuncs: $(objtree)/vmlinux is missing: kfunc BTF is split BTF on to
 	vmlinux's, so the kernel build directory must keep vmlinux)
 endif
 
+# The target Makefile.modpost writes the module's symbols to: 6.x runs in the
+# kernel's build directory and names it $(KBUILD_EXTMOD)/Module.symvers, 7.x
+# runs in the module's (output) directory and names it Module.symvers.
+rust_kfuncs_symvers := $(if $(filter $(CURDIR),$(abspath $(objtree))), \
+	$(KBUILD_EXTMOD)/Module.symvers,Module.symvers)
+
 __modpost: rust_kfuncs_modfinal
 PHONY += rust_kfuncs_modfinal
-rust_kfuncs_modfinal: $(obj)/Module.symvers
+rust_kfuncs_modfinal: $(rust_kfuncs_symvers)
 	$(Q)$(MAKE) -f $(srctree)/scripts/Makefile.modfinal \
 		PAHOLE="$(CONFIG_SHELL) $(rust_kfuncs_dir)/kfunc-pahole $(PAHOLE)" \
 		RESOLVE_BTFIDS="$(CONFIG_SHELL) $(rust_kfuncs_dir)/kfunc-resolve-btfids \

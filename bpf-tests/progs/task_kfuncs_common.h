@@ -95,7 +95,8 @@ extern struct task_struct *rust_task_from_vpid(s32 vpid) __ksym __weak;
 #define MSG_RELEASE_STACK "release kfunc " KF_RELEASE_NAME " expects referenced PTR_TO_BTF_ID passed to R1"
 #define MSG_RELEASE_UNREFERENCED "release kfunc " KF_RELEASE_NAME " expects referenced PTR_TO_BTF_ID passed to R1"
 #define MSG_RELEASE_IN_MAP "release kfunc " KF_RELEASE_NAME " expects referenced PTR_TO_BTF_ID passed to R1"
-#define MSG_DOUBLE_RELEASE "R1 pointer type STRUCT task_struct must point"
+#define MSG_DOUBLE_RELEASE MSG_RELEASE_UNREFERENCED
+#define MSG_DEREF_MAYBE_NULL "R0 invalid mem access 'trusted_ptr_or_null_'"
 #else
 #define MSG_NULL_TRUSTED "Possibly NULL pointer passed to trusted arg0"
 #define MSG_ACQUIRE_STACK "arg#0 pointer type STRUCT task_struct must point"
@@ -103,6 +104,7 @@ extern struct task_struct *rust_task_from_vpid(s32 vpid) __ksym __weak;
 #define MSG_RELEASE_UNREFERENCED "release kernel function " KF_RELEASE_NAME " expects refcounted PTR_TO_BTF_ID"
 #define MSG_RELEASE_IN_MAP "R1 must be referenced or trusted"
 #define MSG_DOUBLE_RELEASE "arg#0 pointer type STRUCT task_struct must point"
+#define MSG_DEREF_MAYBE_NULL "R0 invalid mem access 'ptr_or_null_'"
 #endif
 
 #include "task_kfuncs_slot.h"

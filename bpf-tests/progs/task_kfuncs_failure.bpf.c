@@ -111,7 +111,7 @@ int BPF_PROG(from_pid_no_null_check, struct task_struct *task, u64 clone_flags)
 }
 
 SEC("tp_btf/task_newtask")
-__failure __msg("R0 invalid mem access 'ptr_or_null_'")
+__failure __msg(MSG_DEREF_MAYBE_NULL)
 int BPF_PROG(from_pid_deref_no_null_check, struct task_struct *task, u64 clone_flags)
 {
 	struct task_struct *found;
@@ -386,7 +386,7 @@ int acquire_after_irq_restore(void *ctx)
  * 7.x refuses it in tracing programs. 6.12 accepts it.
  */
 SEC("tp_btf/task_newtask")
-__failure __msg("bpf_obj_drop cannot be used in tracing programs on types with NMI unsafe fields")
+__failure __msg("cannot be used in tracing programs on types with NMI unsafe fields")
 #if !KERNEL_LINE_AT_LEAST(7, 0)
 __skip("6.12's verifier lets tracing programs drop an object holding a task kptr (7.x refuses it)")
 #endif

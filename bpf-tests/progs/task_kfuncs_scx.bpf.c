@@ -19,8 +19,13 @@
 
 char _license[] SEC("license") = "GPL";
 
-/* kernel/sched/ext.c (6.12; renamed scx_bpf_dsq_insert() in 6.13) */
+/* kernel/sched/ext.c: scx_bpf_dispatch() on 6.12, renamed scx_bpf_dsq_insert() in 6.13 */
+#if KERNEL_LINE_AT_LEAST(6, 13)
+void scx_bpf_dsq_insert(struct task_struct *p, u64 dsq_id, u64 slice, u64 enq_flags) __ksym;
+#define scx_bpf_dispatch scx_bpf_dsq_insert
+#else
 void scx_bpf_dispatch(struct task_struct *p, u64 dsq_id, u64 slice, u64 enq_flags) __ksym;
+#endif
 
 /* tools/sched_ext/include/scx/common.bpf.h */
 #define BPF_STRUCT_OPS(name, args...) SEC("struct_ops/" #name) BPF_PROG(name, ##args)

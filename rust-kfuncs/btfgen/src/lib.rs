@@ -810,20 +810,20 @@ fn verify_funcs(
     Ok(())
 }
 
-/// Writes the module's BTF, split on `base` (relocated from its distilled `.BTF.base` when it has
-/// one), to `out` as raw BTF.
-pub fn write_split_btf(base: &Path, module: &Path, out: &Path) -> Result<()> {
+/// The module's BTF as the kernel sees it once loaded, as raw split BTF on `base`: a module with
+/// a distilled `.BTF.base` (7.x external modules) relocated onto vmlinux, for tools that cannot
+/// read `.BTF.base` (bpftool 7.1: `bpftool -B vmlinux btf dump file OUT`).
+pub fn relocated_btf(base: &Path, module: &Path) -> Result<Vec<u8>> {
     let base =
         Btf::parse(base).with_context(|| format!("cannot load the base BTF {}", base.display()))?;
     let data =
         std::fs::read(module).with_context(|| format!("cannot read {}", module.display()))?;
     let file = object::File::parse(&*data)
         .with_context(|| format!("{} is not an ELF object", module.display()))?;
-    let raw = module_btf(&base, &file)?
+    let btf = module_btf(&base, &file)?
         .with_context(|| format!("{}: no .BTF section", module.display()))?
-        .btf
-        .raw_data()?;
-    std::fs::write(out, raw).with_context(|| format!("cannot write {}", out.display()))
+        .btf;
+    btf.raw_data()
 }
 
 /// The BPF-side declarations of a module's kfuncs, from the module's BTF: the header a BPF
@@ -853,10 +853,14 @@ pub fn header(base: &Path, module: &Path, guard: &str) -> Result<String> {
         .collect();
     funcs.sort();
     funcs.dedup();
-    // By name, not by id: 7.x's resolve_btfids sorts a module's BTF by name, 6.x keeps the
-    // order the types were written in; the header is the same on both.
-    let name_of = |id: u32| btf.type_info(id).map(|t| t.name).unwrap_or_default();
-    funcs.sort_by_key(|&id| name_of(id));
+    // By name, not by id: 7.x's resolve_btfids sorts the module's BTF by name, 6.x keeps pahole's
+    // and btfgen's order, and the header must be the same on both.
+    let mut named = Vec::new();
+    for id in funcs {
+        named.push((btf.type_info(id)?.name, id));
+    }
+    named.sort();
+    let funcs: Vec<u32> = named.into_iter().map(|(_, id)| id).collect();
     if funcs.is_empty() {
         bail!(
             "{}: no FUNC with a {KFUNC_TAG} decl tag in the module's BTF; run btfgen on it first",
@@ -909,6 +913,7 @@ pub fn header(base: &Path, module: &Path, guard: &str) -> Result<String> {
             }
         }
     }
+    let name_of = |id: u32| btf.type_info(id).map(|t| t.name).unwrap_or_default();
     enums.sort_by_key(|&id| name_of(id));
     structs.sort_by_key(|&id| name_of(id));
     for id in enums {

@@ -41,16 +41,15 @@ struct Cli {
     /// generated from its BTF, to this C header.
     #[arg(long, value_name = "FILE.h")]
     header: Option<PathBuf>,
-    /// Only write the module's BTF, split on VMLINUX's (relocated from its distilled .BTF.base
-    /// when it has one, as the kernel does on load), to this raw BTF file, for tools that read
-    /// no .BTF.base (bpftool before 7.5: `bpftool -B VMLINUX btf dump file FILE`).
-    #[arg(long, value_name = "FILE", conflicts_with_all = ["header", "output", "btf"])]
-    split_btf: Option<PathBuf>,
     /// The module's BTF is this raw split BTF file, not its .BTF section: 7.x's
     /// scripts/gen-btf.sh has pahole write `MODULE.BTF.1` for `resolve_btfids --btf`, which adds
     /// the bpf_kfunc decl tags itself. The FUNCs are added to the file, untagged.
     #[arg(long, value_name = "FILE", conflicts_with = "header")]
     btf: Option<PathBuf>,
+    /// Only write the module's BTF, relocated onto --base as the kernel does when it loads the
+    /// module, as raw split BTF to this file (for bpftool 7.1, which cannot read .BTF.base).
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["header", "btf", "output"])]
+    relocated_btf: Option<PathBuf>,
     /// The module (.ko) to process.
     #[arg(value_name = "MODULE")]
     module: PathBuf,
@@ -58,8 +57,12 @@ struct Cli {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Some(out) = &cli.split_btf {
-        return match btfgen::write_split_btf(&cli.base, &cli.module, out) {
+    if let Some(out) = &cli.relocated_btf {
+        let written = btfgen::relocated_btf(&cli.base, &cli.module).and_then(|raw| {
+            std::fs::write(out, raw)
+                .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", out.display()))
+        });
+        return match written {
             Ok(()) => ExitCode::SUCCESS,
             Err(err) => {
                 eprintln!("btfgen: error: {err:#}");

@@ -723,7 +723,7 @@ fn a_module_struct_with_a_vmlinux_name_and_another_layout_is_an_error() {
 }
 
 #[test]
-fn split_btf_writes_the_relocated_module_btf() {
+fn relocated_btf_is_the_module_btf_split_on_vmlinux() {
     // A module with a distilled .BTF.base, as 7.x writes an external module.
     let (dir, _, out) = generated(&[]);
     let base = Btf::parse(&vmlinux()).unwrap();
@@ -746,7 +746,7 @@ fn split_btf_writes_the_relocated_module_btf() {
     run(Command::new(env!("CARGO_BIN_EXE_btfgen"))
         .arg("--base")
         .arg(vmlinux())
-        .arg("--split-btf")
+        .arg("--relocated-btf")
         .arg(&raw)
         .arg(&module));
     // Split on vmlinux as it is: each kfunc points at vmlinux's task_struct.

@@ -295,10 +295,11 @@ pub fn checks(env: &Env, kernel: &Kernel, ko: &Path, sample: &Path) -> Vec<(Stri
         ));
         out.push((
             format!("toolkit/kfuncs_h_fresh/{stem}"),
-            header_is_fresh(checkout, kdir, loaded, stem).with_context(|| {
+            header_is_fresh(checkout, kernel, loaded, &stem).with_context(|| {
                 format!(
-                    "bpf-tests/progs/{stem}.kfuncs.h must be what btfgen --header writes \
-                     from {name}'s BTF"
+                    "bpf-tests/progs/[{}/]{stem}.kfuncs.h must be what btfgen --header writes \
+                     from {name}'s BTF",
+                    kernel.line
                 )
             }),
         ));
@@ -474,7 +475,9 @@ fn same_btf_as_plain_kbuild(env: &Env, kdir: &Path, dir: &Path, wrapper_ko: &Pat
 
 /// Every kfunc of the module's sets (its `__BTF_ID__func__<name>__<n>` symbols) is a `FUNC` of
 /// its BTF with exactly one `bpf_kfunc` decl tag, as `bpftool btf dump` shows it: pahole (6.x),
-/// btfgen and resolve_btfids (7.x) must neither miss one nor tag one twice.
+/// btfgen and resolve_btfids (7.x) must neither miss one nor tag one twice. The BTF is the one
+/// the kernel sees: a 7.x external module's is relocated from its `.BTF.base` onto vmlinux first
+/// (`btfgen --relocated-btf`; bpftool 7.1 cannot read `.BTF.base`).
 fn one_kfunc_tag_per_kfunc(checkout: &Path, kdir: &Path, ko: &Path) -> Result<()> {
     let symbols = util::output(Command::new("llvm-nm-19").arg(ko))?;
     let mut kfuncs: Vec<String> = symbols
@@ -491,15 +494,16 @@ fn one_kfunc_tag_per_kfunc(checkout: &Path, kdir: &Path, ko: &Path) -> Result<()
     if kfuncs.is_empty() {
         bail!("{} has no __BTF_ID__func__ symbols", ko.display());
     }
-    // bpftool before 7.5 reads no distilled `.BTF.base` (7.x writes one for an external
-    // module): dump the module's BTF as the kernel relocates it on load.
-    let split = ko.with_extension("split.btf");
+    let raw = checkout.join(format!(
+        "target/xtask/{}.btf",
+        ko.file_name().unwrap_or_default().to_string_lossy()
+    ));
     util::run(
         Command::new(checkout.join("target/release/btfgen"))
             .arg("--base")
             .arg(kdir.join("vmlinux"))
-            .arg("--split-btf")
-            .arg(&split)
+            .arg("--relocated-btf")
+            .arg(&raw)
             .arg(ko),
     )?;
     let dump = util::output(
@@ -507,10 +511,8 @@ fn one_kfunc_tag_per_kfunc(checkout: &Path, kdir: &Path, ko: &Path) -> Result<()
             .arg("-B")
             .arg(kdir.join("vmlinux"))
             .args(["btf", "dump", "file"])
-            .arg(&split),
-    );
-    let _ = fs::remove_file(&split);
-    let dump = dump?;
+            .arg(&raw),
+    )?;
     // `[12] FUNC 'name' type_id=...` and `[13] DECL_TAG 'bpf_kfunc' type_id=12 component_idx=-1`.
     let mut funcs = std::collections::HashMap::new();
     let mut tags = std::collections::HashMap::<String, usize>::new();
@@ -558,8 +560,20 @@ fn section_bytes(file: &Path, section: &str) -> Result<Vec<u8>> {
     Ok(bytes)
 }
 
-fn header_is_fresh(checkout: &Path, kdir: &Path, ko: &Path, stem: &str) -> Result<()> {
-    let checked_in = checkout.join(format!("bpf-tests/progs/{stem}.kfuncs.h"));
+/// The checked-in header is `bpf-tests/progs/<line>/<stem>.kfuncs.h` where a line has its own
+/// (its kfuncs' parameter names differ there), else `bpf-tests/progs/<stem>.kfuncs.h`; the BPF
+/// programs' include path looks in the same order (bpf-tests/build.rs).
+fn header_is_fresh(checkout: &Path, kernel: &Kernel, ko: &Path, stem: &str) -> Result<()> {
+    let kdir = kernel.dir.as_path();
+    let progs = checkout.join("bpf-tests/progs");
+    let per_line = progs
+        .join(kernel.line.name())
+        .join(format!("{stem}.kfuncs.h"));
+    let checked_in = if per_line.exists() {
+        per_line
+    } else {
+        progs.join(format!("{stem}.kfuncs.h"))
+    };
     let fresh = checkout.join(format!("target/xtask/{stem}.kfuncs.h"));
     // btfgen leaves a module whose kfuncs have BTF alone; the copy (of the same name, which the
     // header mentions) makes sure the checkout's .ko is never touched.
