@@ -295,7 +295,7 @@ pub fn checks(env: &Env, kernel: &Kernel, ko: &Path, sample: &Path) -> Vec<(Stri
         ));
         out.push((
             format!("toolkit/kfuncs_h_fresh/{stem}"),
-            header_is_fresh(checkout, kernel, loaded, &stem).with_context(|| {
+            header_is_fresh(checkout, kernel, loaded, stem).with_context(|| {
                 format!(
                     "bpf-tests/progs/[{}/]{stem}.kfuncs.h must be what btfgen --header writes \
                      from {name}'s BTF",
