@@ -29,12 +29,21 @@ struct {
 	__uint(max_entries, NMI_SLOTS);
 } nmi_slots SEC(".maps");
 
+/* One slot for probe_update. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, int);
+	__type(value, struct nmi_slot);
+	__uint(max_entries, 1);
+} probe_slot SEC(".maps");
+
 /* Inputs. */
 int armed;
 int drop_by_update;
 int stashed_pids[NMI_SLOTS];
 
 /* What the programs saw. */
+int update_keeps_kptr = -1;
 int stash_error;
 int nmi_runs;
 int released;
@@ -99,6 +108,38 @@ int stash(struct stash_args *args)
 	return 0;
 }
 
+/*
+ * Whether overwriting a map value drops its kptr field on this kernel
+ * (6.12 does, 7.x leaves it in place), tried on a reference to the task of
+ * args->pid, a live task, outside NMI.
+ */
+SEC("syscall")
+int probe_update(struct stash_args *args)
+{
+	struct nmi_slot empty = {}, *v;
+	struct task_struct *t;
+	int zero = 0;
+
+	v = bpf_map_lookup_elem(&probe_slot, &zero);
+	if (!v)
+		return 0;
+	t = rust_task_from_pid(args->pid);
+	if (!t)
+		return 0;
+	t = bpf_kptr_xchg(&v->task, t);
+	if (t)
+		rust_task_release(t);
+	bpf_map_update_elem(&probe_slot, &zero, &empty, BPF_ANY);
+	v = bpf_map_lookup_elem(&probe_slot, &zero);
+	if (!v)
+		return 0;
+	t = bpf_kptr_xchg(&v->task, NULL);
+	update_keeps_kptr = t != NULL;
+	if (t)
+		rust_task_release(t);
+	return 0;
+}
+
 /* rcu_users of each stashed task (0 for an empty slot), into users[]. */
 SEC("syscall")
 int read_users(void *ctx)
@@ -147,7 +188,10 @@ int BPF_PROG(release_in_nmi, void *handler, s64 delta_ns, int handled)
 				continue;
 			if (task_rcu_users(t) == 1)
 				last_puts++;
-			/* Overwriting the value frees its kptr fields. */
+			/*
+			 * Overwriting the value frees its kptr fields in 6.12;
+			 * since 7.x it leaves them in place.
+			 */
 			if (!bpf_map_update_elem(&nmi_slots, &key, &empty, BPF_ANY))
 				released++;
 			continue;

@@ -85,9 +85,30 @@ fn lockdep() -> bool {
 /// One NMI case. With `rmmod`, the module is removed right after the NMI,
 /// while its deferred puts may still be pending.
 fn drop_in_nmi(obj: Obj, how: Via, c_kfuncs: bool, rmmod: bool) -> Result<Outcome> {
+    let actor = obj.load(&[
+        "stash",
+        "read_users",
+        "probe_update",
+        "release_in_nmi",
+        "call_rcu_entry",
+    ])?;
     // Whether what is dropped goes through the kernel's code, which has the
     // bug, rather than the module's.
-    let kernel_code = how == Via::Destructor || c_kfuncs;
+    let kernel_code = match how {
+        Via::Release => c_kfuncs,
+        Via::Destructor => {
+            let mut args = [0, std::process::id() as i32]
+                .map(i32::to_ne_bytes)
+                .concat();
+            actor.test_run("probe_update", &mut args)?;
+            // Since 7.x an update leaves the kptr in place: no destructor.
+            match actor.get::<i32>("update_keeps_kptr")? {
+                0 => true,
+                1 => false,
+                _ => bail!("probe_update did not find the runner's task"),
+            }
+        }
+    };
     if kernel_code && lockdep() {
         return Ok(Outcome::Skip(format!(
             "the kernel's own release calls call_rcu() in NMI ({REPORT}), which lockdep \
@@ -100,7 +121,6 @@ fn drop_in_nmi(obj: Obj, how: Via, c_kfuncs: bool, rmmod: bool) -> Result<Outcom
         bail!("needs 2 online CPUs: sysrq 'l' sends NMIs only to the other CPUs");
     }
 
-    let actor = obj.load(&["stash", "read_users", "release_in_nmi", "call_rcu_entry"])?;
     let observer = obj.load(&["on_free"])?;
     let pids = stash_last_refs(&actor)?;
     observer.set_bytes("stashed_pids", &pids.map(i32::to_ne_bytes).concat())?;
@@ -117,9 +137,21 @@ fn drop_in_nmi(obj: Obj, how: Via, c_kfuncs: bool, rmmod: bool) -> Result<Outcom
     let released: i32 = actor.get("released")?;
     let last_puts: i32 = actor.get("last_puts")?;
     let in_nmi: i32 = actor.get("call_rcu_in_nmi")?;
-    if rmmod {
+    // Where an update leaves the kptr field in place (only the map's
+    // teardown drops it), the slots still hold the tasks, and they are freed
+    // when the actor's map goes.
+    let kept = if how == Via::Destructor {
+        actor.test_run("read_users", &mut [])?;
+        let users = actor.get_bytes("users")?;
+        users.chunks(4).filter(|u| *u == 1i32.to_ne_bytes()).count()
+    } else {
+        0
+    };
+    if rmmod || kept > 0 {
         drop(links);
         drop(actor);
+    }
+    if rmmod {
         TASK_KFUNCS.rmmod_waiting()?;
     }
     let mut freed = 0;
@@ -129,13 +161,21 @@ fn drop_in_nmi(obj: Obj, how: Via, c_kfuncs: bool, rmmod: bool) -> Result<Outcom
     })?;
     let seen = format!(
         "nmi_handler runs {runs}, references dropped {released}, of them last ones \
-         {last_puts}, call_rcu() calls in NMI by the drops {in_nmi}, tasks freed {freed} \
-         of {TASKS}"
+         {last_puts}, still in the map after the update {kept}, call_rcu() calls in NMI by \
+         the drops {in_nmi}, tasks freed {freed} of {TASKS}"
     );
     Ok(if runs == 0 {
         Outcome::fail(format!(
             "the NMI program never ran: sysrq 'l' sent no NMI\n{seen}"
         ))
+    } else if kept != 0 && (kept != TASKS || in_nmi != 0 || freed != TASKS as i32) {
+        Outcome::fail(format!(
+            "the update kept {kept} of {TASKS} references in the map; want all of them, no \
+             call_rcu() in NMI, and every task freed once the map is gone\n{seen}"
+        ))
+    } else if kept == TASKS {
+        // This kernel's update does not reach the destructor at all.
+        Outcome::Pass
     } else if released != TASKS as i32 || last_puts != TASKS as i32 {
         Outcome::fail(format!(
             "the case did not drop {TASKS} last references in NMI\n{seen}"
