@@ -756,3 +756,51 @@ fn relocated_btf_is_the_module_btf_split_on_vmlinux() {
     let ret = btf.type_info(acquire.size_or_type).unwrap();
     assert_eq!((ret.kind, ret.size_or_type), (BTF_KIND_PTR, task));
 }
+
+/// btfgen on the fixture under `--cfg cfg`, with the vmlinux of the test kernel presented as
+/// a kernel of release `release` (a build directory of its own with that kernel.release).
+fn btfgen_as_release(cfg: &str, release: &str) -> anyhow::Result<Outcome> {
+    let dir = scratch(&format!("{cfg}-{release}"));
+    let kdir = dir.join("kdir");
+    std::fs::create_dir_all(kdir.join("include/config")).unwrap();
+    std::fs::write(kdir.join("include/config/kernel.release"), release).unwrap();
+    std::os::unix::fs::symlink(vmlinux(), kdir.join("vmlinux")).unwrap();
+    let module = fixture_module(&dir, &[cfg]);
+    btfgen::run(&Options {
+        base: kdir.join("vmlinux"),
+        module,
+        output: Some(dir.join("out.ko")),
+        objcopy: OBJCOPY.into(),
+        allow_no_kfuncs: false,
+        btf: None,
+    })
+}
+
+#[test]
+fn suffixes_are_those_of_the_kernel_line() {
+    btfgen_as_release("opt_suffix", "6.12.118").unwrap();
+    let msg = format!(
+        "{:#}",
+        btfgen_as_release("opt_suffix", "7.3.4").unwrap_err()
+    );
+    for part in [
+        "kfunc kf_opt_mem: parameter mem__opt",
+        "this kernel (7.x) knows no suffix `__opt`",
+        "`__nullable` there",
+    ] {
+        assert!(msg.contains(part), "error {msg:?} does not say {part:?}");
+    }
+
+    btfgen_as_release("irq_flag_suffix", "7.3.4").unwrap();
+    let msg = format!(
+        "{:#}",
+        btfgen_as_release("irq_flag_suffix", "6.12.118").unwrap_err()
+    );
+    for part in [
+        "parameter flags__irq_flag",
+        "this kernel (6.x) knows no suffix `__irq_flag`",
+        "it came with 7.x",
+    ] {
+        assert!(msg.contains(part), "error {msg:?} does not say {part:?}");
+    }
+}
