@@ -19,11 +19,11 @@ use crate::kfunc_btf::*;
 use crate::nmi;
 #[cfg(kernel_6_12)]
 use crate::rcu;
-#[cfg(not(kernel_6_12))]
-use kernel::sync::rcu;
 use core::ptr::{self, addr_of_mut};
 use kernel::error::code::EACCES;
 use kernel::prelude::*;
+#[cfg(not(kernel_6_12))]
+use kernel::sync::rcu;
 
 btf_kfunc_set! {
     /// The task kfuncs, with the contract the verifier enforces for each.

@@ -126,6 +126,8 @@ unsafe extern "C" fn drain(_work: *mut irq_work) {
         let rcu = node.cast::<bindings::callback_head>();
         // SAFETY: every node on the list is the `rcu` field of a task that
         // the list holds a reference on (type invariant).
+        // 6.12's container_of! gives a `*const`, 7.3's a `*mut`: the cast serves both lines.
+        #[allow(clippy::unnecessary_cast, clippy::ptr_as_ptr)]
         let task = unsafe { kernel::container_of!(rcu, task_struct, rcu) } as *mut task_struct;
         // SAFETY: the node is still ours: read the link before the put, which
         // may hand `task->rcu` to `call_rcu()`.

@@ -804,3 +804,36 @@ fn suffixes_are_those_of_the_kernel_line() {
         assert!(msg.contains(part), "error {msg:?} does not say {part:?}");
     }
 }
+
+/// Runs the kernel's resolve_btfids on `out` as the kernel's module BTF step does: `-b vmlinux`
+/// up to 6.x; on 7.x the BTF goes through a file, and resolve_btfids writes `.BTF` and
+/// `.BTF_ids` next to the object, which scripts/gen-btf.sh puts back into it.
+fn resolve_btfids(out: &std::path::Path) {
+    let resolve = kdir().join("tools/bpf/resolve_btfids/resolve_btfids");
+    let release = std::fs::read_to_string(kdir().join("include/config/kernel.release")).unwrap();
+    if release
+        .split('.')
+        .next()
+        .and_then(|m| m.parse::<u32>().ok())
+        >= Some(7)
+    {
+        let btf1 = out.with_extension("o.BTF.1");
+        std::fs::write(&btf1, read_btf_section(out)).unwrap();
+        run(Command::new(&resolve)
+            .arg("--btf_base")
+            .arg(vmlinux())
+            .arg("--btf")
+            .arg(&btf1)
+            .arg(out));
+        let with = |ext: &str| format!("{}.{ext}", out.display());
+        run(Command::new("llvm-objcopy-19")
+            .arg(format!("--update-section=.BTF={}", with("BTF")))
+            .arg(out));
+        run(Command::new(&resolve)
+            .arg("--patch_btfids")
+            .arg(with("BTF_ids"))
+            .arg(out));
+    } else {
+        run(Command::new(&resolve).arg("-b").arg(vmlinux()).arg(out));
+    }
+}

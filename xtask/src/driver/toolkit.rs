@@ -236,7 +236,7 @@ pub fn checks(env: &Env, kernel: &Kernel, ko: &Path, sample: &Path) -> Vec<(Stri
         wrapper_sample
             .as_ref()
             .map_err(|e| anyhow::anyhow!("{e:#}"))
-            .and_then(|wrapper| readme_module_is_the_sample(checkout, sample, wrapper))
+            .and_then(|wrapper| readme_module_is_the_sample(checkout, kernel, sample, wrapper))
             .with_context(|| {
                 format!(
                     "{README}'s steps on a fresh copy of the sample must build the module \
@@ -305,7 +305,12 @@ pub fn checks(env: &Env, kernel: &Kernel, ko: &Path, sample: &Path) -> Vec<(Stri
 
 /// The README-built sample has the `.BTF` and `.BTF_ids` of the wrapper-built one, and step 9
 /// wrote the header the BPF tests check in.
-fn readme_module_is_the_sample(checkout: &Path, readme_ko: &Path, wrapper_ko: &Path) -> Result<()> {
+fn readme_module_is_the_sample(
+    checkout: &Path,
+    kernel: &Kernel,
+    readme_ko: &Path,
+    wrapper_ko: &Path,
+) -> Result<()> {
     for section in [".BTF", ".BTF_ids"] {
         let readme = section_bytes(readme_ko, section)?;
         let wrapper = section_bytes(wrapper_ko, section)?;
@@ -322,12 +327,10 @@ fn readme_module_is_the_sample(checkout: &Path, readme_ko: &Path, wrapper_ko: &P
     let header = readme_dir(checkout).join("kfunc_sample.kfuncs.h");
     let written = fs::read_to_string(&header)
         .with_context(|| format!("step 9 wrote no {}", header.display()))?;
-    let checked_in = fs::read_to_string(checkout.join("bpf-tests/progs/kfunc_sample.kfuncs.h"))?;
+    let path = checked_in_header(checkout, kernel, "kfunc_sample");
+    let checked_in = fs::read_to_string(&path)?;
     if written != checked_in {
-        bail!(
-            "{} differs from bpf-tests/progs/kfunc_sample.kfuncs.h",
-            header.display()
-        );
+        bail!("{} differs from {}", header.display(), path.display());
     }
     Ok(())
 }
@@ -542,20 +545,25 @@ fn section_bytes(file: &Path, section: &str) -> Result<Vec<u8>> {
     Ok(bytes)
 }
 
-/// The checked-in header is `bpf-tests/progs/<line>/<stem>.kfuncs.h` where a line has its own
-/// (its kfuncs' parameter names differ there), else `bpf-tests/progs/<stem>.kfuncs.h`; the BPF
-/// programs' include path looks in the same order (bpf-tests/build.rs).
-fn header_is_fresh(checkout: &Path, kernel: &Kernel, ko: &Path, stem: &str) -> Result<()> {
-    let kdir = kernel.dir.as_path();
+/// The checked-in header of a module: `bpf-tests/progs/<line>/<stem>.kfuncs.h` where a line has
+/// its own (its kfuncs' parameter names differ there), else `bpf-tests/progs/<stem>.kfuncs.h`;
+/// the BPF programs' include path looks in the same order (bpf-tests/build.rs).
+fn checked_in_header(checkout: &Path, kernel: &Kernel, stem: &str) -> PathBuf {
     let progs = checkout.join("bpf-tests/progs");
     let per_line = progs
         .join(kernel.line.name())
         .join(format!("{stem}.kfuncs.h"));
-    let checked_in = if per_line.exists() {
+    if per_line.exists() {
         per_line
     } else {
         progs.join(format!("{stem}.kfuncs.h"))
-    };
+    }
+}
+
+/// The checked-in header ([`checked_in_header`]) is what `btfgen --header` writes from `ko`.
+fn header_is_fresh(checkout: &Path, kernel: &Kernel, ko: &Path, stem: &str) -> Result<()> {
+    let kdir = kernel.dir.as_path();
+    let checked_in = checked_in_header(checkout, kernel, stem);
     let fresh = checkout.join(format!("target/xtask/{stem}.kfuncs.h"));
     // btfgen leaves a module whose kfuncs have BTF alone; the copy (of the same name, which the
     // header mentions) makes sure the checkout's .ko is never touched.

@@ -204,28 +204,3 @@ pub fn clang_obj(dir: &Path, name: &str, stub: &Path, debuginfo: bool) -> PathBu
     run(cmd.arg(fixture(name)).arg("-o").arg(&out));
     out
 }
-
-/// Runs the kernel's `resolve_btfids -b vmlinux` on `ko`, as Kbuild's module BTF step does: on
-/// 6.x it patches the ids in place; 7.x's writes the final BTF (deduplicated, sorted by name) and
-/// the ids to `ko.BTF` and `ko.BTF_ids`, which its `--patch_btfids` and objcopy then put in.
-pub fn resolve_btfids(ko: &Path) {
-    let resolve = kdir().join("tools/bpf/resolve_btfids/resolve_btfids");
-    run(Command::new(&resolve).arg("-b").arg(vmlinux()).arg(ko));
-    let name = ko.file_name().unwrap().to_string_lossy().into_owned();
-    let (btf, ids) = (
-        ko.with_file_name(format!("{name}.BTF")),
-        ko.with_file_name(format!("{name}.BTF_ids")),
-    );
-    if btf.exists() {
-        run(Command::new(OBJCOPY)
-            .arg("--update-section")
-            .arg(format!(".BTF={}", btf.display()))
-            .arg(ko));
-    }
-    if ids.exists() {
-        run(Command::new(&resolve)
-            .arg("--patch_btfids")
-            .arg(&ids)
-            .arg(ko));
-    }
-}
