@@ -88,7 +88,7 @@ int memory_with_size(void *ctx)
 	runs++;
 	CHECK(kfunc_sample_mem_sum(buf, 4) == 10);
 	CHECK(kfunc_sample_mem_sum(buf, sizeof(buf)) == 36);
-	/* __opt: NULL memory is allowed, and sums to 0. */
+	/* __nullable: NULL memory is allowed, and sums to 0. */
 	CHECK(kfunc_sample_mem_sum(NULL, 0) == 0);
 	kfunc_sample_mem_fill(buf, sizeof(buf), 0xab);
 	for (i = 0; i < sizeof(buf); i++)

@@ -3,12 +3,12 @@
 //! A sample of Rust kfuncs built with the rust-kfuncs toolkit.
 //!
 //! One kfunc per argument shape that kfuncs in the kernel use: scalars of every width, memory with
-//! a `__sz`/`__szk` size and an optional (`__opt`, 7.x: `__nullable`) pointer, a pointer to a
-//! scalar, a constant string (`__str`), an enum, trusted (nullable) and RCU struct pointers, and a
-//! sleepable kfunc. And a refcounted object type of the module's own, [`kfunc_sample_obj`], with
-//! kfuncs that create, acquire and release it (pointer returns, `KF_ACQUIRE` / `KF_RELEASE`) and a
-//! map destructor, so that BPF programs can keep one in a map as a `__kptr`. The set is registered
-//! for tracing and syscall programs behind a filter that keeps out the program types sharing the
+//! a `__sz`/`__szk` size and an optional (`__nullable`) pointer, a pointer to a scalar, a constant
+//! string (`__str`), an enum, trusted (nullable) and RCU struct pointers, and a sleepable kfunc.
+//! And a refcounted object type of the module's own, [`kfunc_sample_obj`], with kfuncs that
+//! create, acquire and release it (pointer returns, `KF_ACQUIRE` / `KF_RELEASE`) and a map
+//! destructor, so that BPF programs can keep one in a map as a `__kptr`. The set is registered for
+//! tracing and syscall programs behind a filter that keeps out the program types sharing the
 //! tracing hook. `bpf-tests/progs/kfunc_sample.bpf.c` calls every kfunc in the guest.
 //!
 //! The module uses the toolkit exactly as an outside module would: the macro file is mounted
@@ -93,53 +93,26 @@ pub(crate) extern "C" fn kfunc_sample_not(b: KfuncBool) -> bool {
     !b.get()
 }
 
-/// Sums the bytes of `mem`, or returns 0 when `mem` is NULL.
-///
-/// The NULL-able memory argument's suffix is the line's: `__opt` on 6.12, `__nullable` from 7.x
-/// on (which dropped `__opt`), so the parameter's name depends on the line.
+/// Sums the bytes of `mem`, or returns 0 when `mem` is NULL (`__nullable`; 6.12 also takes
+/// `__opt` for optional memory, 7.x only `__nullable`).
 ///
 /// # Safety
 ///
 /// Called by BPF programs only: the verifier checks that `mem` is NULL or readable for
 /// `mem__sz` bytes.
-#[cfg(kernel_6_12)]
-#[no_mangle]
-#[allow(non_snake_case)]
-pub(crate) unsafe extern "C" fn kfunc_sample_mem_sum(mem__opt: *const c_void, mem__sz: u32) -> u64 {
-    // SAFETY: as for this function.
-    unsafe { mem_sum(mem__opt, mem__sz) }
-}
-
-/// See the 6.12 version.
-///
-/// # Safety
-///
-/// Called by BPF programs only: the verifier checks that `mem` is NULL or readable for
-/// `mem__sz` bytes.
-#[cfg(not(kernel_6_12))]
 #[no_mangle]
 #[allow(non_snake_case)]
 pub(crate) unsafe extern "C" fn kfunc_sample_mem_sum(
     mem__nullable: *const c_void,
     mem__sz: u32,
 ) -> u64 {
-    // SAFETY: as for this function.
-    unsafe { mem_sum(mem__nullable, mem__sz) }
-}
-
-/// The sum of `len` bytes at `mem`, 0 for NULL.
-///
-/// # Safety
-///
-/// `mem` is NULL or readable for `len` bytes.
-#[inline(always)]
-unsafe fn mem_sum(mem: *const c_void, len: u32) -> u64 {
-    if mem.is_null() {
+    if mem__nullable.is_null() {
         return 0;
     }
-    // SAFETY: `mem` is readable for `len` bytes (the caller's contract), and BPF memory has no
-    // alignment requirement for bytes.
-    let bytes = unsafe { core::slice::from_raw_parts(mem.cast::<u8>(), len as usize) };
+    // SAFETY: `mem__nullable` is not NULL, so readable for `mem__sz` bytes (verifier, `__sz`),
+    // and BPF memory has no alignment requirement for bytes.
+    let bytes =
+        unsafe { core::slice::from_raw_parts(mem__nullable.cast::<u8>(), mem__sz as usize) };
     bytes.iter().map(|&b| u64::from(b)).sum()
 }
 

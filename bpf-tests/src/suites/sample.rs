@@ -9,21 +9,17 @@
 //! its objects delay until they are gone.
 
 use std::os::fd::AsFd;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
 
 use crate::bpf::{self, Obj};
 use crate::module::{self, KFUNC_SAMPLE};
-use crate::{kernel_log, process};
+use crate::process;
 use crate::{Case, Outcome};
 
 const SAMPLE: Obj = crate::obj!("kfunc_sample");
-
-/// The sample with its `.BTF_ids` zeroed, as a module that `resolve_btfids`
-/// never processed: xtask writes it beside the sample.
-const UNRESOLVED: &str = "kfunc_sample-unresolved.ko";
 
 /// How long a closed map may take to free its values: the kernel frees a map
 /// from a work item after RCU grace periods (tasks trace RCU for a map a
@@ -34,19 +30,12 @@ const MAP_FREE_GRACE: Duration = Duration::from_secs(20);
 /// is open: long enough for a closed program's references on the module to go.
 const PINNED_WINDOW: Duration = Duration::from_secs(3);
 
-/// The sample's cases: a copy whose id set `resolve_btfids` never filled in
-/// is refused, insmod, every program, rmmod.
+/// The sample's cases: insmod, every program, rmmod.
 pub fn cases(path: PathBuf) -> Result<Vec<Case>> {
-    let unresolved = path.with_file_name(UNRESOLVED);
-    let mut cases = vec![
-        Case::new("insmod_refuses_an_unresolved_set", move |_| {
-            refuses_unresolved(&unresolved).unwrap_or_else(bpf::failed)
-        }),
-        Case::new("insmod", move |_| match module::insmod(&path) {
-            Ok(()) => Outcome::Pass,
-            Err(e) => Outcome::fail(format!("insmod {}: {e}", path.display())),
-        }),
-    ];
+    let mut cases = vec![Case::new("insmod", move |_| match module::insmod(&path) {
+        Ok(()) => Outcome::Pass,
+        Err(e) => Outcome::fail(format!("insmod {}: {e}", path.display())),
+    })];
     cases.extend(bpf::table(SAMPLE, "", &["object_store", "object_count"])?);
     cases.push(Case::new("object_destructor_on_close", |_| {
         destructor_on_close().unwrap_or_else(bpf::failed)
@@ -56,35 +45,6 @@ pub fn cases(path: PathBuf) -> Result<Vec<Case>> {
         Err(e) => Outcome::fail(format!("{e:#}")),
     }));
     Ok(cases)
-}
-
-/// The toolkit's `register` refuses a set `resolve_btfids` never filled in:
-/// insmod fails with EINVAL, and the kernel log says why and how to fix the
-/// build (the kernel itself would take the set with at most a warning).
-fn refuses_unresolved(path: &Path) -> Result<Outcome> {
-    let mut log = kernel_log::Mark::here()?;
-    let err = match module::insmod(path) {
-        Ok(()) => {
-            KFUNC_SAMPLE.rmmod_waiting()?;
-            return Ok(Outcome::fail(format!(
-                "insmod {} succeeded: a module whose kfunc set has no ids loaded",
-                path.display()
-            )));
-        }
-        Err(e) => e,
-    };
-    let said = log.read_new()?;
-    let want = [
-        "kfunc_sample: the kfunc id set holds 0 of ",
-        "include $(src)/rust-kfuncs/kfuncs.mk",
-    ];
-    Ok(if err.raw_os_error() != Some(libc::EINVAL) {
-        Outcome::fail(format!("insmod {}: {err}, not EINVAL", path.display()))
-    } else if let Some(missing) = want.iter().find(|w| !said.contains(*w)) {
-        Outcome::fail_with_log(format!("the kernel log lacks {missing:?}"), said)
-    } else {
-        Outcome::Pass
-    })
 }
 
 /// A map holding one of the module's objects as a `__kptr` pins the module,

@@ -950,7 +950,7 @@ impl Unmapped {
 /// Why a Rust reference parameter is refused.
 const WHY_REFERENCE: &str = "a reference promises an aligned, live object that is never NULL \
     and, for `&T`, that nobody writes during the call; the verifier promises none of that (it \
-    passes NULL for `__nullable` and `__opt` arguments and for pointers no flag checks, and \
+    passes NULL for `__nullable` (6.x: and `__opt`) arguments and for pointers no flag checks, and \
     the kernel writes to the objects it passes): take `*const T` or `*mut T`, and make a \
     reference in the kfunc only where its flags make that sound";
 
@@ -962,7 +962,7 @@ const WHY_REFERENCE_RETURN: &str = "a returned reference promises Rust callers a
 
 /// Why `NonNull<T>` is refused.
 const WHY_NON_NULL: &str = "`NonNull` promises a pointer that is never NULL, and the verifier \
-    passes NULL for `__nullable` and `__opt` arguments and for pointers no flag checks: take \
+    passes NULL for `__nullable` (6.x: and `__opt`) arguments and for pointers no flag checks: take \
     `*mut T` and make it a `NonNull` with `NonNull::new()` in the kfunc";
 
 /// Why `Option<NonNull<T>>` is refused.

@@ -110,22 +110,63 @@ pub fn c_declaration(proto: &Prototype) -> String {
     s
 }
 
-/// The argument suffixes the 6.12 verifier gives a meaning (`kernel/bpf/verifier.c`, the
-/// `__kfunc_param_match_suffix()` calls), with what the argument must be.
-const SUFFIXES: &[(&str, Shape)] = &[
-    ("__sz", Shape::Size),
-    ("__szk", Shape::Size),
-    ("__k", Shape::Scalar),
-    ("__ign", Shape::Any),
-    ("__str", Shape::Str),
-    ("__opt", Shape::Pointer),
-    ("__nullable", Shape::Pointer),
-    ("__map", Shape::Pointer),
-    ("__alloc", Shape::Pointer),
-    ("__refcounted_kptr", Shape::Pointer),
-    ("__uninit", Shape::Pointer),
-    ("__iter", Shape::Pointer),
+/// The argument suffixes the verifier gives a meaning (`kernel/bpf/verifier.c`, the
+/// `__kfunc_param_match_suffix()` calls of 6.12, `btf_param_match_suffix()` of 7.3), with what
+/// the argument must be and the kernel lines that know them: 7.x dropped `__opt` (optional memory
+/// is `__nullable` there, which 6.12 takes for a NULL argument of any kind too) and added
+/// `__arena`, `__const_map`, `__irq_flag` and `__nonown_allowed`.
+const SUFFIXES: &[(&str, Shape, Lines)] = &[
+    ("__sz", Shape::Size, Lines::All),
+    ("__szk", Shape::Size, Lines::All),
+    ("__k", Shape::Scalar, Lines::All),
+    ("__ign", Shape::Any, Lines::All),
+    ("__str", Shape::Str, Lines::All),
+    ("__opt", Shape::Pointer, Lines::Until6),
+    ("__nullable", Shape::Pointer, Lines::All),
+    ("__map", Shape::Pointer, Lines::All),
+    ("__alloc", Shape::Pointer, Lines::All),
+    ("__refcounted_kptr", Shape::Pointer, Lines::All),
+    ("__uninit", Shape::Pointer, Lines::All),
+    ("__iter", Shape::Pointer, Lines::All),
+    ("__arena", Shape::Pointer, Lines::From7),
+    ("__const_map", Shape::Pointer, Lines::From7),
+    ("__irq_flag", Shape::Pointer, Lines::From7),
+    ("__nonown_allowed", Shape::Pointer, Lines::From7),
 ];
+
+/// The kernel lines whose verifier knows a suffix.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Lines {
+    All,
+    /// Up to 6.x.
+    Until6,
+    /// From 7.x on.
+    From7,
+}
+
+impl Lines {
+    /// Whether a kernel of major version `major` knows the suffix (every kernel, when unknown).
+    fn has(self, major: Option<u32>) -> bool {
+        match (self, major) {
+            (Lines::All, _) | (_, None) => true,
+            (Lines::Until6, Some(m)) => m <= 6,
+            (Lines::From7, Some(m)) => m >= 7,
+        }
+    }
+}
+
+/// The major version of the kernel whose `vmlinux` is `base`, from the build directory's
+/// `include/config/kernel.release` beside it; `None` when there is none (a raw BTF file).
+pub fn kernel_major(base: &Path) -> Option<u32> {
+    let release = base.parent()?.join("include/config/kernel.release");
+    std::fs::read_to_string(release)
+        .ok()?
+        .split('.')
+        .next()?
+        .trim()
+        .parse()
+        .ok()
+}
 
 /// What a verifier suffix requires of its argument.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -145,9 +186,10 @@ enum Shape {
 /// Checks each parameter's verifier suffix against its type, so that a kfunc's contract is what
 /// its Rust signature says, and gives `__str` parameters the C type the verifier expects.
 ///
-/// A suffix the verifier does not know (a typo such as `__nulable`) is an error: the verifier
-/// would silently treat the argument as a plain one.
-pub fn check_suffixes(proto: &mut Prototype) -> Result<()> {
+/// A suffix the verifier does not know (a typo such as `__nulable`, or one the kernel of major
+/// version `major` does not have, such as `__opt` on 7.x) is an error: the verifier would
+/// silently treat the argument as a plain one.
+pub fn check_suffixes(proto: &mut Prototype, major: Option<u32>) -> Result<()> {
     let name = proto.name.clone();
     for i in 0..proto.params.len() {
         let pname = proto.params[i].name.clone();
@@ -155,14 +197,30 @@ pub fn check_suffixes(proto: &mut Prototype) -> Result<()> {
             continue;
         };
         let suffix = &pname[pos..];
-        let Some((_, shape)) = SUFFIXES.iter().find(|(s, _)| *s == suffix) else {
-            let known: Vec<_> = SUFFIXES.iter().map(|(s, _)| *s).collect();
+        let Some((_, shape, lines)) = SUFFIXES.iter().find(|(s, _, _)| *s == suffix) else {
+            let known: Vec<_> = SUFFIXES
+                .iter()
+                .filter(|(_, _, l)| l.has(major))
+                .map(|(s, _, _)| *s)
+                .collect();
             bail!(
                 "kfunc {name}: parameter {pname}: the verifier knows no suffix `{suffix}` (it \
                  would treat the argument as a plain one); known suffixes: {}",
                 known.join(", ")
             );
         };
+        if !lines.has(major) {
+            let hint = if suffix == "__opt" {
+                "an optional pointer or memory argument is `__nullable` there"
+            } else {
+                "it came with 7.x"
+            };
+            bail!(
+                "kfunc {name}: parameter {pname}: the verifier of this kernel ({}.x) knows no \
+                 suffix `{suffix}` (it would treat the argument as a plain one): {hint}",
+                major.unwrap_or_default()
+            );
+        }
         let ty = &proto.params[i].ty;
         let ok = match shape {
             Shape::Any => true,
@@ -323,7 +381,7 @@ pub fn run(opts: &Options) -> Result<Outcome> {
 
     let mut protos = dwarf::prototypes(&file, &todo)?;
     for proto in protos.values_mut() {
-        check_suffixes(proto)?;
+        check_suffixes(proto, kernel_major(&opts.base))?;
     }
     for name in &todo {
         if protos.contains_key(name) {
@@ -832,7 +890,8 @@ pub fn relocated_btf(base: &Path, module: &Path) -> Result<Vec<u8>> {
 /// Every `FUNC` of the module's BTF with a `bpf_kfunc` decl tag (what pahole and btfgen put on
 /// the functions of kfunc sets) becomes an `extern ... __ksym;` declaration, as newer bpftool
 /// writes them into `vmlinux.h`; enums of the module's own BTF that the prototypes use are
-/// defined first. `guard` names the include guard.
+/// defined first. Everything is in name order, so that the header does not depend on the order of
+/// the module's BTF (7.x sorts it by name, 6.x does not). `guard` names the include guard.
 pub fn header(base: &Path, module: &Path, guard: &str) -> Result<String> {
     let base =
         Btf::parse(base).with_context(|| format!("cannot load the base BTF {}", base.display()))?;
@@ -912,6 +971,9 @@ pub fn header(base: &Path, module: &Path, guard: &str) -> Result<String> {
             }
         }
     }
+    let name_of = |id: u32| btf.type_info(id).map(|t| t.name).unwrap_or_default();
+    enums.sort_by_key(|&id| name_of(id));
+    structs.sort_by_key(|&id| name_of(id));
     for id in enums {
         let _ = writeln!(out, "enum {} {{", btf.type_info(id)?.name);
         for (vname, value) in btf.enum_values(id)? {

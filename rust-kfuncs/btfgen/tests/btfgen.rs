@@ -722,6 +722,89 @@ fn a_module_struct_with_a_vmlinux_name_and_another_layout_is_an_error() {
     }
 }
 
+#[test]
+fn relocated_btf_is_the_module_btf_split_on_vmlinux() {
+    // A module with a distilled .BTF.base, as 7.x writes an external module.
+    let (dir, _, out) = generated(&[]);
+    let base = Btf::parse(&vmlinux()).unwrap();
+    let first = Btf::new_split(&read_btf_section(&out), &base).unwrap();
+    let (base_raw, split_raw) = first.distill().unwrap().raw_data().unwrap();
+    let obj = rustc_obj(&dir, "kfuncs.rs", &[], true);
+    let (base_path, split_path) = (dir.join("d.base"), dir.join("d.btf"));
+    std::fs::write(&base_path, &base_raw).unwrap();
+    std::fs::write(&split_path, &split_raw).unwrap();
+    let module = dir.join("distilled.ko");
+    run(Command::new(OBJCOPY)
+        .arg("--add-section")
+        .arg(format!(".BTF={}", split_path.display()))
+        .arg("--add-section")
+        .arg(format!(".BTF.base={}", base_path.display()))
+        .arg(&obj)
+        .arg(&module));
+
+    let raw = dir.join("relocated.btf");
+    run(Command::new(env!("CARGO_BIN_EXE_btfgen"))
+        .arg("--base")
+        .arg(vmlinux())
+        .arg("--relocated-btf")
+        .arg(&raw)
+        .arg(&module));
+    // Split on vmlinux as it is: each kfunc points at vmlinux's task_struct.
+    let btf = Btf::new_split(&std::fs::read(&raw).unwrap(), &base).unwrap();
+    let task = base.find("task_struct", Kind::Struct).unwrap().unwrap();
+    let (_, _, acquire) = func(&btf, "kf_task_acquire");
+    let ret = btf.type_info(acquire.size_or_type).unwrap();
+    assert_eq!((ret.kind, ret.size_or_type), (BTF_KIND_PTR, task));
+}
+
+/// btfgen on the fixture under `--cfg cfg`, with the vmlinux of the test kernel presented as
+/// a kernel of release `release` (a build directory of its own with that kernel.release).
+fn btfgen_as_release(cfg: &str, release: &str) -> anyhow::Result<Outcome> {
+    let dir = scratch(&format!("{cfg}-{release}"));
+    let kdir = dir.join("kdir");
+    std::fs::create_dir_all(kdir.join("include/config")).unwrap();
+    std::fs::write(kdir.join("include/config/kernel.release"), release).unwrap();
+    std::os::unix::fs::symlink(vmlinux(), kdir.join("vmlinux")).unwrap();
+    let module = fixture_module(&dir, &[cfg]);
+    btfgen::run(&Options {
+        base: kdir.join("vmlinux"),
+        module,
+        output: Some(dir.join("out.ko")),
+        objcopy: OBJCOPY.into(),
+        allow_no_kfuncs: false,
+        btf: None,
+    })
+}
+
+#[test]
+fn suffixes_are_those_of_the_kernel_line() {
+    btfgen_as_release("opt_suffix", "6.12.118").unwrap();
+    let msg = format!(
+        "{:#}",
+        btfgen_as_release("opt_suffix", "7.3.4").unwrap_err()
+    );
+    for part in [
+        "kfunc kf_opt_mem: parameter mem__opt",
+        "this kernel (7.x) knows no suffix `__opt`",
+        "`__nullable` there",
+    ] {
+        assert!(msg.contains(part), "error {msg:?} does not say {part:?}");
+    }
+
+    btfgen_as_release("irq_flag_suffix", "7.3.4").unwrap();
+    let msg = format!(
+        "{:#}",
+        btfgen_as_release("irq_flag_suffix", "6.12.118").unwrap_err()
+    );
+    for part in [
+        "parameter flags__irq_flag",
+        "this kernel (6.x) knows no suffix `__irq_flag`",
+        "it came with 7.x",
+    ] {
+        assert!(msg.contains(part), "error {msg:?} does not say {part:?}");
+    }
+}
+
 /// Runs the kernel's resolve_btfids on `out` as the kernel's module BTF step does: `-b vmlinux`
 /// up to 6.x; on 7.x the BTF goes through a file, and resolve_btfids writes `.BTF` and
 /// `.BTF_ids` next to the object, which scripts/gen-btf.sh puts back into it.

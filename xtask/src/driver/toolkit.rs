@@ -175,25 +175,7 @@ pub fn build_sample(env: &Env, kernel: &Kernel) -> Result<PathBuf> {
     if !ko.exists() {
         bail!("{README}'s steps succeeded but left no {}", ko.display());
     }
-    write_unresolved(&ko)?;
     Ok(ko)
-}
-
-/// Beside `ko`, a copy whose `.BTF_ids` is all zeros: a module `resolve_btfids` never processed,
-/// which the toolkit's `register` must refuse at insmod (the guest's
-/// `kfunc_sample/insmod_refuses_an_unresolved_set`).
-fn write_unresolved(ko: &Path) -> Result<()> {
-    let ids = section_bytes(ko, ".BTF_ids")?;
-    let zeros = ko.with_extension("BTF_ids.zeros");
-    fs::write(&zeros, vec![0u8; ids.len()])?;
-    let mut objcopy = Command::new("llvm-objcopy-19");
-    objcopy
-        .arg(format!("--update-section=.BTF_ids={}", zeros.display()))
-        .arg(ko)
-        .arg(ko.with_file_name("kfunc_sample-unresolved.ko"));
-    let result = util::run(&mut objcopy);
-    let _ = fs::remove_file(&zeros);
-    result
 }
 
 /// `make -C samples/kfunc_sample KDIR=<kdir>`, the sample's wrapper Makefile; returns the path
