@@ -45,6 +45,15 @@ pub enum CType {
         /// Enumerators and their values, in declaration order.
         values: Vec<(String, i64)>,
     },
+    /// A Rust struct or union behind a pointer that may stand for a C one: the chain of it and
+    /// the types it transparently wraps (one field of non-zero size, at offset 0, as large as
+    /// it), outermost first, e.g. `Task`, `Opaque<task_struct>`, ..., `task_struct`.
+    /// [`crate::resolve_wrappers`] turns it into the first [`CType::Struct`] of the chain that
+    /// vmlinux BTF has, as resolve_btfids does.
+    Wrapper {
+        /// The chain, outermost first.
+        chain: Vec<Record>,
+    },
     /// A pointer (`*mut T`, `*const T`; `*mut c_void` is `void *`).
     Ptr {
         /// The pointed-to type.
@@ -52,6 +61,17 @@ pub enum CType {
         /// `true` for a Rust `*const` pointer: C `const T *`.
         is_const: bool,
     },
+}
+
+/// A struct or union of a [`CType::Wrapper`] chain.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Record {
+    /// Its name (`Opaque<bindings::task_struct>` keeps the Rust spelling).
+    pub name: String,
+    /// `true` for a union.
+    pub union: bool,
+    /// Its size in bytes.
+    pub size: u64,
 }
 
 impl CType {
@@ -625,15 +645,9 @@ fn map_type(
                 // Rust's `core::ffi::c_void` is an enum; C's `void`.
                 (gimli::DW_TAG_enumeration_type, Some("c_void")) => CType::Void,
                 (gimli::DW_TAG_structure_type, Some(n)) if wrapper_int(n).is_none() => {
-                    CType::Struct {
-                        name: n.to_owned(),
-                        union: false,
-                    }
+                    record_chain(dwarf, unit, pointee)?
                 }
-                (gimli::DW_TAG_union_type, Some(n)) => CType::Struct {
-                    name: n.to_owned(),
-                    union: true,
-                },
+                (gimli::DW_TAG_union_type, Some(_)) => record_chain(dwarf, unit, pointee)?,
                 (gimli::DW_TAG_base_type, _) => match map_type(dwarf, unit, pointee, false)? {
                     int @ CType::Int { .. } => int,
                     _ => return Err(describe(dwarf, unit, off)),
@@ -663,4 +677,82 @@ fn map_type(
         gimli::DW_TAG_enumeration_type => enum_type(dwarf, unit, off),
         _ => Err(describe(dwarf, unit, off)),
     }
+}
+
+/// The struct or union at `off` as a [`CType`]: a [`CType::Struct`] when it wraps nothing, else a
+/// [`CType::Wrapper`] with the chain of what it transparently wraps.
+fn record_chain(dwarf: &Dwarf<'_>, unit: &Unit<'_>, off: UnitOffset) -> Result<CType, String> {
+    let mut chain = Vec::new();
+    let mut cur = off;
+    for _ in 0..16 {
+        let entry = unit.entry(cur).map_err(unreadable)?;
+        let union = entry.tag() == gimli::DW_TAG_union_type;
+        let Some(name) = string_attr(dwarf, unit, cur, gimli::DW_AT_name).map_err(unreadable)?
+        else {
+            break;
+        };
+        let size = byte_size(unit, cur)?.ok_or_else(|| describe(dwarf, unit, cur))?;
+        chain.push(Record { name, union, size });
+        match wrapped(unit, cur, size)? {
+            Some(next) => cur = next,
+            None => break,
+        }
+    }
+    match chain.len() {
+        0 => Err(describe(dwarf, unit, off)),
+        1 => {
+            let Record { name, union, .. } = chain.remove(0);
+            Ok(CType::Struct { name, union })
+        }
+        _ => Ok(CType::Wrapper { chain }),
+    }
+}
+
+fn byte_size(unit: &Unit<'_>, off: UnitOffset) -> Result<Option<u64>, String> {
+    Ok(unit
+        .entry(off)
+        .map_err(unreadable)?
+        .attr_value(gimli::DW_AT_byte_size)
+        .map_err(unreadable)?
+        .and_then(|v| v.udata_value()))
+}
+
+/// What the struct or union at `off` (of `size` bytes) transparently wraps: the type of its one
+/// field of non-zero size, if that field is at offset 0, as large, and a struct or union.
+fn wrapped(unit: &Unit<'_>, off: UnitOffset, size: u64) -> Result<Option<UnitOffset>, String> {
+    let mut tree = unit.entries_tree(Some(off)).map_err(unreadable)?;
+    let root = tree.root().map_err(unreadable)?;
+    let mut children = root.children();
+    let mut sized = None;
+    while let Some(child) = children.next().map_err(unreadable)? {
+        let entry = child.entry();
+        if entry.tag() != gimli::DW_TAG_member {
+            continue;
+        }
+        let Some(ty) = type_of(unit, entry.offset())? else {
+            return Ok(None);
+        };
+        let ty = strip_typedefs(unit, ty)?;
+        let member_size = byte_size(unit, ty)?.unwrap_or(0);
+        if member_size == 0 {
+            continue;
+        }
+        if sized.is_some() {
+            return Ok(None);
+        }
+        let offset = entry
+            .attr_value(gimli::DW_AT_data_member_location)
+            .map_err(unreadable)?
+            .and_then(|v| v.udata_value())
+            .unwrap_or(0);
+        if offset != 0 || member_size != size {
+            return Ok(None);
+        }
+        sized = Some(ty);
+    }
+    let Some(ty) = sized else {
+        return Ok(None);
+    };
+    let tag = unit.entry(ty).map_err(unreadable)?.tag();
+    Ok((tag == gimli::DW_TAG_structure_type || tag == gimli::DW_TAG_union_type).then_some(ty))
 }
