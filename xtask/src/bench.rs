@@ -226,12 +226,12 @@ fn max(v: &[f64]) -> f64 {
 
 /// One function's machine code.
 #[derive(Debug, Default)]
-struct Code {
+pub struct Code {
     /// objdump's lines for it (address, instruction, relocation).
-    listing: Vec<String>,
-    instructions: usize,
+    pub listing: Vec<String>,
+    pub instructions: usize,
     /// Out-of-line calls (and tail jumps out of the function), by callee.
-    calls: Vec<String>,
+    pub calls: Vec<String>,
 }
 
 /// Disassembles every kfunc of `twins` from `ko` and `vmlinux`.
@@ -261,7 +261,7 @@ fn disassemble(
 /// `<symbol>` objdump prints there is meaningless); in vmlinux it is the
 /// resolved symbol. Relocations objdump prints for other functions are
 /// dropped.
-fn objdump(file: &Path, name: &str) -> Result<Code> {
+pub fn objdump(file: &Path, name: &str) -> Result<Code> {
     let out = Command::new("objdump")
         .args(["-dr", "--no-show-raw-insn"])
         .arg(format!("--disassemble={name}"))
@@ -446,7 +446,7 @@ fn report(
     Ok(r)
 }
 
-fn calls(code: &Code) -> String {
+pub fn calls(code: &Code) -> String {
     if code.calls.is_empty() {
         "none".into()
     } else {

@@ -26,7 +26,7 @@
 
 mod guest;
 mod host;
-mod report;
+pub mod report;
 mod toolkit;
 
 use std::path::{Path, PathBuf};
