@@ -154,6 +154,10 @@ enum Cmd {
         /// Start over: remove the trees and results of this series first.
         #[arg(long)]
         fresh: bool,
+        /// Only apply each patch and run checkpatch on it (what CI runs): no
+        /// kernel build, boot or test.
+        #[arg(long, conflicts_with = "quick")]
+        patches_only: bool,
     },
 }
 
@@ -228,6 +232,17 @@ fn real_main() -> Result<ExitCode> {
             filter,
         } => driver::test(&env, kernel.line, kernel.flavour(), long, filter.as_deref()),
         Cmd::Bench { line, args } => bench::bench(&env, line, &args).map(|()| ExitCode::SUCCESS),
-        Cmd::Rfc { quick, fresh } => rfc::rfc(&env, rfc::Options { quick, fresh }),
+        Cmd::Rfc {
+            quick,
+            fresh,
+            patches_only,
+        } => rfc::rfc(
+            &env,
+            rfc::Options {
+                quick,
+                fresh,
+                patches_only,
+            },
+        ),
     }
 }

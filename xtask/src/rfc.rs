@@ -86,6 +86,8 @@ pub struct Options {
     pub quick: bool,
     /// Remove this key's trees and results first.
     pub fresh: bool,
+    /// Only apply and checkpatch each patch: no kernel build, boot or test.
+    pub patches_only: bool,
 }
 
 /// One patch of the series.
@@ -198,7 +200,10 @@ pub fn rfc(env: &Env, opts: Options) -> Result<ExitCode> {
         key_fields.push(fs::read_to_string(&fragment)?);
     }
     key_fields.extend(toolchain(env)?);
-    key_fields.push(format!("quick={}", opts.quick));
+    key_fields.push(format!(
+        "quick={} patches_only={}",
+        opts.quick, opts.patches_only
+    ));
     let key = short_hash(key_fields.iter().map(String::as_str));
     let work = Work {
         dir: env.cache.join(format!("rfc-{key}")),
@@ -216,6 +221,16 @@ pub fn rfc(env: &Env, opts: Options) -> Result<ExitCode> {
     );
 
     let mut report = Report::default();
+    if opts.patches_only {
+        patches_only(&work, &source, &patches, &mut report)?;
+        let junit = env.checkout.join("target/xtask/rfc-results.xml");
+        let ok = report.finish(&junit, None)?;
+        return Ok(if ok {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        });
+    }
     let series_ok = {
         let _lock = build_lock(&env.cache)?;
         let ok = series(env, &work, &source, &patches, opts, &mut report)?;
@@ -422,23 +437,13 @@ fn series(
 
     let log = work.log("series");
     let _ = fs::remove_file(&log);
-    let src = work.src();
-    for dir in [
-        src.clone(),
-        work.build(Flavour::Module),
-        work.build(Flavour::Builtin),
-    ] {
+    for dir in [work.build(Flavour::Module), work.build(Flavour::Builtin)] {
         if dir.exists() {
             fs::remove_dir_all(&dir)?;
         }
     }
-    fs::create_dir_all(&src)?;
-    let t = Instant::now();
-    run_logged(&mut source.extract(&src), "extract linux-source-7.3", &log)?;
-    git(&src, &["init", "-q"], &log)?;
-    git(&src, &["add", "-f", "-A", "."], &log)?;
-    git(&src, &["commit", "-q", "-m", "linux-source-7.3"], &log)?;
-    say!("rfc: fresh source tree in {}", fmt_duration(t.elapsed()));
+    fresh_tree(work, source, &log)?;
+    let src = work.src();
 
     let mut outcomes: Vec<(String, Outcome)> = Vec::new();
     let mut applied_all = true;
@@ -510,6 +515,51 @@ fn series(
         fs::write(&stamp, text)?;
     }
     Ok(ok)
+}
+
+/// `--patches-only`: a fresh tree, then each patch applied and checked with
+/// checkpatch; nothing is built.
+fn patches_only(
+    work: &Work,
+    source: &setup::Source,
+    patches: &[Patch],
+    report: &mut Report,
+) -> Result<()> {
+    let log = work.log("patches");
+    let _ = fs::remove_file(&log);
+    fresh_tree(work, source, &log)?;
+    let src = work.src();
+    for patch in patches {
+        let case = patch.case();
+        let applied = git_am(&src, &patch.path, &log);
+        report.record(&format!("{case}/applies"), outcome(&applied));
+        if applied.is_err() {
+            let _ = git(&src, &["am", "--abort"], &log);
+            return Ok(());
+        }
+        report.record(
+            &format!("{case}/checkpatch"),
+            checkpatch_outcome(&src, &patch.path),
+        );
+    }
+    Ok(())
+}
+
+/// Extracts linux-source-7.3 into `work.src()` and commits it once, for
+/// `git am`.
+fn fresh_tree(work: &Work, source: &setup::Source, log: &Path) -> Result<()> {
+    let src = work.src();
+    if src.exists() {
+        fs::remove_dir_all(&src)?;
+    }
+    fs::create_dir_all(&src)?;
+    let t = Instant::now();
+    run_logged(&mut source.extract(&src), "extract linux-source-7.3", log)?;
+    git(&src, &["init", "-q"], log)?;
+    git(&src, &["add", "-f", "-A", "."], log)?;
+    git(&src, &["commit", "-q", "-m", "linux-source-7.3"], log)?;
+    say!("rfc: fresh source tree in {}", fmt_duration(t.elapsed()));
+    Ok(())
 }
 
 fn outcome(result: &Result<()>) -> Outcome {
@@ -601,7 +651,17 @@ fn checkpatch_outcome(src: &Path, patch: &Path) -> Outcome {
     if stderr.contains("Traceback") {
         return Outcome::fail_with_log("checkpatch's helpers failed (see the log)", log);
     }
-    let libdw = libdw_identifiers();
+    match checkpatch_findings(&stdout, &libdw_identifiers()) {
+        None => Outcome::fail_with_log("checkpatch.pl printed no summary", log),
+        Some(findings) if findings.is_empty() => Outcome::Pass,
+        Some(findings) => Outcome::fail_with_log(findings.join("\n"), log),
+    }
+}
+
+/// The findings of checkpatch's output that count: all but the missing
+/// `Signed-off-by:` and CamelCase checks on names in `libdw`. `None` when
+/// the output has no `total:` line (checkpatch did not finish).
+fn checkpatch_findings(stdout: &str, libdw: &BTreeSet<String>) -> Option<Vec<String>> {
     let mut findings = Vec::new();
     let mut total = false;
     for line in stdout.lines() {
@@ -627,14 +687,7 @@ fn checkpatch_outcome(src: &Path, patch: &Path) -> Outcome {
         }
         findings.push(line.to_owned());
     }
-    if !total {
-        return Outcome::fail_with_log("checkpatch.pl printed no summary", log);
-    }
-    if findings.is_empty() {
-        Outcome::Pass
-    } else {
-        Outcome::fail_with_log(findings.join("\n"), log)
-    }
+    total.then_some(findings)
 }
 
 /// Phase 2: the kernel with the sample built in, from a copy of the module
@@ -1337,4 +1390,78 @@ fn btfgen_equal(env: &Env, work: &Work) -> Result<()> {
         in_tree.lines().filter(|l| l.starts_with('[')).count()
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checkpatch_allows_only_the_sign_off_and_libdw_names() {
+        let libdw: BTreeSet<String> = ["Dwarf_Die".to_owned()].into();
+        let clean = "ERROR: Missing Signed-off-by: line(s)\n\
+                     CHECK: Avoid CamelCase: <Dwarf_Die>\n\
+                     total: 1 errors, 0 warnings, 1 checks, 10 lines checked\n";
+        assert_eq!(checkpatch_findings(clean, &libdw), Some(vec![]));
+        let dirty = "CHECK: Avoid CamelCase: <MyType>\n\
+                     WARNING: line length of 101 exceeds 100 columns\n\
+                     total: 0 errors, 1 warnings, 1 checks, 10 lines checked\n";
+        assert_eq!(
+            checkpatch_findings(dirty, &libdw),
+            Some(vec![
+                "CHECK: Avoid CamelCase: <MyType>".to_owned(),
+                "WARNING: line length of 101 exceeds 100 columns".to_owned()
+            ])
+        );
+        assert_eq!(checkpatch_findings("ERROR: x\n", &libdw), None);
+    }
+
+    const DUMP: &str = "\
+[1] INT 'int' size=4 bits_offset=0 nr_bits=32 encoding=SIGNED
+[2] TYPEDEF 's32' type_id=1
+[3] STRUCT 'task_struct' size=9000 vlen=2
+\t'pid' type_id=1 bits_offset=0
+\t'tgid' type_id=1 bits_offset=32
+[4] PTR '(anon)' type_id=3
+[5] FUNC_PROTO '(anon)' ret_type_id=4 vlen=1
+\t'pid' type_id=2
+[6] FUNC 'bpf_task_from_pid' type_id=5 linkage=static
+[7] FUNC_PROTO '(anon)' ret_type_id=4 vlen=1
+\t'pid' type_id=1
+[8] FUNC 'rust_task_from_pid' type_id=7 linkage=static
+[9] DECL_TAG 'bpf_kfunc' type_id=8 component_idx=-1
+";
+
+    #[test]
+    fn btf_prototypes_compare_with_typedefs_resolved() {
+        let mut types = BTreeMap::new();
+        parse_btf_dump(DUMP, &mut types);
+        assert_eq!(types[&5].params, vec![2]);
+        assert_eq!(types[&9].component_idx, -1);
+        assert_eq!(types[&9].type_id, 8);
+        assert_eq!(prototype(&types, 6), "struct task_struct * (int)");
+        assert_eq!(prototype(&types, 6), prototype(&types, 8));
+    }
+
+    #[test]
+    fn test_progs_subtests_become_cases() {
+        let out = "#12/1    rust_task_kfuncs/rust_task_acquire_null:OK\n\
+                   #12/2    rust_task_kfuncs/attached/rust_task_from_pid_arg:FAIL\n\
+                   #12      rust_task_kfuncs:FAIL\n\
+                   Summary: 0/1 PASSED, 0 SKIPPED, 1 FAILED\n\
+                   rfc: test_progs exit 1\n";
+        let mut report = Report::default();
+        test_progs_cases("module", out, &mut report);
+        assert!(!report.is_empty());
+        let ok = report.finish(Path::new("/dev/null"), None).expect("finish");
+        assert!(!ok, "a failed subtest and exit 1 fail the run");
+    }
+
+    #[test]
+    fn only_helpers_and_rust_code_are_forbidden_calls() {
+        assert!(forbidden_call("call rust_helper_refcount_inc_not_zero"));
+        assert!(forbidden_call("call _RNvNtCs1_6kernel4task4find"));
+        assert!(!forbidden_call("call find_pid_ns"));
+        assert!(!forbidden_call("jmp put_task_struct_rcu_user"));
+    }
 }
