@@ -41,7 +41,7 @@ use harness::{kernel_log, Outcome};
 
 use crate::bench::{self, Code};
 use crate::driver::report::Report;
-use crate::kernel::config::parse_config;
+use crate::kernel::config::{parse_config, parse_fragment, Want};
 use crate::kernel::key::short_hash;
 use crate::kernel::Line;
 use crate::util::{self, fmt_duration, run_logged, shell_quote};
@@ -373,16 +373,29 @@ fn configure(env: &Env, work: &Work, flavour: Flavour, log: &Path) -> Result<()>
     )
 }
 
-/// Checks that Kconfig kept what the RFC kernels need.
-fn check_config(work: &Work, flavour: Flavour, with_sample: bool) -> Result<()> {
+/// Checks that Kconfig kept what the RFC kernels need: [`REQUIRED`], every
+/// option upstream/rfc.config sets, and the sample's value.
+fn check_config(env: &Env, work: &Work, flavour: Flavour, with_sample: bool) -> Result<()> {
     let config = parse_config(&fs::read_to_string(work.build(flavour).join(".config"))?);
-    let sample = (SAMPLE_OPTION, flavour.value());
-    for (option, value) in REQUIRED.iter().chain(with_sample.then_some(&sample)) {
-        if config.get(*option).map(String::as_str) != Some(*value) {
+    let fragment = parse_fragment(&fs::read_to_string(env.checkout.join(FRAGMENT))?)?;
+    let mut wanted: Vec<(String, String)> = REQUIRED
+        .iter()
+        .map(|(o, v)| (o.to_string(), v.to_string()))
+        .collect();
+    for (option, want) in fragment {
+        if let (Want::Value(value), false) = (want, option == SAMPLE_OPTION) {
+            wanted.push((option, value));
+        }
+    }
+    if with_sample {
+        wanted.push((SAMPLE_OPTION.to_owned(), flavour.value().to_owned()));
+    }
+    for (option, value) in &wanted {
+        if config.get(option) != Some(value) {
             bail!(
                 "CONFIG_{option} is {} after olddefconfig, not {value}: the toolchain or a \
                  dependency is missing (see {})",
-                config.get(*option).map_or("unset", String::as_str),
+                config.get(option).map_or("unset", String::as_str),
                 work.build(flavour).join(".config").display()
             );
         }
@@ -485,7 +498,7 @@ fn series(
             })
             .and_then(|()| {
                 if last {
-                    check_config(work, Flavour::Module, true)?;
+                    check_config(env, work, Flavour::Module, true)?;
                     for product in ["vmlinux", "arch/x86/boot/bzImage", SAMPLE_KO] {
                         if !work.build(Flavour::Module).join(product).exists() {
                             bail!("the build has no {product}");
@@ -709,7 +722,7 @@ fn builtin(env: &Env, work: &Work) -> Result<()> {
     )?;
     fs::remove_file(to.join(SAMPLE_KO))?;
     configure(env, work, Flavour::Builtin, &log)?;
-    check_config(work, Flavour::Builtin, true)?;
+    check_config(env, work, Flavour::Builtin, true)?;
     build(env, work, Flavour::Builtin, "build (sample built in)", &log)?;
     if to.join(SAMPLE_KO).exists() {
         bail!("{SAMPLE_KO} was built although the sample is built in");
