@@ -1,17 +1,19 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! Builds the BPF selftest programs in `progs/` into libbpf-rs skeletons.
+//! Builds the BPF programs in `progs/` into objects the runner embeds
+//! (src/plumbing/bpf.rs).
 //!
-//! `vmlinux.h` is generated from the test kernel's own BTF
-//! (`bpftool btf dump file $TASK_KFUNCS_KDIR/vmlinux format c`), so the
-//! programs see exactly the types of the kernel they will run on.
+//! `vmlinux.h` is the test kernel's own BTF as C (`bpftool btf dump file
+//! $TASK_KFUNCS_KDIR/vmlinux format c`) when TASK_KFUNCS_KDIR is set, so that
+//! the programs see exactly the types of the kernel they will run on;
+//! otherwise the checked-in `vmlinux/vmlinux.h` (the 6.12 test kernel's,
+//! which `cargo xtask test` keeps fresh), so that a clone builds, checks and
+//! lints without a kernel.
 //!
-//! The selftest programs are built twice into the same target directory:
-//! `$OUT_DIR/rust/` against the Rust kfuncs of task_kfuncs.ko, and
-//! `$OUT_DIR/c/` with `-DTASK_KFUNCS_C`, which maps the kfunc names onto the
-//! kernel's own C kfuncs. Both skeleton sets have the same type names and
-//! are included in two modules (`kfuncs_rust`, `kfuncs_c`), so one runner
-//! binary runs both. The benchmark object is built once, in `$OUT_DIR`.
+//! The kfunc selftests are built twice: `$OUT_DIR/rust/` against the Rust
+//! kfuncs of task_kfuncs.ko, and `$OUT_DIR/c/` with `-DTASK_KFUNCS_C`, which
+//! maps the kfunc names onto the kernel's own C kfuncs. The other objects
+//! are built once, in `$OUT_DIR`.
 
 use std::env;
 use std::fs;
@@ -21,21 +23,23 @@ use std::process::Command;
 use anyhow::{bail, Context, Result};
 use libbpf_cargo::SkeletonBuilder;
 
-/// The selftest objects, each built from `progs/<name>.bpf.c` into
-/// `<variant>/<name>.skel.rs` for both kfunc variants.
+/// The kfunc selftest objects, each built from `progs/<name>.bpf.c` into
+/// `<variant>/<name>.bpf.o` for both kfunc variants.
 const SELFTESTS: &[&str] = &[
     "task_kfuncs_success",
     "task_kfuncs_failure",
     "task_kfuncs_exiting",
+    "task_kfuncs_nmi",
 ];
 
 /// The kfunc variants: output subdirectory and extra clang arguments.
 const VARIANTS: &[(&str, &[&str])] = &[("rust", &[]), ("c", &["-DTASK_KFUNCS_C"])];
 
-/// Built once, against the Rust kfuncs, into `$OUT_DIR/<name>.skel.rs`:
+/// Built once, against the Rust kfuncs, into `$OUT_DIR/<name>.bpf.o`:
 /// the benchmark and the Rust-only suites.
 const ONCE: &[&str] = &[
     "task_kfuncs_bench",
+    "task_kfuncs_lifecycle",
     "task_kfuncs_prog_types",
     "task_kfuncs_privilege",
     "task_kfuncs_privilege_vmlinux",
@@ -53,24 +57,28 @@ fn main() -> Result<()> {
     println!("cargo:rerun-if-changed=progs");
 
     let out = PathBuf::from(env::var_os("OUT_DIR").context("OUT_DIR is not set")?);
-    let Some(kdir) = env::var_os("TASK_KFUNCS_KDIR") else {
-        bail!(
-            "TASK_KFUNCS_KDIR is not set: point it at the test kernel's build directory \
-             (the one holding vmlinux), e.g. \
-             TASK_KFUNCS_KDIR=$(cargo xtask kernel --print-path) cargo build -p bpf-tests"
-        );
+    let (major, minor) = match env::var_os("TASK_KFUNCS_KDIR") {
+        Some(kdir) => {
+            let vmlinux = Path::new(&kdir).join("vmlinux");
+            if !vmlinux.is_file() {
+                bail!(
+                    "{} does not exist: TASK_KFUNCS_KDIR must be a built kernel tree \
+                     (run `cargo xtask kernel` first), or unset to use vmlinux/vmlinux.h",
+                    vmlinux.display()
+                );
+            }
+            println!("cargo:rerun-if-changed={}", vmlinux.display());
+            write_vmlinux_h(&vmlinux, &out.join("vmlinux.h"))?;
+            kernel_line(Path::new(&kdir))?
+        }
+        // The checked-in header is the 6.12 test kernel's.
+        None => {
+            println!("cargo:rerun-if-changed=vmlinux/vmlinux.h");
+            fs::copy("vmlinux/vmlinux.h", out.join("vmlinux.h"))
+                .context("copying vmlinux/vmlinux.h")?;
+            (6, 12)
+        }
     };
-    let vmlinux = Path::new(&kdir).join("vmlinux");
-    if !vmlinux.is_file() {
-        bail!(
-            "{} does not exist: TASK_KFUNCS_KDIR must be a built kernel tree \
-             (run `cargo xtask kernel` first)",
-            vmlinux.display()
-        );
-    }
-    println!("cargo:rerun-if-changed={}", vmlinux.display());
-    write_vmlinux_h(&vmlinux, &out.join("vmlinux.h"))?;
-    let (major, minor) = kernel_line(Path::new(&kdir))?;
     // The runner names the line in its report, and the suites pick the
     // contract of the line (C twins, verifier wording) from it.
     println!("cargo:rustc-env=TASK_KFUNCS_KERNEL_LINE={major}.{minor}");
@@ -83,9 +91,18 @@ fn main() -> Result<()> {
     let clang = env::var("BPF_CLANG").unwrap_or_else(|_| DEFAULT_CLANG.to_owned());
     let clang_args = vec![
         format!("-I{}", out.display()),
+        // A line's own version of a header (a kfunc declaration whose
+        // parameter names differ, e.g. kfunc_sample.kfuncs.h) comes first.
+        format!("-Iprogs/{major}.{minor}"),
         "-Iprogs".to_owned(),
         "-Wall".to_owned(),
         "-Werror".to_owned(),
+        // 7.x's kernel is built with -fms-extensions and embeds structs as
+        // unnamed members of a named type, which vmlinux.h reproduces
+        // (`struct ns_tree;` inside a struct); the kernel's own BPF
+        // selftests build with the same flag.
+        "-fms-extensions".to_owned(),
+        "-Wno-microsoft-anon-tag".to_owned(),
         format!("-DTASK_KFUNCS_KERNEL_MAJOR={major}"),
         format!("-DTASK_KFUNCS_KERNEL_MINOR={minor}"),
     ];
@@ -96,24 +113,24 @@ fn main() -> Result<()> {
         let mut args = clang_args.clone();
         args.extend(extra.iter().map(|a| a.to_string()));
         for name in SELFTESTS {
-            skeleton(name, &dir, &clang, &args)?;
+            compile(name, &dir, &clang, &args)?;
         }
     }
     for name in ONCE {
-        skeleton(name, &out, &clang, &clang_args)?;
+        compile(name, &out, &clang, &clang_args)?;
     }
     Ok(())
 }
 
-/// Compiles `progs/<name>.bpf.c` into `<dir>/<name>.bpf.o` and its skeleton.
-fn skeleton(name: &str, dir: &Path, clang: &str, args: &[String]) -> Result<()> {
+/// Compiles `progs/<name>.bpf.c` into `<dir>/<name>.bpf.o`.
+fn compile(name: &str, dir: &Path, clang: &str, args: &[String]) -> Result<()> {
     let source = Path::new("progs").join(format!("{name}.bpf.c"));
     SkeletonBuilder::new()
         .source(&source)
         .obj(dir.join(format!("{name}.bpf.o")))
         .clang(clang)
         .clang_args(args)
-        .build_and_generate(dir.join(format!("{name}.skel.rs")))
+        .build()
         .with_context(|| format!("building {} with {clang}", source.display()))?;
     Ok(())
 }

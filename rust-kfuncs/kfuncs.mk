@@ -21,7 +21,11 @@
 #   module's Kbuild file is read between the module link and that step is
 #   scripts/Makefile.modpost (to find KBUILD_EXTRA_SYMBOLS); there the include
 #   runs Makefile.modfinal itself, once Module.symvers exists. Kbuild's own
-#   Makefile.modfinal run that follows finds every .ko up to date.
+#   Makefile.modfinal run that follows finds every .ko up to date. That run
+#   also gives PAHOLE kfunc-pahole, which drops the lines pahole prints for
+#   the Rust-only DWARF tags it does not know.
+# - A Rust module must be built with the kernel's rustc: a build with
+#   another stops here with one line naming both.
 #
 # - The KF_* flags and BTF_SET8_KFUNCS that btf_kfunc_set! takes are the
 #   target kernel's own: bindgen reads them from its <linux/btf.h> and
@@ -45,6 +49,9 @@ KFUNC_BTFGEN ?= $(firstword \
 	$(shell command -v btfgen 2>/dev/null))
 
 rustflags-y += -Zmerge-functions=disabled
+# kfunc_btf.rs refuses to compile without it: a module built without this
+# include would load with kfuncs BPF cannot see.
+rustflags-y += --cfg rust_kfuncs_mk
 
 rust_kfuncs_flags := $(abspath $(obj))/.rust-kfuncs-flags.rs
 rustflags-y += --env-set=RUST_KFUNCS_FLAGS=$(rust_kfuncs_flags)
@@ -56,6 +63,15 @@ rustflags-$(if $(shell grep -qw KF_TRUSTED_ARGS $(srctree)/include/linux/btf.h 2
 
 # Checks that only matter when building (not for clean or modules_install).
 ifneq ($(filter %/scripts/Makefile.build %/scripts/Makefile.modpost,$(MAKEFILE_LIST)),)
+# A Rust module must be built by the rustc that built the kernel's crates;
+# any other stops with a screenful of E0514. Say so in one line instead.
+rust_kfuncs_rustc := $(shell $(RUSTC) --version 2>/dev/null)
+rust_kfuncs_kernel_rustc := $(patsubst "%",%,$(CONFIG_RUSTC_VERSION_TEXT))
+ifneq ($(rust_kfuncs_rustc),$(rust_kfuncs_kernel_rustc))
+$(error rust-kfuncs: RUSTC=$(RUSTC) is "$(or $(rust_kfuncs_rustc),not runnable)" but the kernel in \
+	$(abspath $(objtree)) was built with "$(rust_kfuncs_kernel_rustc)": pass that rustc to make as \
+	RUSTC=<path> HOSTRUSTC=<path>)
+endif
 ifneq ($(CONFIG_DEBUG_INFO_BTF_MODULES),y)
 $(error rust-kfuncs: the kernel in $(objtree) lacks CONFIG_DEBUG_INFO_BTF_MODULES=y; \
 	without module BTF the kernel cannot register kfuncs from a module)
@@ -75,10 +91,11 @@ ifneq ($(filter %/scripts/Makefile.build,$(MAKEFILE_LIST)),)
 rust_kfuncs_flags_ok := $(shell \
 	$(BINDGEN) $(srctree)/include/linux/btf_ids.h --use-core \
 		--allowlist-var 'KF_.*' --allowlist-var BTF_SET8_KFUNCS \
-		-o $(rust_kfuncs_flags).tmp -- $(LINUXINCLUDE) \
+		-o $(rust_kfuncs_flags).tmp -- $(LINUXINCLUDE) $(KBUILD_CPPFLAGS) \
+		$(filter-out -Wp$(comma)% -W%,$(KBUILD_CFLAGS)) \
 		-include $(srctree)/include/linux/compiler_types.h \
 		-include $(srctree)/include/linux/btf.h \
-		$(filter --target=%,$(CLANG_FLAGS)) -D__KERNEL__ -D__BINDGEN__ -fno-builtin -w \
+		-D__KERNEL__ -D__BINDGEN__ -DMODULE -fno-builtin -w \
 		>$(rust_kfuncs_flags).log 2>&1 && \
 	grep -q 'pub const KF_ACQUIRE' $(rust_kfuncs_flags).tmp && \
 	{ cmp -s $(rust_kfuncs_flags).tmp $(rust_kfuncs_flags) || \
@@ -97,10 +114,17 @@ $(error rust-kfuncs: $(objtree)/vmlinux is missing: kfunc BTF is split BTF on to
 	vmlinux's, so the kernel build directory must keep vmlinux)
 endif
 
+# The target Makefile.modpost writes the module's symbols to: 6.x runs in the
+# kernel's build directory and names it $(KBUILD_EXTMOD)/Module.symvers, 7.x
+# runs in the module's (output) directory and names it Module.symvers.
+rust_kfuncs_symvers := $(if $(filter $(CURDIR),$(abspath $(objtree))), \
+	$(KBUILD_EXTMOD)/Module.symvers,Module.symvers)
+
 __modpost: rust_kfuncs_modfinal
 PHONY += rust_kfuncs_modfinal
-rust_kfuncs_modfinal: $(KBUILD_EXTMOD)/Module.symvers
+rust_kfuncs_modfinal: $(rust_kfuncs_symvers)
 	$(Q)$(MAKE) -f $(srctree)/scripts/Makefile.modfinal \
+		PAHOLE="$(CONFIG_SHELL) $(rust_kfuncs_dir)/kfunc-pahole $(PAHOLE)" \
 		RESOLVE_BTFIDS="$(CONFIG_SHELL) $(rust_kfuncs_dir)/kfunc-resolve-btfids \
 			$(KFUNC_BTFGEN) $(OBJCOPY) $(RESOLVE_BTFIDS)"
 endif

@@ -88,24 +88,34 @@ assert_c_offset!(
     "kernel::task::Task::group_leader() would read the wrong word; with CONFIG_SCHEDSTATS=n \
      the kernel needs test-kernel/patches/<line>/0002-rust-bindgen-keep-the-alignment-of-sched_statistics.patch"
 );
+assert_c_offset!(
+    task_struct.rcu == TASK_KFUNCS_C_OFFSETOF_task_struct_rcu,
+    "the kernel crate's bindings are wrong for this config; with CONFIG_SCHEDSTATS=n \
+     the kernel needs test-kernel/patches/6.12/0002-rust-bindgen-keep-the-alignment-of-sched_statistics.patch"
+);
 assert_c_size!(
     task_struct == TASK_KFUNCS_C_SIZEOF_task_struct,
     "the kernel crate's bindings do not match this kernel"
 );
 
+assert_c_size!(
+    irq_work == TASK_KFUNCS_C_SIZEOF_irq_work,
+    "check src/bindgen_parameters"
+);
+
 assert_c_offset!(
     btf_kfunc_id_set.owner == TASK_KFUNCS_C_OFFSETOF_btf_kfunc_id_set_owner,
-    "check src/bindgen_parameters"
+    "the kernel crate's bindings do not match this kernel"
 );
 assert_c_offset!(
     btf_kfunc_id_set.set == TASK_KFUNCS_C_OFFSETOF_btf_kfunc_id_set_set,
-    "check src/bindgen_parameters"
+    "the kernel crate's bindings do not match this kernel"
 );
 assert_c_offset!(
     btf_kfunc_id_set.filter == TASK_KFUNCS_C_OFFSETOF_btf_kfunc_id_set_filter,
-    "check src/bindgen_parameters"
+    "the kernel crate's bindings do not match this kernel"
 );
 assert_c_size!(
     btf_kfunc_id_set == TASK_KFUNCS_C_SIZEOF_btf_kfunc_id_set,
-    "check src/bindgen_parameters"
+    "the kernel crate's bindings do not match this kernel"
 );

@@ -8,6 +8,7 @@
 
 #include <linux/btf.h>
 #include <linux/btf_ids.h>
+#include <linux/irq_work.h>
 #include <linux/pid.h>
 #include <linux/pid_namespace.h>
 #include <linux/refcount.h>
@@ -39,6 +40,10 @@
 
 /* src/kfuncs.rs: the reference count the task kfuncs take and drop. */
 TASK_KFUNCS_C_OFFSETOF(task_struct, rcu_users);
+/* src/nmi.rs: the link of a task whose last put waits for the irq_work. */
+TASK_KFUNCS_C_OFFSETOF(task_struct, rcu);
+/* src/nmi.rs: the irq_work is a Rust static, passed to C by address. */
+TASK_KFUNCS_C_SIZEOF(irq_work);
 /* rust/kernel/task.rs: Task::pid(), Task::group_leader() (kernel crate). */
 TASK_KFUNCS_C_OFFSETOF(task_struct, pid);
 TASK_KFUNCS_C_OFFSETOF(task_struct, group_leader);

@@ -17,15 +17,12 @@
  * which Rust does not set): the attributes are hardening or spelling
  * differences, not ABI ones. Upstream's CONFIG_RUST_INLINE_HELPERS does
  * the same for rust/helpers/.
- *
- * task_kfuncs_prog_type() is the kernel's resolve_prog_type(): the type a
- * program runs as (an extension program counts as the type it extends), for
- * the kfunc set's filter.
  */
 
-#include <linux/module.h>
+#include <linux/irq_work.h>
+#include <linux/llist.h>
 #include <linux/pid.h>
-#include <linux/bpf_verifier.h>
+#include <linux/preempt.h>
 #include <linux/rcupdate.h>
 #include <linux/refcount.h>
 #include <linux/sched.h>
@@ -56,16 +53,23 @@ __always_inline bool task_kfuncs_refcount_inc_not_zero(refcount_t *r)
 	return refcount_inc_not_zero(r);
 }
 
-unsigned int task_kfuncs_module_btf_size(const struct module *mod)
+__always_inline bool task_kfuncs_in_nmi(void)
 {
-#ifdef CONFIG_DEBUG_INFO_BTF_MODULES
-	return mod->btf_data_size;
-#else
-	return 0;
-#endif
+	return in_nmi();
 }
 
-__always_inline enum bpf_prog_type task_kfuncs_prog_type(const struct bpf_prog *prog)
+__always_inline void task_kfuncs_init_irq_work(struct irq_work *work,
+					       void (*func)(struct irq_work *))
 {
-	return resolve_prog_type(prog);
+	init_irq_work(work, func);
+}
+
+__always_inline bool task_kfuncs_llist_add(struct llist_node *new, struct llist_head *head)
+{
+	return llist_add(new, head);
+}
+
+__always_inline struct llist_node *task_kfuncs_llist_del_all(struct llist_head *head)
+{
+	return llist_del_all(head);
 }

@@ -16,6 +16,7 @@
 
 use crate::bindings::{self, task_struct};
 use crate::kfunc_btf::*;
+use crate::nmi;
 #[cfg(kernel_6_12)]
 use crate::rcu;
 #[cfg(not(kernel_6_12))]
@@ -52,10 +53,11 @@ const HOOKS: [bindings::bpf_prog_type; 3] = [
 /// from_pid, from_vpid and what it gets from them or from
 /// `bpf_get_current_task_btf()`, as with the kernel's C task kfuncs there),
 /// LSM, struct_ops (sched_ext) and syscall programs. Everything else is
-/// refused, in particular PERF_EVENT: a perf_event program runs in NMI
-/// context, where the release of a last `rcu_users` reference would call
-/// `call_rcu()`, which is illegal in NMI handlers. Kprobes, socket filters,
-/// XDP, TC and the other types use hooks the set is not registered for.
+/// refused, in particular PERF_EVENT, whose every run is in NMI: the kfuncs
+/// are NMI-safe, but the kernel's task kptr destructor that their
+/// references reach through maps is not (docs/program-types.md). Kprobes,
+/// socket filters, XDP, TC and the other types use hooks the set is not
+/// registered for.
 const ADMITTED: [bindings::bpf_prog_type; 6] = [
     bindings::bpf_prog_type_BPF_PROG_TYPE_TRACING,
     bindings::bpf_prog_type_BPF_PROG_TYPE_TRACEPOINT,
@@ -79,7 +81,7 @@ const ADMITTED: [bindings::bpf_prog_type; 6] = [
 /// Called by the verifier with a valid `prog`.
 unsafe extern "C" fn prog_type_filter(prog: *const bindings::bpf_prog, _kfunc_id: u32) -> i32 {
     // SAFETY: `prog` is the program under verification, valid for the call.
-    let prog_type = unsafe { bindings::task_kfuncs_prog_type(prog) };
+    let prog_type = unsafe { prog_type(prog) };
     if ADMITTED.contains(&prog_type) {
         0
     } else {
@@ -89,50 +91,11 @@ unsafe extern "C" fn prog_type_filter(prog: *const bindings::bpf_prog, _kfunc_id
 
 /// Registers [`TASK_KFUNC_SET`] with [`prog_type_filter`] for [`HOOKS`].
 ///
-/// Must be called from module init (see [`BtfKfuncSet::register`]).
+/// Must be called from module init (see [`BtfKfuncSet::register`], which
+/// also refuses a module built without the kfuncs' BTF, saying how to fix
+/// the build).
 pub(crate) fn register(module: &'static ThisModule) -> Result {
-    check_set(module)?;
     TASK_KFUNC_SET.register(module, &HOOKS, Some(prog_type_filter))
-}
-
-/// Refuses to register a set that BPF could not use.
-///
-/// Without module BTF the kernel accepts the registration with only a
-/// warning and the module would load as a no-op; a set whose ids
-/// `resolve_btfids` left at 0 (the kfuncs missing from the module's BTF:
-/// btfgen did not run) or whose count it never filled in names nothing.
-/// Both are build mistakes: init fails and says how to fix it.
-fn check_set(module: &'static ThisModule) -> Result {
-    // SAFETY: `module` is this module, alive while its init runs.
-    if unsafe { bindings::task_kfuncs_module_btf_size(module.as_ptr()) } == 0 {
-        pr_err!("the module has no BTF (.BTF section): BPF could not see the kfuncs; build it with Kbuild including rust-kfuncs/kfuncs.mk, which runs btfgen\n");
-        return Err(ENOENT);
-    }
-    let set = TASK_KFUNC_SET.as_ptr().cast::<bindings::btf_id_set8>();
-    // SAFETY: `set` is the `struct btf_id_set8` of this module's `.BTF_ids`,
-    // alive as long as the module; it is only read.
-    let cnt = unsafe { (*set).cnt };
-    if cnt != TASK_KFUNC_SET.len() {
-        pr_err!(
-            "the kfunc id set holds {} of {} kfuncs: resolve_btfids did not process the module; build it with Kbuild including rust-kfuncs/kfuncs.mk\n",
-            cnt,
-            TASK_KFUNC_SET.len()
-        );
-        return Err(EINVAL);
-    }
-    for i in 0..cnt as usize {
-        // SAFETY: the set has `cnt` entries after its header (checked above
-        // against the number the macro emitted).
-        let id = unsafe { (*(*set).pairs.as_ptr().add(i)).id };
-        if id == 0 {
-            pr_err!(
-                "kfunc {} of the id set has no BTF id: the module's BTF lacks the kfuncs; build it with Kbuild including rust-kfuncs/kfuncs.mk, which runs btfgen\n",
-                i
-            );
-            return Err(ENOENT);
-        }
-    }
-    Ok(())
 }
 
 /// Takes a reference on `p->rcu_users` unless the count already hit zero.
@@ -189,7 +152,7 @@ fn task_from_nr(nr: i32, find: impl FnOnce(i32) -> *mut bindings::pid) -> *mut t
 
 /// Acquires a reference on a trusted or RCU-protected task.
 ///
-/// Flags: `KF_ACQUIRE | KF_RCU | KF_RET_NULL`, exactly those of the kernel's
+/// [`TASK_KFUNC_SET`] gives it exactly the flags of the kernel's
 /// `bpf_task_acquire()`, so a program ports from one to the other by renaming
 /// alone. `p` must be trusted (a tracepoint, fentry or struct_ops argument,
 /// `bpf_get_current_task_btf()`, a referenced kptr) or RCU-protected (a
@@ -231,11 +194,13 @@ pub(crate) unsafe extern "C" fn rust_task_acquire(p: *mut task_struct) -> *mut t
 
 /// Releases a reference taken by one of the acquiring task kfuncs.
 ///
-/// Flags: `KF_RELEASE`. Drops the reference exactly as the kernel's
-/// `bpf_task_release()` and the task kptr destructor do, with
+/// Drops the reference as the kernel's `bpf_task_release()` does, with
 /// `put_task_struct_rcu_user()`: when `rcu_users` reaches zero the final put
-/// of the task is deferred by an RCU grace period. The verifier rejects a
-/// second release and any use of `p` afterwards.
+/// of the task is deferred by an RCU grace period, through `call_rcu()`. In
+/// NMI context, where `call_rcu()` is illegal, a reference that is not the
+/// last is dropped at once and the last one is put by an irq_work right
+/// after the NMI ([`nmi`]); outside NMI the release is that one call. The
+/// verifier rejects a second release and any use of `p` afterwards.
 ///
 /// ```c
 /// struct task_struct *t = rust_task_from_pid(pid);
@@ -250,15 +215,22 @@ pub(crate) unsafe extern "C" fn rust_task_acquire(p: *mut task_struct) -> *mut t
 /// reference that the program owns and gives up here.
 #[no_mangle]
 pub(crate) unsafe extern "C" fn rust_task_release(p: *mut task_struct) {
+    // SAFETY: reads this CPU's preempt count; callable in any context.
+    if unsafe { bindings::task_kfuncs_in_nmi() } {
+        // SAFETY: `p` holds a reference owned by the caller (KF_RELEASE); the
+        // kfuncs are registered only after `nmi::init()`.
+        unsafe { nmi::put_rcu_user(p) };
+        return;
+    }
     // SAFETY: `p` holds a reference on `rcu_users` owned by the caller
-    // (KF_RELEASE), which `put_task_struct_rcu_user()` consumes.
+    // (KF_RELEASE), which `put_task_struct_rcu_user()` consumes; outside NMI
+    // its `call_rcu()` is legal.
     unsafe { bindings::put_task_struct_rcu_user(p) }
 }
 
 /// Acquires a reference on a task kptr read from a map value under RCU.
 ///
-/// Flags: `KF_ACQUIRE | KF_RCU | KF_RET_NULL`, the same contract as
-/// [`rust_task_acquire`]; the name is the one the map-kptr case has had since
+/// The same flags and contract as [`rust_task_acquire`]; the name is the one the map-kptr case has had since
 /// the first version of this API. `p` may be an RCU-protected
 /// pointer: a `struct task_struct __kptr` loaded from a map value inside
 /// `bpf_rcu_read_lock()` (or trusted). Returns `p` with a new reference, or
@@ -290,7 +262,7 @@ pub(crate) unsafe extern "C" fn rust_task_kptr_get(p: *mut task_struct) -> *mut 
 
 /// Finds a task by pid in the initial pid namespace and acquires it.
 ///
-/// Flags: `KF_ACQUIRE | KF_RET_NULL`. Looks `pid` up in `init_pid_ns` under
+/// Looks `pid` up in `init_pid_ns` under
 /// RCU, like `bpf_task_from_pid()`. Returns the task with a reference, or
 /// NULL for any pid without a task (negative, zero, above `pid_max`, or an
 /// exiting task).
@@ -319,7 +291,7 @@ pub(crate) unsafe extern "C" fn rust_task_from_pid(pid: i32) -> *mut task_struct
 
 /// Finds a task by pid in the caller's pid namespace and acquires it.
 ///
-/// Flags: `KF_ACQUIRE | KF_RET_NULL`. Like [`rust_task_from_pid`], but
+/// Like [`rust_task_from_pid`], with its flags, but
 /// `vpid` is looked up in `task_active_pid_ns(current)`, the namespace the
 /// current task sees: inside a container, `vpid` 1 is the container's init.
 /// Returns NULL for any number without a task in that namespace, and when

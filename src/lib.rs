@@ -18,6 +18,7 @@ mod bindings;
 #[path = "../rust-kfuncs/kfunc_btf.rs"]
 mod kfunc_btf;
 mod kfuncs;
+mod nmi;
 // 7.3's kernel crate has `kernel::sync::rcu::Guard`; 6.12's has no RCU abstraction.
 #[cfg(kernel_6_12)]
 mod rcu;
@@ -48,8 +49,18 @@ struct TaskKfuncs;
 
 impl kernel::Module for TaskKfuncs {
     fn init(module: &'static ThisModule) -> Result<Self> {
+        nmi::init();
         kfuncs::register(module)?;
         pr_info!("task kfuncs registered for tracing, tracepoint, LSM, struct_ops and syscall\n");
         Ok(TaskKfuncs)
+    }
+}
+
+impl Drop for TaskKfuncs {
+    /// Module exit: no program can call the kfuncs any more (each holds a
+    /// reference on the module), so only last puts deferred out of NMI can
+    /// be left; they are made before the module's code goes away.
+    fn drop(&mut self) {
+        nmi::flush();
     }
 }

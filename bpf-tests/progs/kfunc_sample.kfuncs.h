@@ -12,16 +12,31 @@ enum kfunc_sample_op {
 	KFUNC_SAMPLE_NEGATE = 2,
 };
 
-extern unsigned long long kfunc_sample_add_unsigned(unsigned char a, unsigned short b, unsigned int c, unsigned long long d) __ksym;
+struct kfunc_sample_obj {
+	unsigned long long value;
+	struct refcount_struct refs;
+	unsigned char in_use;
+	unsigned char __pad_13[3];
+};
+_Static_assert(__builtin_offsetof(struct kfunc_sample_obj, value) == 0, "struct kfunc_sample_obj: value is not where the module's BTF puts it");
+_Static_assert(__builtin_offsetof(struct kfunc_sample_obj, refs) == 8, "struct kfunc_sample_obj: refs is not where the module's BTF puts it");
+_Static_assert(__builtin_offsetof(struct kfunc_sample_obj, in_use) == 12, "struct kfunc_sample_obj: in_use is not where the module's BTF puts it");
+_Static_assert(sizeof(struct kfunc_sample_obj) == 16, "struct kfunc_sample_obj: the size differs from the module's BTF");
+
 extern long long kfunc_sample_add_signed(signed char a, short b, int c, long long d) __ksym;
-extern _Bool kfunc_sample_not(_Bool b) __ksym;
-extern unsigned long long kfunc_sample_mem_sum(const void *mem__opt, unsigned int mem__sz) __ksym;
+extern unsigned long long kfunc_sample_add_unsigned(unsigned char a, unsigned short b, unsigned int c, unsigned long long d) __ksym;
+extern long long kfunc_sample_apply(enum kfunc_sample_op op, long long x) __ksym;
 extern void kfunc_sample_mem_fill(void *mem, unsigned int mem__szk, unsigned char byte) __ksym;
+extern unsigned long long kfunc_sample_mem_sum(const void *mem__nullable, unsigned int mem__sz) __ksym;
+extern _Bool kfunc_sample_not(_Bool b) __ksym;
+extern struct kfunc_sample_obj *kfunc_sample_obj_acquire(struct kfunc_sample_obj *obj) __ksym;
+extern unsigned int kfunc_sample_obj_live(void) __ksym;
+extern struct kfunc_sample_obj *kfunc_sample_obj_new(unsigned long long value) __ksym;
+extern void kfunc_sample_obj_release(struct kfunc_sample_obj *obj) __ksym;
+extern unsigned int kfunc_sample_sleep(unsigned int ms) __ksym;
 extern void kfunc_sample_store(unsigned long long *dst, unsigned long long value) __ksym;
 extern unsigned int kfunc_sample_strlen(const char *s__str) __ksym;
-extern long long kfunc_sample_apply(enum kfunc_sample_op op, long long x) __ksym;
 extern int kfunc_sample_task_pid(struct task_struct *task__nullable) __ksym;
 extern int kfunc_sample_task_tgid(struct task_struct *task) __ksym;
-extern unsigned int kfunc_sample_sleep(unsigned int ms) __ksym;
 
 #endif /* __KFUNC_SAMPLE_KFUNCS_H */

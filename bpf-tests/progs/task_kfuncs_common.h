@@ -1,9 +1,8 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
  * Shared by the task_kfuncs selftest programs: the kfunc declarations, the
- * map that stores task kptrs, tiny helpers and the annotations the runner
- * reads back from the object's BTF (decl tags), in the style of the kernel's
- * tools/testing/selftests/bpf/progs/task_kfunc_common.h and bpf_misc.h.
+ * map that stores task kptrs and tiny helpers, in the style of the kernel's
+ * tools/testing/selftests/bpf/progs/task_kfunc_common.h.
  *
  * Built twice: normally against the Rust kfuncs of task_kfuncs.ko, and with
  * -DTASK_KFUNCS_C against the kernel's own C kfuncs wherever the contract is
@@ -16,6 +15,8 @@
 #include <vmlinux.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
+
+#include "selftest.h"
 
 /*
  * The kernel line the programs are built for: bpf-tests/build.rs passes
@@ -30,26 +31,6 @@
 #define EEXIST 17
 #define INT_MAX 0x7fffffff
 #define INT_MIN (-INT_MAX - 1)
-
-/*
- * Annotations, read by the runner from the BTF decl tags of each program:
- *
- * __failure       the program must be rejected by the verifier;
- * __msg(m)        ...and the verifier log must contain m;
- * __c_skip(why)   in the C-kfunc build, report the case as skipped (the
- *                 kernel's C kfuncs have a different contract here);
- * __skip(why)     report the case as skipped in both builds (for a case the
- *                 kernel line has no contract for).
- */
-#define __task_kfuncs_tag(t) __attribute__((btf_decl_tag("task_kfuncs:" t)))
-#define __failure __task_kfuncs_tag("failure")
-#define __msg(m) __task_kfuncs_tag("msg=" m)
-#define __skip(why) __task_kfuncs_tag("skip=" why)
-#ifdef TASK_KFUNCS_C
-#define __c_skip(why) __task_kfuncs_tag("skip=" why)
-#else
-#define __c_skip(why)
-#endif
 
 /* The kernel's own task kfuncs (kernel/bpf/helpers.c): the interop cases. */
 extern struct task_struct *bpf_task_acquire(struct task_struct *p) __ksym;
@@ -114,7 +95,8 @@ extern struct task_struct *rust_task_from_vpid(s32 vpid) __ksym __weak;
 #define MSG_RELEASE_STACK "release kfunc " KF_RELEASE_NAME " expects referenced PTR_TO_BTF_ID passed to R1"
 #define MSG_RELEASE_UNREFERENCED "release kfunc " KF_RELEASE_NAME " expects referenced PTR_TO_BTF_ID passed to R1"
 #define MSG_RELEASE_IN_MAP "release kfunc " KF_RELEASE_NAME " expects referenced PTR_TO_BTF_ID passed to R1"
-#define MSG_DOUBLE_RELEASE "R1 pointer type STRUCT task_struct must point"
+#define MSG_DOUBLE_RELEASE MSG_RELEASE_UNREFERENCED
+#define MSG_DEREF_MAYBE_NULL "R0 invalid mem access 'trusted_ptr_or_null_'"
 #else
 #define MSG_NULL_TRUSTED "Possibly NULL pointer passed to trusted arg0"
 #define MSG_ACQUIRE_STACK "arg#0 pointer type STRUCT task_struct must point"
@@ -122,6 +104,7 @@ extern struct task_struct *rust_task_from_vpid(s32 vpid) __ksym __weak;
 #define MSG_RELEASE_UNREFERENCED "release kernel function " KF_RELEASE_NAME " expects refcounted PTR_TO_BTF_ID"
 #define MSG_RELEASE_IN_MAP "R1 must be referenced or trusted"
 #define MSG_DOUBLE_RELEASE "arg#0 pointer type STRUCT task_struct must point"
+#define MSG_DEREF_MAYBE_NULL "R0 invalid mem access 'ptr_or_null_'"
 #endif
 
 #include "task_kfuncs_slot.h"

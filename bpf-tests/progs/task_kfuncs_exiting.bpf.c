@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * Regression program for the from_vpid oops (issue 7 §1): rust_task_from_vpid
+ * Regression program for the from_vpid oops: rust_task_from_vpid
  * called by a tp_btf/sched_switch program while threads of the runner exit.
  *
  * A thread that is not its group's leader reaps itself in exit_notify():
@@ -20,9 +20,6 @@ char _license[] SEC("license") = "GPL";
 
 #define PF_EXITING 0x00000004	/* include/linux/sched.h */
 #define TASK_DEAD 0x00000080	/* include/linux/sched.h */
-
-/* Set by the runner before attaching. */
-int target_tgid;
 
 /* Read by the runner. All counts are of switches away from a runner thread. */
 u64 switches;		/* every one */

@@ -111,7 +111,7 @@ int BPF_PROG(from_pid_no_null_check, struct task_struct *task, u64 clone_flags)
 }
 
 SEC("tp_btf/task_newtask")
-__failure __msg("R0 invalid mem access 'ptr_or_null_'")
+__failure __msg(MSG_DEREF_MAYBE_NULL)
 int BPF_PROG(from_pid_deref_no_null_check, struct task_struct *task, u64 clone_flags)
 {
 	struct task_struct *found;
@@ -124,42 +124,21 @@ int BPF_PROG(from_pid_deref_no_null_check, struct task_struct *task, u64 clone_f
 	return pid;
 }
 
-SEC("tp_btf/task_newtask")
-__failure __msg("Unreleased reference")
-int BPF_PROG(acquire_leaked, struct task_struct *task, u64 clone_flags)
-{
-	struct task_struct *acquired;
-
-	acquired = rust_task_acquire(task);
-	if (!acquired)
-		return 0;
-	return acquired->pid;
+/* A reference taken by @get and never released. */
+#define LEAKED(name, get)							\
+SEC("tp_btf/task_newtask")							\
+__failure __msg("Unreleased reference")						\
+int BPF_PROG(name, struct task_struct *task, u64 clone_flags)			\
+{										\
+	struct task_struct *got = get;						\
+										\
+	return got ? got->pid : 0;						\
 }
 
-SEC("tp_btf/task_newtask")
-__failure __msg("Unreleased reference")
-int BPF_PROG(from_pid_leaked, struct task_struct *task, u64 clone_flags)
-{
-	struct task_struct *found;
-
-	found = rust_task_from_pid(task->pid);
-	if (!found)
-		return 0;
-	return found->pid;
-}
-
-SEC("tp_btf/task_newtask")
+LEAKED(acquire_leaked, rust_task_acquire(task))
+LEAKED(from_pid_leaked, rust_task_from_pid(task->pid))
 __c_skip_no_vpid("6.12 has no C kfunc looking up a pid in the caller's namespace")
-__failure __msg("Unreleased reference")
-int BPF_PROG(from_vpid_leaked, struct task_struct *task, u64 clone_flags)
-{
-	struct task_struct *found;
-
-	found = rust_task_from_vpid(task->pid);
-	if (!found)
-		return 0;
-	return found->pid;
-}
+LEAKED(from_vpid_leaked, rust_task_from_vpid(task->pid))
 
 SEC("tp_btf/task_newtask")
 __failure __msg("Unreleased reference")
@@ -407,7 +386,7 @@ int acquire_after_irq_restore(void *ctx)
  * 7.x refuses it in tracing programs. 6.12 accepts it.
  */
 SEC("tp_btf/task_newtask")
-__failure __msg("bpf_obj_drop cannot be used in tracing programs on types with NMI unsafe fields")
+__failure __msg("cannot be used in tracing programs on types with NMI unsafe fields")
 #if !KERNEL_LINE_AT_LEAST(7, 0)
 __skip("6.12's verifier lets tracing programs drop an object holding a task kptr (7.x refuses it)")
 #endif

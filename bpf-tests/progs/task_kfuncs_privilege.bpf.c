@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * Programs for the privilege cases (issue 7 §6), calling the module's
- * kfuncs (in task_kfuncs' BTF). The runner loads them in a child that keeps
- * only some capabilities. task_kfuncs_privilege_vmlinux.bpf.c has the same
+ * Programs for the privilege cases, calling the module's kfuncs (in
+ * task_kfuncs' BTF). The runner loads them with only some capabilities in
+ * its effective set. task_kfuncs_privilege_vmlinux.bpf.c has the same
  * programs calling the kernel's own kfuncs (in vmlinux BTF), in an object of
  * its own: libbpf resolves every extern of an object before it loads any
  * program, so one unresolvable module kfunc would fail them all. Together
@@ -14,17 +14,15 @@
 
 char _license[] SEC("license") = "GPL";
 
-int hits;
-
 SEC("tp_btf/task_newtask")
 int BPF_PROG(priv_tp_btf_module_kfunc, struct task_struct *task, u64 clone_flags)
 {
 	struct task_struct *t = rust_task_acquire(task);
 
-	if (t) {
-		__sync_fetch_and_add(&hits, 1);
+	__sync_fetch_and_add(&runs, 1);
+	CHECK(t);
+	if (t)
 		rust_task_release(t);
-	}
 	return 0;
 }
 
@@ -33,9 +31,9 @@ int priv_syscall_module_kfunc(void *ctx)
 {
 	struct task_struct *t = rust_task_from_pid(1);
 
-	if (t) {
-		__sync_fetch_and_add(&hits, 1);
+	__sync_fetch_and_add(&runs, 1);
+	CHECK(t);
+	if (t)
 		rust_task_release(t);
-	}
 	return 0;
 }

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * A minimal sched_ext scheduler (struct_ops) whose callbacks use the task
- * kfuncs (issue 10 §4). Every runnable task goes to the global DSQ, FIFO.
+ * kfuncs. Every runnable task goes to the global DSQ, FIFO.
  * While a task waits to run the scheduler holds a reference on it in a hash
  * map keyed by pid: ops.enqueue takes it with rust_task_acquire() and moves
  * it into the map with bpf_kptr_xchg(); ops.running and ops.exit_task take
@@ -19,8 +19,13 @@
 
 char _license[] SEC("license") = "GPL";
 
-/* kernel/sched/ext.c (6.12; renamed scx_bpf_dsq_insert() in 6.13) */
+/* kernel/sched/ext.c: scx_bpf_dispatch() on 6.12, renamed scx_bpf_dsq_insert() in 6.13 */
+#if KERNEL_LINE_AT_LEAST(6, 13)
+void scx_bpf_dsq_insert(struct task_struct *p, u64 dsq_id, u64 slice, u64 enq_flags) __ksym;
+#define scx_bpf_dispatch scx_bpf_dsq_insert
+#else
 void scx_bpf_dispatch(struct task_struct *p, u64 dsq_id, u64 slice, u64 enq_flags) __ksym;
+#endif
 
 /* tools/sched_ext/include/scx/common.bpf.h */
 #define BPF_STRUCT_OPS(name, args...) SEC("struct_ops/" #name) BPF_PROG(name, ##args)

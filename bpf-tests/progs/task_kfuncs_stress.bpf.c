@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * Stress and fault programs: the task kfuncs from every context at once on
- * an SMP guest, with per-CPU counters that let the runner (src/stress.rs)
+ * Stress programs: the task kfuncs from every context at once on an SMP
+ * guest, with per-CPU counters that let the runner (src/suites/stress.rs)
  * prove that every reference taken was dropped again.
  *
  *   tp_btf/task_newtask         acquire the new task, bpf_kptr_xchg() it into
@@ -24,10 +24,7 @@
  * the `drain` program at the end, which counts its releases the same way,
  * so after a drain taken == dropped must hold exactly.
  *
- * The Rust kfuncs are declared __weak so that the readers that use only the
- * kernel's kfuncs (read_rcu_users_c) load while the module is not loaded.
- * Compiled the same way in the c-kfuncs build: these programs always call
- * both families on purpose.
+ * The programs call both families (Rust and the kernel's) on purpose.
  */
 
 #include <vmlinux.h>
@@ -36,18 +33,12 @@
 
 char _license[] SEC("license") = "GPL";
 
-extern struct task_struct *rust_task_acquire(struct task_struct *p) __ksym __weak;
-extern void rust_task_release(struct task_struct *p) __ksym __weak;
-extern struct task_struct *rust_task_kptr_get(struct task_struct *p) __ksym __weak;
-extern struct task_struct *rust_task_from_pid(s32 pid) __ksym __weak;
-extern struct task_struct *rust_task_from_vpid(s32 vpid) __ksym __weak;
-extern struct task_struct *bpf_task_acquire(struct task_struct *p) __ksym;
+#include "task_kfuncs.kfuncs.h"
 extern void bpf_task_release(struct task_struct *p) __ksym;
-extern struct task_struct *bpf_task_from_pid(s32 pid) __ksym;
 extern void bpf_rcu_read_lock(void) __ksym;
 extern void bpf_rcu_read_unlock(void) __ksym;
 
-/* Counter indices; src/stress.rs has the same list. */
+/* Counter indices; src/suites/stress.rs has the same list. */
 enum counter {
 	C_ACQUIRE,		/* rust_task_acquire calls */
 	C_ACQUIRE_OK,		/* ...that returned a task */
@@ -82,29 +73,18 @@ struct {
 	__uint(max_entries, 1);
 } counts SEC(".maps");
 
-#define NR_SLOTS 64
-
-struct task_slot {
-	struct task_struct __kptr *task;
-};
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__type(key, u32);
-	__type(value, struct task_slot);
-	__uint(max_entries, NR_SLOTS);
-} slots SEC(".maps");
+#define NR_TASK_SLOTS 64
+#include "task_kfuncs_slot.h"
 
 /* Real pids the runner wants hit (sentinels, churn workers); 0 = unused. */
 #define NR_PIDS 64
 s32 pids[NR_PIDS];
 
 /* Set by the runner. */
-volatile u32 enabled;		/* the tracing programs act only while set */
+volatile u32 enabled = 1;	/* the tracing programs act only while set */
 u32 mix_iters = 100;		/* stress_mix iterations per run */
 s32 pid_range = 4096;		/* random pids are drawn from [-8, pid_range) */
-s32 read_pid;			/* read_rcu_users*, hold_pid*: the task */
-u32 read_slot;			/* hold_pid*: the slot to put it in */
+s32 read_pid;			/* read_rcu_users: the task */
 
 /* Written by the programs. */
 volatile s64 inflight;		/* tracing programs inside their body */
@@ -148,8 +128,7 @@ static __always_inline void release(struct task_struct *t, u32 which)
 /* Moves the reference @t into a random slot and releases what it held. */
 static __always_inline void store(struct task_struct *t, u32 r)
 {
-	u32 key = r % NR_SLOTS;
-	struct task_slot *v = bpf_map_lookup_elem(&slots, &key);
+	struct task_slot *v = task_slot_at(r % NR_TASK_SLOTS);
 	struct task_struct *old;
 
 	if (!v) {
@@ -165,8 +144,7 @@ static __always_inline void store(struct task_struct *t, u32 r)
 /* kptr_get of a random slot's task under RCU, then release. */
 static __always_inline void get_slot(u32 r)
 {
-	u32 key = r % NR_SLOTS;
-	struct task_slot *v = bpf_map_lookup_elem(&slots, &key);
+	struct task_slot *v = task_slot_at(r % NR_TASK_SLOTS);
 	struct task_struct *t;
 
 	if (!v)
@@ -195,9 +173,11 @@ static __always_inline s32 random_pid(u32 r)
 }
 
 /*
- * Entry and exit of every tracing program. The runner clears `enabled`,
- * then waits for `inflight` to reach 0: a program that entered before sees
- * enabled, one that enters after does nothing.
+ * Entry and exit of every tracing program. The runner runs `quiesce` until
+ * it returns 0: a program that entered before `enabled` was cleared is
+ * counted in `inflight`, one that enters after does nothing. Both sides
+ * order their store before their load with an atomic operation (a full
+ * barrier on x86).
  */
 #define ENTER()								\
 	__sync_fetch_and_add(&inflight, 1);				\
@@ -317,8 +297,7 @@ int stress_mix(void *ctx)
 			break;
 		case 6: {
 			/* Empty a slot. */
-			u32 key = (r >> 3) % NR_SLOTS;
-			struct task_slot *v = bpf_map_lookup_elem(&slots, &key);
+			struct task_slot *v = task_slot_at((r >> 3) % NR_TASK_SLOTS);
 
 			if (v) {
 				t = bpf_kptr_xchg(&v->task, NULL);
@@ -346,9 +325,8 @@ int drain(void *ctx)
 	struct task_struct *t;
 	u32 i;
 
-	bpf_for(i, 0, NR_SLOTS) {
-		u32 key = i;
-		struct task_slot *v = bpf_map_lookup_elem(&slots, &key);
+	bpf_for(i, 0, NR_TASK_SLOTS) {
+		struct task_slot *v = task_slot_at(i);
 
 		if (!v)
 			continue;
@@ -358,19 +336,6 @@ int drain(void *ctx)
 			release(t, i);
 		}
 	}
-	return 0;
-}
-
-/* Moves a reference on read_pid into slot read_slot, with Rust. */
-SEC("syscall")
-int hold_pid(void *ctx)
-{
-	struct task_struct *t;
-
-	t = COUNTED(C_FROM_PID, rust_task_from_pid(read_pid));
-	if (!t)
-		return 1;
-	store(t, read_slot);
 	return 0;
 }
 
@@ -389,64 +354,10 @@ int read_rcu_users(void *ctx)
 	return 0;
 }
 
-/* The same with the kernel's kfuncs only: works without the module. */
+/* Stops the tracing programs; returns how many are still inside. */
 SEC("syscall")
-int read_rcu_users_c(void *ctx)
+int quiesce(void *ctx)
 {
-	struct task_struct *t;
-
-	rcu_users_read = -1;
-	t = bpf_task_from_pid(read_pid);
-	if (!t)
-		return 1;
-	rcu_users_read = t->rcu_users.refs.counter - 1;
-	bpf_task_release(t);
-	return 0;
-}
-
-/* Moves a reference on read_pid into slot read_slot, with the kernel's kfuncs. */
-SEC("syscall")
-int hold_pid_c(void *ctx)
-{
-	struct task_struct *t, *old;
-	u32 key = read_slot;
-	struct task_slot *v = bpf_map_lookup_elem(&slots, &key);
-
-	if (!v)
-		return 2;
-	t = bpf_task_from_pid(read_pid);
-	if (!t)
-		return 1;
-	old = bpf_kptr_xchg(&v->task, t);
-	if (old)
-		bpf_task_release(old);
-	return 0;
-}
-
-/* Lifecycle: one Rust acquire + release per new task while enabled. */
-SEC("tp_btf/task_newtask")
-int BPF_PROG(cycle_newtask, struct task_struct *task, u64 clone_flags)
-{
-	struct task_struct *t;
-
-	ENTER();
-	t = COUNTED(C_ACQUIRE, rust_task_acquire(task));
-	if (t)
-		release(t, 1);
-	LEAVE();
-}
-
-/* Lifecycle: rust_task_from_pid(read_pid), found or not, via TEST_RUN. */
-SEC("syscall")
-int cycle_from_pid(void *ctx)
-{
-	struct task_struct *t;
-	s32 pid;
-
-	t = COUNTED(C_FROM_PID, rust_task_from_pid(read_pid));
-	if (!t)
-		return -1;
-	pid = t->pid;
-	release(t, 1);
-	return pid;
+	enabled = 0;
+	return __sync_fetch_and_add(&inflight, 0);
 }

@@ -2,23 +2,15 @@
 /*
  * Programs the verifier must accept and that must behave: one program per
  * case, named for what it proves. The runner loads only the case's own
- * program, attaches it, triggers it (a fork for tp_btf/fentry, or
+ * program, triggers it as its section says (a fork for tp_btf/fentry,
  * BPF_PROG_TEST_RUN for syscall programs) and reads the verdict back from
- * the globals below. A case whose program never ran fails.
+ * `runs` and `err` (selftest.h). A case whose program never ran fails.
  */
 
 #include "task_kfuncs_common.h"
 #include "task_kfuncs_upstream.h"
 
 char _license[] SEC("license") = "GPL";
-
-/* Set by the runner before the trigger. */
-int target_tgid;	/* the runner: only its forks count */
-int pid_max;		/* /proc/sys/kernel/pid_max */
-
-/* Read by the runner after the trigger. */
-int runs;		/* times the program body ran for the runner */
-int err;		/* first failed check (its line number), 0 if none */
 
 /* Observations the runner checks or prints. */
 int users_before, users_held, users_after;
@@ -38,21 +30,6 @@ enum slot_op {
 	SLOT_EMPTY_GET = 4,	/* empty the slot, then kptr_get the stale pointer */
 };
 
-#define CHECK(cond)						\
-	do {							\
-		if (!(cond) && !err)				\
-			err = __LINE__;				\
-	} while (0)
-
-/* True, and counted as a run, when the fork comes from the runner. */
-static inline bool runner_forked(void)
-{
-	if ((bpf_get_current_pid_tgid() >> 32) != target_tgid)
-		return false;
-	runs++;
-	return true;
-}
-
 static inline void acquire_release(struct task_struct *p)
 {
 	struct task_struct *acquired;
@@ -65,12 +42,9 @@ static inline void acquire_release(struct task_struct *p)
 	rust_task_release(acquired);
 }
 
-/* Look @pid up with rust_task_from_pid(): it must find the task with @pid. */
-static inline void from_pid_finds(s32 pid)
+/* @found, a lookup of @pid, must be the task with @pid; it is released. */
+static __always_inline void finds(struct task_struct *found, s32 pid)
 {
-	struct task_struct *found;
-
-	found = rust_task_from_pid(pid);
 	CHECK(found);
 	if (!found)
 		return;
@@ -80,16 +54,16 @@ static inline void from_pid_finds(s32 pid)
 	rust_task_release(found);
 }
 
-/* rust_task_from_pid(@pid) must return NULL. */
-static inline void from_pid_misses(s32 pid)
+/* @found, a lookup that must fail, must be NULL. */
+static __always_inline void misses(struct task_struct *found)
 {
-	struct task_struct *found;
-
-	found = rust_task_from_pid(pid);
 	CHECK(!found);
 	if (found)
 		rust_task_release(found);
 }
+
+#define from_pid_finds(pid) finds(rust_task_from_pid(pid), pid)
+#define from_pid_misses(pid) misses(rust_task_from_pid(pid))
 
 /*
  * TRACE_EVENT(task_newtask, TP_PROTO(struct task_struct *task,
@@ -97,64 +71,50 @@ static inline void from_pid_misses(s32 pid)
  * @task is the new child (trusted), current is the forking runner.
  */
 
-SEC("tp_btf/task_newtask")
-int BPF_PROG(acquire_release_argument, struct task_struct *task, u64 clone_flags)
-{
-	if (runner_forked())
-		acquire_release(task);
-	return 0;
+/* A case that is one statement on the runner's forks. */
+#define ON_FORK(name, stmt)							\
+SEC("tp_btf/task_newtask")							\
+int BPF_PROG(name, struct task_struct *task, u64 clone_flags)			\
+{										\
+	if (runner_forked())							\
+		stmt;								\
+	return 0;								\
 }
 
-SEC("tp_btf/task_newtask")
-int BPF_PROG(acquire_release_current, struct task_struct *task, u64 clone_flags)
-{
-	if (runner_forked())
-		acquire_release(bpf_get_current_task_btf());
-	return 0;
-}
+ON_FORK(acquire_release_argument, acquire_release(task))
+ON_FORK(acquire_release_current, acquire_release(bpf_get_current_task_btf()))
+ON_FORK(from_pid_argument, from_pid_finds(task->pid))
+ON_FORK(from_pid_current, from_pid_finds(bpf_get_current_task_btf()->pid))
+/* The map's destructor drops the reference when the map goes away. */
+ON_FORK(acquire_leave_in_map, CHECK(!task_slot_store(task)))
 
 /*
  * In 6.12 task->group_leader is an RCU-safe field (BTF_TYPE_SAFE_RCU in
  * kernel/bpf/verifier.c), not a trusted one. Both acquiring kfuncs are
- * KF_RCU, as bpf_task_acquire is: each takes the reference.
+ * KF_RCU, as bpf_task_acquire is: each takes the reference, so a program
+ * written for bpf_task_acquire ports by renaming alone.
  */
-SEC("tp_btf/task_newtask")
-int BPF_PROG(kptr_get_rcu_walked, struct task_struct *task, u64 clone_flags)
-{
-	struct task_struct *leader;
-
-	if (!runner_forked())
-		return 0;
-
-	leader = rust_task_kptr_get(task->group_leader);
-	CHECK(leader);
-	if (!leader)
-		return 0;
-	found_pid = leader->pid;
-	/* A forked child leads its own thread group. */
-	CHECK(leader->pid == task->pid);
-	rust_task_release(leader);
-	return 0;
+#define RCU_WALKED(name, kfunc)							\
+SEC("tp_btf/task_newtask")							\
+int BPF_PROG(name, struct task_struct *task, u64 clone_flags)			\
+{										\
+	struct task_struct *leader;						\
+										\
+	if (!runner_forked())							\
+		return 0;							\
+	leader = kfunc(task->group_leader);					\
+	CHECK(leader);								\
+	if (!leader)								\
+		return 0;							\
+	found_pid = leader->pid;						\
+	/* A forked child leads its own thread group. */			\
+	CHECK(leader->pid == task->pid);					\
+	rust_task_release(leader);						\
+	return 0;								\
 }
 
-/* A program written for bpf_task_acquire ports by renaming alone. */
-SEC("tp_btf/task_newtask")
-int BPF_PROG(acquire_rcu_walked, struct task_struct *task, u64 clone_flags)
-{
-	struct task_struct *leader;
-
-	if (!runner_forked())
-		return 0;
-
-	leader = rust_task_acquire(task->group_leader);
-	CHECK(leader);
-	if (!leader)
-		return 0;
-	found_pid = leader->pid;
-	CHECK(leader->pid == task->pid);
-	rust_task_release(leader);
-	return 0;
-}
+RCU_WALKED(kptr_get_rcu_walked, rust_task_kptr_get)
+RCU_WALKED(acquire_rcu_walked, rust_task_acquire)
 
 /* An RCU kptr loaded inside bpf_rcu_read_lock(): acquire takes it too. */
 SEC("tp_btf/task_newtask")
@@ -183,15 +143,6 @@ int BPF_PROG(acquire_rcu_kptr, struct task_struct *task, u64 clone_flags)
 		}
 	}
 	bpf_rcu_read_unlock();
-	return 0;
-}
-
-SEC("tp_btf/task_newtask")
-int BPF_PROG(acquire_leave_in_map, struct task_struct *task, u64 clone_flags)
-{
-	/* The map's destructor drops the reference when the map goes away. */
-	if (runner_forked())
-		CHECK(!task_slot_store(task));
 	return 0;
 }
 
@@ -259,22 +210,6 @@ out:
 }
 
 SEC("tp_btf/task_newtask")
-int BPF_PROG(from_pid_argument, struct task_struct *task, u64 clone_flags)
-{
-	if (runner_forked())
-		from_pid_finds(task->pid);
-	return 0;
-}
-
-SEC("tp_btf/task_newtask")
-int BPF_PROG(from_pid_current, struct task_struct *task, u64 clone_flags)
-{
-	if (runner_forked())
-		from_pid_finds(bpf_get_current_task_btf()->pid);
-	return 0;
-}
-
-SEC("tp_btf/task_newtask")
 int BPF_PROG(from_pid_invalid, struct task_struct *task, u64 clone_flags)
 {
 	if (!runner_forked())
@@ -294,137 +229,48 @@ SEC("tp_btf/task_newtask")
 __c_skip_no_vpid("6.12 has no C kfunc looking up a pid in the caller's namespace")
 int BPF_PROG(from_vpid_current, struct task_struct *task, u64 clone_flags)
 {
-	struct task_struct *current = bpf_get_current_task_btf(), *found;
+	struct task_struct *current = bpf_get_current_task_btf();
 
 	if (!runner_forked())
 		return 0;
 
 	/* The runner lives in init_pid_ns: its vpid is its pid. */
-	found = rust_task_from_vpid(current->pid);
-	CHECK(found);
-	if (!found)
-		return 0;
-	found_pid = found->pid;
-	CHECK(found->pid == current->pid);
-	rust_task_release(found);
-
-	found = rust_task_from_vpid(-1);
-	CHECK(!found);
-	if (found)
-		rust_task_release(found);
-	found = rust_task_from_vpid(0);
-	CHECK(!found);
-	if (found)
-		rust_task_release(found);
+	finds(rust_task_from_vpid(current->pid), current->pid);
+	misses(rust_task_from_vpid(-1));
+	misses(rust_task_from_vpid(0));
 	return 0;
 }
 
-/* A reference from one side of the contract is dropped by the other. */
-
-SEC("tp_btf/task_newtask")
-int BPF_PROG(interop_acquire_rust_release_kernel, struct task_struct *task, u64 clone_flags)
-{
-	struct task_struct *acquired;
-
-	if (!runner_forked())
-		return 0;
-
-	users_before = task_rcu_users(task);
-	acquired = rust_task_acquire(task);
-	CHECK(acquired);
-	if (!acquired)
-		return 0;
-	users_held = task_rcu_users(acquired);
-	bpf_task_release(acquired);
-	users_after = task_rcu_users(task);
-	CHECK(users_held == users_before + 1);
-	CHECK(users_after == users_before);
-	return 0;
+/*
+ * A reference taken on @subject by one side of the contract is dropped by
+ * the other (or by the same side): rcu_users goes up by one and back.
+ */
+#define BALANCED(name, subject, get, put)					\
+SEC("tp_btf/task_newtask")							\
+int BPF_PROG(name, struct task_struct *task, u64 clone_flags)			\
+{										\
+	struct task_struct *p = (subject), *got;				\
+										\
+	if (!runner_forked())							\
+		return 0;							\
+	users_before = task_rcu_users(p);					\
+	got = get;								\
+	CHECK(got);								\
+	if (!got)								\
+		return 0;							\
+	users_held = task_rcu_users(p);						\
+	put(got);								\
+	users_after = task_rcu_users(p);					\
+	CHECK(users_held == users_before + 1);					\
+	CHECK(users_after == users_before);					\
+	return 0;								\
 }
 
-SEC("tp_btf/task_newtask")
-int BPF_PROG(interop_acquire_kernel_release_rust, struct task_struct *task, u64 clone_flags)
-{
-	struct task_struct *acquired;
-
-	if (!runner_forked())
-		return 0;
-
-	users_before = task_rcu_users(task);
-	acquired = bpf_task_acquire(task);
-	CHECK(acquired);
-	if (!acquired)
-		return 0;
-	users_held = task_rcu_users(acquired);
-	rust_task_release(acquired);
-	users_after = task_rcu_users(task);
-	CHECK(users_held == users_before + 1);
-	CHECK(users_after == users_before);
-	return 0;
-}
-
-SEC("tp_btf/task_newtask")
-int BPF_PROG(interop_from_pid_kernel_release_rust, struct task_struct *task, u64 clone_flags)
-{
-	struct task_struct *found;
-
-	if (!runner_forked())
-		return 0;
-
-	users_before = task_rcu_users(task);
-	found = bpf_task_from_pid(task->pid);
-	CHECK(found);
-	if (!found)
-		return 0;
-	users_held = task_rcu_users(found);
-	rust_task_release(found);
-	users_after = task_rcu_users(task);
-	CHECK(users_held == users_before + 1);
-	CHECK(users_after == users_before);
-	return 0;
-}
-
-SEC("tp_btf/task_newtask")
-int BPF_PROG(interop_from_pid_rust_release_kernel, struct task_struct *task, u64 clone_flags)
-{
-	struct task_struct *found;
-
-	if (!runner_forked())
-		return 0;
-
-	users_before = task_rcu_users(task);
-	found = rust_task_from_pid(task->pid);
-	CHECK(found);
-	if (!found)
-		return 0;
-	users_held = task_rcu_users(found);
-	bpf_task_release(found);
-	users_after = task_rcu_users(task);
-	CHECK(users_held == users_before + 1);
-	CHECK(users_after == users_before);
-	return 0;
-}
-
-SEC("tp_btf/task_newtask")
-int BPF_PROG(rcu_users_balanced, struct task_struct *task, u64 clone_flags)
-{
-	struct task_struct *current = bpf_get_current_task_btf(), *acquired;
-
-	if (!runner_forked())
-		return 0;
-
-	users_before = task_rcu_users(current);
-	acquired = rust_task_acquire(current);
-	CHECK(acquired);
-	if (!acquired)
-		return 0;
-	users_held = task_rcu_users(current);
-	rust_task_release(acquired);
-	users_after = task_rcu_users(current);
-	CHECK(users_held == users_before + 1);
-	CHECK(users_after == users_before);
-	return 0;
-}
+BALANCED(interop_acquire_rust_release_kernel, task, rust_task_acquire(task), bpf_task_release)
+BALANCED(interop_acquire_kernel_release_rust, task, bpf_task_acquire(task), rust_task_release)
+BALANCED(interop_from_pid_kernel_release_rust, task, bpf_task_from_pid(task->pid), rust_task_release)
+BALANCED(interop_from_pid_rust_release_kernel, task, rust_task_from_pid(task->pid), bpf_task_release)
+BALANCED(rcu_users_balanced, bpf_get_current_task_btf(), rust_task_acquire(p), rust_task_release)
 
 /*
  * fentry arguments are not trusted (only tp_btf, iter, LSM and struct_ops
@@ -555,84 +401,6 @@ unlock:
 	default:
 		CHECK(false);
 	}
-	return 0;
-}
-
-/*
- * Issue 3 acceptance: one program that calls every kfunc on a fork and
- * reports through a map which ones behaved (one bit per kfunc).
- */
-enum {
-	ACCEPT_ACQUIRE = 1 << 0,
-	ACCEPT_RELEASE = 1 << 1,
-	ACCEPT_KPTR_GET = 1 << 2,
-	ACCEPT_FROM_PID = 1 << 3,
-	ACCEPT_FROM_VPID = 1 << 4,
-};
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__type(key, int);
-	__type(value, u32);
-	__uint(max_entries, 1);
-} acceptance SEC(".maps");
-
-SEC("tp_btf/task_newtask")
-__c_skip_no_vpid("calls rust_task_from_vpid, which has no C twin in 6.12")
-int BPF_PROG(acceptance_all_kfuncs, struct task_struct *task, u64 clone_flags)
-{
-	struct task_struct *current = bpf_get_current_task_btf(), *t, *stored;
-	struct task_slot *slot;
-	u32 *mask;
-	int zero = 0, before;
-
-	if (!runner_forked())
-		return 0;
-	mask = bpf_map_lookup_elem(&acceptance, &zero);
-	if (!mask)
-		return 0;
-
-	before = task_rcu_users(task);
-	t = rust_task_acquire(task);
-	if (!t)
-		return 0;
-	if (task_rcu_users(task) == before + 1)
-		*mask |= ACCEPT_ACQUIRE;
-	rust_task_release(t);
-	t = rust_task_acquire(current);
-	if (!t)
-		return 0;
-	rust_task_release(t);
-	if (task_rcu_users(task) == before)
-		*mask |= ACCEPT_RELEASE;
-
-	t = rust_task_from_pid(current->pid);
-	if (t) {
-		if (t->pid == current->pid)
-			*mask |= ACCEPT_FROM_PID;
-		rust_task_release(t);
-	}
-	t = rust_task_from_vpid(current->pid);
-	if (t) {
-		if (t->pid == current->pid)
-			*mask |= ACCEPT_FROM_VPID;
-		rust_task_release(t);
-	}
-
-	slot = task_slot();
-	if (!slot || task_slot_store(task))
-		return 0;
-	bpf_rcu_read_lock();
-	stored = slot->task;
-	if (stored) {
-		t = rust_task_kptr_get(stored);
-		if (t) {
-			if (t->pid == task->pid)
-				*mask |= ACCEPT_KPTR_GET;
-			rust_task_release(t);
-		}
-	}
-	bpf_rcu_read_unlock();
 	return 0;
 }
 

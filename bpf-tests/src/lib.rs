@@ -5,41 +5,39 @@
 //!
 //! A [`Case`] is a name and a closure returning an [`Outcome`]; a [`Suite`]
 //! is a named list of cases. [`runner::run`] runs the suites in order and
-//! prints KTAP ([`harness::ktap`]), one subtest per suite:
+//! prints KTAP ([`harness::ktap`]), one subtest per suite.
 //!
-//! - `guest`: what the others take for granted ([`sanity`]);
-//! - `rust`: programs the verifier must accept and that must behave
-//!   ([`kfuncs_rust::success`]), programs it must reject with an exact
-//!   message ([`kfuncs_rust::failure`]), module load/unload while programs
-//!   use the kfuncs ([`lifecycle`]);
-//! - `c_kfuncs`: the success and rejection suites built against the
-//!   kernel's own C kfuncs ([`kfuncs_c`]);
-//! - `kfunc_sample`: the sample module of the rust-kfuncs toolkit
-//!   (samples/kfunc_sample), with `--sample-module PATH` ([`kfunc_sample`]);
-//! - `faults`: module load/unload under faults and races ([`faults`]);
-//! - `stress`: the kfuncs from every CPU at once ([`stress`]);
-//! - `kernel`: what the cases left behind, judged once after all of them
-//!   (module removal, the kernel log, kmemleak: [`kernel_log`]).
+//! [`plumbing`] is what every suite uses: BPF objects, programs and their
+//! verdicts ([`bpf`]), child processes ([`process`]), module loading
+//! ([`module`]), the kernel log and kmemleak ([`kernel_log`]). [`suites`]
+//! holds the cases.
 
-pub mod bpf;
-pub mod faults;
-pub mod kernel_log;
-pub mod kfunc_sample;
-pub mod kfuncs_c;
-pub mod kfuncs_rust;
-pub mod lifecycle;
-pub mod module;
-pub mod privilege;
-pub mod process;
-pub mod prog_types;
 pub mod runner;
-pub mod sanity;
-pub mod sched_ext;
-pub mod stress;
+
+pub mod plumbing {
+    pub mod bpf;
+    pub mod kernel_log;
+    pub mod module;
+    pub mod process;
+}
+
+pub mod suites {
+    pub mod exiting;
+    pub mod kfuncs;
+    pub mod lifecycle;
+    pub mod nmi;
+    pub mod privilege;
+    pub mod prog_types;
+    pub mod sample;
+    pub mod sanity;
+    pub mod sched_ext;
+    pub mod stress;
+}
 
 use std::path::PathBuf;
 
 pub use harness::Outcome;
+pub use plumbing::{bpf, kernel_log, module, process};
 
 /// Context handed to every case.
 pub struct Ctx {

@@ -8,18 +8,21 @@
 //! The `guest` sanity suite and the `kernel` judges run whenever any case
 //! is selected: they say whether the other verdicts can be trusted.
 
+use std::cell::RefCell;
 use std::io;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::rc::Rc;
 
 use anyhow::{bail, Result};
 use clap::Parser;
 use harness::ktap::Writer;
 use libtest_mimic::{Arguments, Trial};
 
-use crate::{bpf, kernel_log, kfuncs_c, kfuncs_rust, lifecycle, module, sanity};
-use crate::{faults, kfunc_sample, privilege, prog_types, sched_ext, stress};
-use crate::{Case, Ctx, Outcome, Suite};
+use crate::module::{self, TASK_KFUNCS};
+use crate::suites::{kfuncs, lifecycle, privilege, prog_types, sample, sanity};
+use crate::suites::{sched_ext, stress};
+use crate::{bpf, kernel_log, Case, Ctx, Outcome, Suite};
 
 /// Runs the task_kfuncs BPF selftests in the test kernel and prints KTAP.
 #[derive(Parser, Debug)]
@@ -44,54 +47,60 @@ pub struct Cli {
     pub test: Arguments,
 }
 
-/// The suite of judges and its cases' names.
-const JUDGES: &str = "kernel";
-const RMMOD_AT_EXIT: &str = "rmmod_at_exit";
-const LOG_CLEAN: &str = "log_clean";
-const KMEMLEAK_CLEAN: &str = "kmemleak_clean";
+/// What the `kernel` judges need of the run: the kernel log from its
+/// start, and whether the run loaded the module. Filled in by [`run`].
+type RunState = Rc<RefCell<(Option<kernel_log::Mark>, bool)>>;
 
-/// Every suite, in run order, before selection (the judges come last and
-/// are run by [`run`] itself).
-fn suites(cli: &Cli) -> Result<Vec<Suite>> {
-    let mut rust = kfuncs_rust::success::cases()?;
-    rust.extend(kfuncs_rust::failure::cases()?);
-    rust.extend(kfuncs_rust::exiting::cases()?);
+/// Every suite, in run order, before selection. The `kernel` judges come
+/// last: the module first, so that whatever rmmod triggers is judged by the
+/// log check, and kmemleak's wait comes once.
+fn suites(cli: &Cli, state: &RunState) -> Result<Vec<Suite>> {
+    let mut rust = kfuncs::RUST.cases()?;
     rust.extend(prog_types::cases()?);
     rust.extend(privilege::cases());
     rust.extend(sched_ext::cases());
-    rust.extend(lifecycle::cases());
-    let mut c = kfuncs_c::success::cases()?;
-    c.extend(kfuncs_c::failure::cases()?);
-    c.extend(kfuncs_c::exiting::cases()?);
     let sample = match cli.sample_module.clone() {
-        Some(path) => kfunc_sample::cases(path)?,
+        Some(path) => sample::cases(path)?,
         None => Vec::new(),
     };
     let mut judges = Vec::new();
     if cli.module.is_some() {
-        judges.push(RMMOD_AT_EXIT);
+        let state = Rc::clone(state);
+        judges.push(Case::new("rmmod_at_exit", move |_| {
+            if !state.borrow().1 {
+                Outcome::Skip("the module was loaded before the run: left loaded".into())
+            } else if !TASK_KFUNCS.is_loaded() {
+                Outcome::fail("the module the run loaded is gone")
+            } else {
+                TASK_KFUNCS
+                    .rmmod_waiting()
+                    .map_or_else(bpf::failed, |()| Outcome::Pass)
+            }
+        }));
     }
-    judges.extend([LOG_CLEAN, KMEMLEAK_CLEAN]);
+    let state = Rc::clone(state);
+    judges.push(Case::new("log_clean", move |_| {
+        state.borrow_mut().0.take().map_or_else(
+            || Outcome::fail("the run has no kernel log mark"),
+            |m| m.check(),
+        )
+    }));
+    judges.push(Case::new("kmemleak_clean", |_| {
+        kernel_log::kmemleak_check()
+    }));
     Ok(vec![
         Suite {
             always: true,
             ..Suite::new("guest", sanity::cases())
         },
-        Suite::new(kfuncs_rust::SUITE, rust),
-        Suite::new(kfuncs_c::SUITE, c),
+        Suite::new(kfuncs::RUST.suite, rust),
+        Suite::new(kfuncs::C.suite, kfuncs::C.cases()?),
         Suite::new("kfunc_sample", sample),
-        Suite::new("faults", faults::cases()),
+        Suite::new("lifecycle", lifecycle::cases()),
         Suite::new("stress", stress::cases()),
         Suite {
             always: true,
-            // Placeholders: the judges need the run's state, see `judge`.
-            ..Suite::new(
-                JUDGES,
-                judges
-                    .into_iter()
-                    .map(|name| Case::new(name, |_| Outcome::fail("not run")))
-                    .collect(),
-            )
+            ..Suite::new("kernel", judges)
         },
     ])
 }
@@ -114,12 +123,9 @@ fn select(args: &Arguments, suites: Vec<Suite>) -> (Vec<Suite>, usize) {
             suite
         })
         .collect();
+    // Only the judges and sanity checks left: nothing to run them for.
     if selected.iter().all(|s| s.always || s.cases.is_empty()) {
-        filtered_out += selected
-            .iter()
-            .filter(|s| s.always)
-            .map(|s| s.cases.len())
-            .sum::<usize>();
+        filtered_out += selected.iter().map(|s| s.cases.len()).sum::<usize>();
         selected.clear();
     }
     selected.retain(|s| !s.cases.is_empty());
@@ -128,7 +134,8 @@ fn select(args: &Arguments, suites: Vec<Suite>) -> (Vec<Suite>, usize) {
 
 /// Runs the selected suites; returns whether nothing failed.
 pub fn run(cli: Cli) -> Result<bool> {
-    let (suites, filtered_out) = select(&cli.test, suites(&cli)?);
+    let state = RunState::default();
+    let (suites, filtered_out) = select(&cli.test, suites(&cli, &state)?);
     if cli.test.list {
         for suite in &suites {
             for case in &suite.cases {
@@ -140,9 +147,10 @@ pub fn run(cli: Cli) -> Result<bool> {
 
     bpf::capture_libbpf_output();
     let kmsg = kernel_log::Mark::now()?;
-    let loaded = module::Loaded::ensure(cli.module.as_deref())?;
-    let wants_module = suites.iter().any(|s| s.name == kfuncs_rust::SUITE);
-    if wants_module && !module::is_loaded() {
+    let loaded = module::load_for_run(TASK_KFUNCS, cli.module.as_deref())?;
+    *state.borrow_mut() = (Some(kmsg), loaded);
+    let wants_module = suites.iter().any(|s| s.name == kfuncs::RUST.suite);
+    if wants_module && !TASK_KFUNCS.is_loaded() {
         bail!(
             "the task_kfuncs module is not loaded: insmod it first or pass \
              --module /path/to/task_kfuncs.ko"
@@ -158,47 +166,17 @@ pub fn run(cli: Cli) -> Result<bool> {
     if filtered_out > 0 {
         out.diag(&format!("{filtered_out} cases filtered out"))?;
     }
-    let mut kmsg = Some(kmsg);
-    let mut loaded = Some(loaded);
     for suite in suites {
         out.begin_subtest(suite.name, suite.cases.len())?;
         for case in suite.cases {
             let _ = bpf::take_log();
-            let outcome = if suite.name == JUDGES {
-                judge(&case.name, &mut kmsg, &mut loaded)
-            } else {
-                (case.run)(&ctx)
-            };
+            let outcome = (case.run)(&ctx);
             out.result(&case.name, &outcome)?;
         }
         out.end_subtest(suite.name)?;
     }
     let totals = out.finish()?;
     Ok(totals.fail == 0)
-}
-
-/// The judges, in list order: the module goes first so that whatever rmmod
-/// triggers is judged by the log check, and kmemleak's wait comes once.
-fn judge(
-    name: &str,
-    kmsg: &mut Option<kernel_log::Mark>,
-    loaded: &mut Option<module::Loaded>,
-) -> Outcome {
-    match name {
-        RMMOD_AT_EXIT => match loaded.take() {
-            Some(l) if l.by_us() => match l.unload() {
-                Ok(()) => Outcome::Pass,
-                Err(e) => Outcome::fail(format!("{e:#}")),
-            },
-            _ => Outcome::Skip("the module was loaded before the run: left loaded".into()),
-        },
-        LOG_CLEAN => match kmsg.take() {
-            Some(mark) => mark.check(),
-            None => Outcome::fail("the kernel log was already judged"),
-        },
-        KMEMLEAK_CLEAN => kernel_log::kmemleak_check(),
-        other => Outcome::fail(format!("no judge named {other}")),
-    }
 }
 
 /// `task-kfuncs-selftests`' main.

@@ -79,20 +79,49 @@ pub const ALLOW: &[&str] = &[
 /// fails a call on purpose and the fault attribute's `verbose` is at least 1.
 pub const INJECTED_FAILURE: &str = "FAULT_INJECTION: forcing a failure";
 
-/// Headers of the `warn_alloc()` reports an injected failure leads to:
-/// mm/vmalloc.c's "<comm>: vmalloc error: size 474904, vm_struct allocation
-/// failed, mode:...", when failslab fails the `vm_struct` allocation of a
-/// module image; a stack dump (`Call Trace:`) follows. mm/page_alloc.c's
-/// "page allocation failure:" is not here: fail_page_alloc fails a request
-/// before the slow path that would report it, so in 6.12 that report never
-/// follows an injected failure.
-pub const ALLOCATION_FAILURE: &[&str] = &["vmalloc error:"];
+/// The line drivers/tty/sysrq.c prints for sysrq 'l', which makes every CPU
+/// dump its stack, the others from an NMI (lib/nmi_backtrace.c).
+pub const SYSRQ_BACKTRACE: &str = "sysrq: Show backtrace of all active CPUs";
 
-/// How many lines may separate an [`INJECTED_FAILURE`] line from its
-/// [`ALLOCATION_FAILURE`] header (on the console, fail_dump()'s own "name
-/// failslab, interval ..." line), and that header from its `Call Trace:`
-/// (dump_stack()'s "CPU: ..." and "Hardware name: ..." lines).
-const REPORT_GAP: usize = 3;
+/// A stack dump that a case asks for on purpose, so not a bug: after a
+/// `request` line, each `header` line within `header_window` lines of it
+/// allows one `Call Trace:` within `trace_gap` lines of that header.
+pub struct RequestedDump {
+    pub request: &'static str,
+    pub header: &'static str,
+    pub header_window: usize,
+    pub trace_gap: usize,
+}
+
+/// The stack dumps cases ask for.
+pub const REQUESTED_DUMPS: &[RequestedDump] = &[
+    // An injected allocation failure (the fault cases turn `verbose` on so
+    // that every one says so), reported by mm/vmalloc.c's `warn_alloc()`:
+    // "<comm>: vmalloc error: size 474904, vm_struct allocation failed,
+    // mode:...", when failslab fails the `vm_struct` allocation of a module
+    // image. Between the lines: fail_dump()'s own "name failslab, interval
+    // ..." line; dump_stack()'s "CPU: ..." and "Hardware name: ...".
+    // mm/page_alloc.c's "page allocation failure:" is not here:
+    // fail_page_alloc fails a request before the slow path that would
+    // report it, so in 6.12 that report never follows an injected failure.
+    RequestedDump {
+        request: INJECTED_FAILURE,
+        header: "vmalloc error:",
+        header_window: 3,
+        trace_gap: 3,
+    },
+    // sysrq 'l', by which the NMI cases send an NMI to the other CPUs:
+    // "NMI backtrace for cpu N" per CPU ("... skipped: idling at ..." for an
+    // idle one, without a trace), then show_regs()'s registers and code
+    // bytes, or dump_stack()'s two lines on the CPU that wrote the trigger,
+    // then the trace.
+    RequestedDump {
+        request: SYSRQ_BACKTRACE,
+        header: "NMI backtrace for cpu",
+        header_window: 200,
+        trace_gap: 20,
+    },
+];
 
 /// One bad kernel log line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -121,42 +150,41 @@ pub fn classify(line: &str) -> Option<Finding> {
 
 /// Every bad line of a log.
 ///
-/// A failing allocation the kernel reports with `warn_alloc()` dumps the
-/// stack; that `Call Trace:` is not a bug when fault injection caused the
-/// failure: an [`INJECTED_FAILURE`] line, then, at most [`REPORT_GAP`]
-/// lines later, an [`ALLOCATION_FAILURE`] header, then, at most
-/// [`REPORT_GAP`] lines later, the trace. The fault-injection cases turn
-/// `verbose` on so that every injected failure says so. Any other stack
-/// dump, and every line [`DENY`] names besides `Call Trace:`, stays a
-/// finding.
+/// A `Call Trace:` that one of the [`REQUESTED_DUMPS`] announced is not a
+/// finding; any other stack dump, and every line [`DENY`] names besides
+/// `Call Trace:`, is.
 pub fn findings(log: &str) -> Vec<Finding> {
-    // Lines since the last injection line, and since an allocation-failure
-    // header that followed one; None once too far away.
-    let mut since_injection: Option<usize> = None;
-    let mut since_injected_report: Option<usize> = None;
+    // Per requested dump: lines since its request, and since a header that
+    // followed one; None once too far away.
+    let mut since_request = vec![None::<usize>; REQUESTED_DUMPS.len()];
+    let mut since_header = vec![None::<usize>; REQUESTED_DUMPS.len()];
     let mut found = Vec::new();
     for line in log.lines() {
-        if line.contains(INJECTED_FAILURE) {
-            since_injection = Some(0);
+        let mut announcing = false;
+        for (i, dump) in REQUESTED_DUMPS.iter().enumerate() {
+            if line.contains(dump.request) {
+                since_request[i] = Some(0);
+                announcing = true;
+            } else if line.contains(dump.header) && since_request[i].is_some() {
+                since_header[i] = Some(0);
+                announcing = true;
+            }
+        }
+        if announcing {
             continue;
         }
-        if ALLOCATION_FAILURE
-            .iter()
-            .any(|header| line.contains(header))
-        {
-            since_injected_report = since_injection.map(|_| 0);
-            since_injection = None;
-            continue;
+        let allowed_by = since_header.iter().position(Option::is_some);
+        let step = |n: Option<usize>, max: usize| n.map(|n| n + 1).filter(|&n| n <= max);
+        for (i, dump) in REQUESTED_DUMPS.iter().enumerate() {
+            since_request[i] = step(since_request[i], dump.header_window);
+            since_header[i] = step(since_header[i], dump.trace_gap);
         }
-        let trace_allowed = since_injected_report.is_some();
-        let step = |n: Option<usize>| n.map(|n| n + 1).filter(|&n| n <= REPORT_GAP);
-        since_injection = step(since_injection);
-        since_injected_report = step(since_injected_report);
         let Some(finding) = classify(line) else {
             continue;
         };
-        if finding.marker == "Call Trace:" && trace_allowed {
-            since_injected_report = None;
+        if let (true, Some(i)) = (finding.marker == "Call Trace:", allowed_by) {
+            // One header, one trace.
+            since_header[i] = None;
             continue;
         }
         found.push(finding);
@@ -350,6 +378,48 @@ mod tests {
         let then_warn =
             format!("{injected}[9.2] WARNING: CPU: 0 PID: 76 at x.c:1 f\n[9.2] Call Trace:\n");
         let found: Vec<_> = findings(&then_warn).into_iter().map(|f| f.marker).collect();
+        assert_eq!(found, vec!["WARNING:", "Call Trace:"]);
+    }
+
+    #[test]
+    fn sysrq_backtraces_may_dump_the_stack() {
+        let regs = (0..12)
+            .map(|i| format!("[7.1] R{i:02}: 0000000000000000\n"))
+            .collect::<String>();
+        let sysrq = format!(
+            "[7.0] sysrq: Show backtrace of all active CPUs\n\
+             [7.0] NMI backtrace for cpu 0\n\
+             [7.0] CPU: 0 UID: 0 PID: 90 Comm: task-kfuncs-se Not tainted 6.12.117 #1\n\
+             [7.0] Hardware name: QEMU Standard PC (i440FX + PIIX, 1996)\n\
+             [7.0] Call Trace:\n\
+             [7.0]  <TASK>\n\
+             [7.0]  dump_stack_lvl+0x5d/0x80\n\
+             [7.0]  </TASK>\n\
+             [7.0] Sending NMI from CPU 0 to CPUs 1:\n\
+             [7.1] NMI backtrace for cpu 1\n\
+             [7.1] RIP: 0010:default_idle+0xf/0x20\n\
+             {regs}\
+             [7.1] Call Trace:\n\
+             [7.1]  <NMI>\n"
+        );
+        assert_eq!(findings(&sysrq), vec![]);
+
+        // Without the request the same dumps are findings.
+        let unrequested: Vec<&str> = sysrq.lines().skip(1).collect();
+        let found: Vec<_> = findings(&unrequested.join("\n"))
+            .into_iter()
+            .map(|f| f.marker)
+            .collect();
+        assert_eq!(found, vec!["Call Trace:", "Call Trace:"]);
+
+        // An idle CPU's header brings no trace, and covers none that follows
+        // later; nor does a request cover a trace without its header.
+        let idle = format!(
+            "[7.0] sysrq: Show backtrace of all active CPUs\n\
+             [7.1] NMI backtrace for cpu 1 skipped: idling at default_idle+0xf/0x20\n\
+             {regs}{regs}[7.2] WARNING: CPU: 1 PID: 5 at x.c:1 f\n[7.2] Call Trace:\n"
+        );
+        let found: Vec<_> = findings(&idle).into_iter().map(|f| f.marker).collect();
         assert_eq!(found, vec!["WARNING:", "Call Trace:"]);
     }
 }

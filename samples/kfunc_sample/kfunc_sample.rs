@@ -3,41 +3,37 @@
 //! A sample of Rust kfuncs built with the rust-kfuncs toolkit.
 //!
 //! One kfunc per argument shape that kfuncs in the kernel use: scalars of every width, memory with
-//! a `__sz`/`__szk` size and an optional (`__opt`) pointer, a pointer to a scalar, a constant
-//! string (`__str`), an enum, struct pointers with `KF_TRUSTED_ARGS` (nullable) and `KF_RCU`, and a
-//! sleepable kfunc. The set is registered for tracing and syscall programs behind a filter that
-//! keeps out the program types sharing the tracing hook. `bpf-tests/progs/kfunc_sample.bpf.c`
-//! calls every one of them in the guest.
+//! a `__sz`/`__szk` size and an optional (`__opt`, 7.x: `__nullable`) pointer, a pointer to a
+//! scalar, a constant string (`__str`), an enum, trusted (nullable) and RCU struct pointers, and a
+//! sleepable kfunc. And a refcounted object type of the module's own, [`kfunc_sample_obj`], with
+//! kfuncs that create, acquire and release it (pointer returns, `KF_ACQUIRE` / `KF_RELEASE`) and a
+//! map destructor, so that BPF programs can keep one in a map as a `__kptr`. The set is registered
+//! for tracing and syscall programs behind a filter that keeps out the program types sharing the
+//! tracing hook. `bpf-tests/progs/kfunc_sample.bpf.c` calls every kfunc in the guest.
 //!
 //! The module uses the toolkit exactly as an outside module would: the macro file is mounted
 //! below, and `Kbuild` has one `include` line.
 //!
 //! C header: [include/linux/btf.h](srctree/include/linux/btf.h)
 
+use core::cell::UnsafeCell;
 use core::ffi::{c_char, c_int, c_void, CStr};
+use core::ptr;
+use core::sync::atomic::{AtomicBool, Ordering};
 use kernel::bindings;
 use kernel::prelude::*;
+use kernel::types::Opaque;
 
 #[path = "../../rust-kfuncs/kfunc_btf.rs"]
 mod kfunc_btf;
 
 use kfunc_btf::*;
 
-// 6.12's module! takes one `author`, 7.3's a list of `authors` (Kbuild sets kernel_<line>).
-#[cfg(kernel_6_12)]
+// No `author`: it is optional, and 6.12 (`author: ".."`) and 7.x (`authors: [..]`) spell it
+// differently; without it the sample builds unchanged, with only its Kbuild's two lines, on both.
 module! {
     type: KfuncSample,
     name: "kfunc_sample",
-    author: "task_kfuncs developers",
-    description: "Sample Rust kfuncs built with the rust-kfuncs toolkit",
-    license: "GPL",
-}
-
-#[cfg(not(kernel_6_12))]
-module! {
-    type: KfuncSample,
-    name: "kfunc_sample",
-    authors: ["task_kfuncs developers"],
     description: "Sample Rust kfuncs built with the rust-kfuncs toolkit",
     license: "GPL",
 }
@@ -56,6 +52,17 @@ btf_kfunc_set! {
         kfunc_sample_task_pid: KF_TRUSTED,
         kfunc_sample_task_tgid: KF_RCU,
         kfunc_sample_sleep: KF_SLEEPABLE,
+        kfunc_sample_obj_new: KF_ACQUIRE | KF_RET_NULL,
+        kfunc_sample_obj_acquire: KF_ACQUIRE | KF_TRUSTED,
+        kfunc_sample_obj_release: KF_RELEASE,
+        kfunc_sample_obj_live: 0,
+    };
+}
+
+btf_dtor_list! {
+    /// What a map calls on a [`kfunc_sample_obj`] it still holds when the value goes away.
+    pub(crate) static KFUNC_SAMPLE_DTORS = {
+        kfunc_sample_obj: kfunc_sample_obj_release,
     };
 }
 
@@ -86,21 +93,53 @@ pub(crate) extern "C" fn kfunc_sample_not(b: KfuncBool) -> bool {
     !b.get()
 }
 
-/// Sums the bytes of `mem`, or returns 0 when `mem` is NULL (`__opt`).
+/// Sums the bytes of `mem`, or returns 0 when `mem` is NULL.
+///
+/// The NULL-able memory argument's suffix is the line's: `__opt` on 6.12, `__nullable` from 7.x
+/// on (which dropped `__opt`), so the parameter's name depends on the line.
 ///
 /// # Safety
 ///
 /// Called by BPF programs only: the verifier checks that `mem` is NULL or readable for
 /// `mem__sz` bytes.
+#[cfg(kernel_6_12)]
 #[no_mangle]
 #[allow(non_snake_case)]
 pub(crate) unsafe extern "C" fn kfunc_sample_mem_sum(mem__opt: *const c_void, mem__sz: u32) -> u64 {
-    if mem__opt.is_null() {
+    // SAFETY: as for this function.
+    unsafe { mem_sum(mem__opt, mem__sz) }
+}
+
+/// See the 6.12 version.
+///
+/// # Safety
+///
+/// Called by BPF programs only: the verifier checks that `mem` is NULL or readable for
+/// `mem__sz` bytes.
+#[cfg(not(kernel_6_12))]
+#[no_mangle]
+#[allow(non_snake_case)]
+pub(crate) unsafe extern "C" fn kfunc_sample_mem_sum(
+    mem__nullable: *const c_void,
+    mem__sz: u32,
+) -> u64 {
+    // SAFETY: as for this function.
+    unsafe { mem_sum(mem__nullable, mem__sz) }
+}
+
+/// The sum of `len` bytes at `mem`, 0 for NULL.
+///
+/// # Safety
+///
+/// `mem` is NULL or readable for `len` bytes.
+#[inline(always)]
+unsafe fn mem_sum(mem: *const c_void, len: u32) -> u64 {
+    if mem.is_null() {
         return 0;
     }
-    // SAFETY: `mem__opt` is readable for `mem__sz` bytes (verifier, `__sz`), and BPF memory has
-    // no alignment requirement for bytes.
-    let bytes = unsafe { core::slice::from_raw_parts(mem__opt.cast::<u8>(), mem__sz as usize) };
+    // SAFETY: `mem` is readable for `len` bytes (the caller's contract), and BPF memory has no
+    // alignment requirement for bytes.
+    let bytes = unsafe { core::slice::from_raw_parts(mem.cast::<u8>(), len as usize) };
     bytes.iter().map(|&b| u64::from(b)).sum()
 }
 
@@ -183,13 +222,10 @@ pub(crate) extern "C" fn kfunc_sample_apply(op: KfuncEnum<kfunc_sample_op>, x: i
 
 /// Returns the global pid of a trusted task, or -1 for NULL (`__nullable`).
 ///
-/// Flags: `KF_TRUSTED` (`KF_TRUSTED_ARGS` where the kernel has it): `task__nullable` is NULL or a
-/// trusted pointer.
-///
 /// # Safety
 ///
-/// Called by BPF programs only: the verifier guarantees the pointer is NULL or trusted, so a
-/// non-NULL task's memory is valid for the call.
+/// Called by BPF programs only: the set's flags make the verifier pass NULL or a trusted pointer,
+/// so a non-NULL task's memory is valid for the call.
 #[no_mangle]
 #[allow(non_snake_case)]
 pub(crate) unsafe extern "C" fn kfunc_sample_task_pid(
@@ -209,14 +245,13 @@ pub(crate) unsafe extern "C" fn kfunc_sample_task_pid(
     }
 }
 
-/// Returns the global thread-group id of a task that may be an RCU-protected pointer.
-///
-/// Flags: `KF_RCU`: `task` is trusted or loaded under RCU; an exiting task gives 0.
+/// Returns the global thread-group id of a task that may be an RCU-protected pointer; an exiting
+/// task gives 0.
 ///
 /// # Safety
 ///
-/// Called by BPF programs only: the verifier guarantees `task` is trusted or RCU-protected
-/// inside the program's RCU read section, so its memory is valid for the call.
+/// Called by BPF programs only: the set's flags make the verifier pass a trusted pointer, or an
+/// RCU-protected one inside the program's RCU read section, so its memory is valid for the call.
 #[no_mangle]
 pub(crate) unsafe extern "C" fn kfunc_sample_task_tgid(task: *mut bindings::task_struct) -> c_int {
     // SAFETY: see `kfunc_sample_task_pid`; RCU keeps `task` valid for the call.
@@ -232,16 +267,131 @@ pub(crate) unsafe extern "C" fn kfunc_sample_task_tgid(task: *mut bindings::task
 /// The longest [`kfunc_sample_sleep`] sleeps, in milliseconds.
 const SLEEP_MAX_MS: u32 = 10;
 
-/// Sleeps for `ms` milliseconds (at most 10) and returns how long it asked to sleep.
-///
-/// Flags: `KF_SLEEPABLE`: only sleepable programs (e.g. `SEC("syscall")`) may call it.
+/// Sleeps for `ms` milliseconds (at most 10) and returns how long it asked to sleep; only
+/// sleepable programs (e.g. `SEC("syscall")`) may call it.
 #[no_mangle]
 pub(crate) extern "C" fn kfunc_sample_sleep(ms: u32) -> u32 {
     let ms = ms.min(SLEEP_MAX_MS);
-    // SAFETY: `msleep()` may be called from any context that may sleep, which KF_SLEEPABLE
-    // guarantees.
+    // SAFETY: `msleep()` may be called from any context that may sleep, which the set's
+    // KF_SLEEPABLE guarantees.
     unsafe { bindings::msleep(ms) };
     ms
+}
+
+/// How many [`kfunc_sample_obj`]s can exist at once: [`kfunc_sample_obj_new`] returns NULL when
+/// all are taken.
+const OBJ_POOL: usize = 16;
+
+/// A refcounted object of the module's own: BPF programs create one with
+/// [`kfunc_sample_obj_new`], take more references with [`kfunc_sample_obj_acquire`], drop them
+/// with [`kfunc_sample_obj_release`], and may keep one in a map as a `__kptr`, whose destructor
+/// ([`KFUNC_SAMPLE_DTORS`]) drops the reference a map still holds. btfgen writes the struct into
+/// the module's BTF, where BPF finds it by name: programs read `value` directly.
+///
+/// The objects live in a static pool, so that taking and freeing one needs neither a lock nor an
+/// allocation: the kfuncs, and the destructor, run in whatever context a program or a map update
+/// runs in, NMI included, where neither `kmalloc()` nor `call_rcu()` may be called. A slot is
+/// free while `in_use` is false.
+#[repr(C)]
+pub(crate) struct kfunc_sample_obj {
+    /// What the creator passed to [`kfunc_sample_obj_new`]; set before the object is handed out.
+    value: UnsafeCell<u64>,
+    /// The references programs and maps hold; the last release frees the slot.
+    refs: Opaque<bindings::refcount_t>,
+    /// Whether the slot holds an object.
+    in_use: AtomicBool,
+}
+
+// SAFETY: `value` and `refs` are written without synchronisation only by the one caller of
+// `kfunc_sample_obj_new` that took the slot (the compare-exchange on `in_use`), before it hands the
+// object out; afterwards `refs` changes only through the kernel's atomic refcount operations and
+// `in_use` is atomic.
+unsafe impl Sync for kfunc_sample_obj {}
+
+impl kfunc_sample_obj {
+    /// A free slot.
+    const fn free() -> Self {
+        Self {
+            value: UnsafeCell::new(0),
+            refs: Opaque::new(bindings::refcount_t {
+                refs: bindings::atomic_t { counter: 0 },
+            }),
+            in_use: AtomicBool::new(false),
+        }
+    }
+}
+
+/// The objects.
+static OBJS: [kfunc_sample_obj; OBJ_POOL] = [const { kfunc_sample_obj::free() }; OBJ_POOL];
+
+/// Creates an object holding `value`, with one reference for the caller, or returns NULL when
+/// all [`OBJ_POOL`] objects exist.
+#[no_mangle]
+pub(crate) extern "C" fn kfunc_sample_obj_new(value: u64) -> *mut kfunc_sample_obj {
+    for obj in &OBJS {
+        if obj
+            .in_use
+            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            continue;
+        }
+        // SAFETY: the slot is this caller's alone until the object is returned (the exchange
+        // above, which orders these writes after the previous owner's last release): no one
+        // else writes `value` or `refs` meanwhile.
+        unsafe {
+            obj.value.get().write(value);
+            obj.refs.get().write(bindings::REFCOUNT_INIT(1));
+        }
+        return ptr::from_ref(obj).cast_mut();
+    }
+    ptr::null_mut()
+}
+
+/// Takes another reference on `obj` and returns it.
+///
+/// # Safety
+///
+/// Called by BPF programs only: the set's flags make the verifier pass a trusted pointer to a
+/// `kfunc_sample_obj`, which only [`kfunc_sample_obj_new`], this function and `bpf_kptr_xchg()`
+/// hand out, each with a reference the program holds: the object exists and `refs` is at least 1.
+#[no_mangle]
+pub(crate) unsafe extern "C" fn kfunc_sample_obj_acquire(
+    obj: *mut kfunc_sample_obj,
+) -> *mut kfunc_sample_obj {
+    // SAFETY: `obj` is a live object (see above); `refcount_inc()` is atomic.
+    unsafe { bindings::refcount_inc((*obj).refs.get()) };
+    obj
+}
+
+/// Drops a reference on `obj`; the last one frees the object. Also the map destructor.
+///
+/// Safe in any context (NMI included): an atomic decrement, and an atomic store on the last one.
+///
+/// # Safety
+///
+/// `obj` is NULL or a live object on which the caller gives up one reference: the set's
+/// `KF_RELEASE` makes the verifier pass a pointer the program holds a reference on, and a map
+/// calls its destructor with the reference it held.
+#[no_mangle]
+pub(crate) unsafe extern "C" fn kfunc_sample_obj_release(obj: *mut kfunc_sample_obj) {
+    if obj.is_null() {
+        return;
+    }
+    // SAFETY: `obj` is live and the caller's reference keeps it so until this decrement.
+    if unsafe { bindings::refcount_dec_and_test((*obj).refs.get()) } {
+        // SAFETY: `obj` is one of `OBJS`, static; with the last reference gone nothing else
+        // touches it until a creator takes the slot again, which this store allows.
+        unsafe { (*obj).in_use.store(false, Ordering::Release) };
+    }
+}
+
+/// Returns how many objects exist: references programs or maps still hold keep one alive.
+#[no_mangle]
+pub(crate) extern "C" fn kfunc_sample_obj_live() -> u32 {
+    OBJS.iter()
+        .filter(|obj| obj.in_use.load(Ordering::Relaxed))
+        .count() as u32
 }
 
 /// The set's filter: of the program types sharing the tracing kfunc hook, only `TRACING` (fentry,
@@ -251,8 +401,8 @@ pub(crate) extern "C" fn kfunc_sample_sleep(ms: u32) -> u32 {
 ///
 /// Called by the verifier with a valid `prog`.
 unsafe extern "C" fn kfunc_sample_filter(prog: *const bindings::bpf_prog, _kfunc_id: u32) -> c_int {
-    // SAFETY: the verifier passes the program it is verifying.
-    let prog_type = unsafe { (*prog).type_ };
+    // SAFETY: the verifier passes the program it is verifying, valid for the call.
+    let prog_type = unsafe { kfunc_btf::prog_type(prog) };
     match prog_type {
         bindings::bpf_prog_type_BPF_PROG_TYPE_TRACING
         | bindings::bpf_prog_type_BPF_PROG_TYPE_SYSCALL => 0,
@@ -273,7 +423,22 @@ impl kernel::Module for KfuncSample {
             ],
             Some(kfunc_sample_filter),
         )?;
+        KFUNC_SAMPLE_DTORS.register(module)?;
         pr_info!("{} sample kfuncs registered\n", KFUNC_SAMPLE_SET.len());
         Ok(KfuncSample)
+    }
+}
+
+impl Drop for KfuncSample {
+    fn drop(&mut self) {
+        // A map holding an object holds the module, and a program cannot end holding a
+        // reference: an object alive now is a reference lost, which the test suite must see.
+        let live = kfunc_sample_obj_live();
+        if live != 0 {
+            pr_err!(
+                "BUG: {} kfunc_sample_obj objects still referenced at unload\n",
+                live
+            );
+        }
     }
 }

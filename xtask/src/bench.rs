@@ -232,6 +232,9 @@ pub struct Code {
     pub instructions: usize,
     /// Out-of-line calls (and tail jumps out of the function), by callee.
     pub calls: Vec<String>,
+    /// Jumps to code the compiler placed in `.text.unlikely` (a `#[cold]`
+    /// function, such as the release's NMI path): not on the fast path.
+    pub cold: usize,
 }
 
 /// Disassembles every kfunc of `twins` from `ko` and `vmlinux`.
@@ -322,7 +325,11 @@ pub fn objdump(file: &Path, name: &str) -> Result<Code> {
             });
             if let Some(target) = target.filter(|t| t != name) {
                 shown = format!("{:4x}:  {op} {target}", addr - start);
-                code.calls.push(format!("{op} {target}"));
+                if target.starts_with(".text.unlikely") {
+                    code.cold += 1;
+                } else {
+                    code.calls.push(format!("{op} {target}"));
+                }
             }
         }
         code.instructions += 1;
@@ -412,7 +419,9 @@ fn report(
     writeln!(
         r,
         "From `objdump -dr` of task_kfuncs.ko and of vmlinux: instructions in the function \
-         and the out-of-line calls it makes (jumps that leave the function count as calls).\n"
+         and the out-of-line calls it makes (jumps that leave the function count as calls). \
+         A branch to a cold path (code placed in `.text.unlikely`, such as the release's \
+         NMI path) is counted apart: it is not taken on the fast path.\n"
     )?;
     writeln!(
         r,
@@ -447,7 +456,7 @@ fn report(
 }
 
 pub fn calls(code: &Code) -> String {
-    if code.calls.is_empty() {
+    let mut calls = if code.calls.is_empty() {
         "none".into()
     } else {
         code.calls
@@ -455,7 +464,11 @@ pub fn calls(code: &Code) -> String {
             .map(|c| format!("`{c}`"))
             .collect::<Vec<_>>()
             .join(", ")
+    };
+    if code.cold > 0 {
+        calls.push_str(&format!(" (+ {} branch to a cold path)", code.cold));
     }
+    calls
 }
 
 /// Where the plot's text font comes from (Debian: fonts-dejavu-core).

@@ -246,3 +246,56 @@ fn real_main() -> Result<ExitCode> {
         ),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use clap::CommandFactory;
+
+    use super::*;
+
+    /// README.md's command list names every subcommand of `cargo xtask
+    /// --help` with every long option it has, and nothing else.
+    #[test]
+    fn readme_commands_match_the_help() {
+        let readme = std::fs::read_to_string(util::checkout().join("README.md")).unwrap();
+        let block = readme
+            .split("\n## Commands\n")
+            .nth(1)
+            .and_then(|s| s.split("```sh\n").nth(1))
+            .and_then(|s| s.split("```").next())
+            .expect("README.md has a `## Commands` section with a sh block");
+        let cli = Cli::command();
+        let mut named = BTreeSet::new();
+        for line in block.lines().filter(|l| l.starts_with("cargo xtask ")) {
+            let usage = line.split('#').next().unwrap_or_default();
+            let name = usage.split_whitespace().nth(2).unwrap_or_default();
+            let sub = cli
+                .find_subcommand(name)
+                .unwrap_or_else(|| panic!("README.md names `cargo xtask {name}`: no such command"));
+            let in_readme: BTreeSet<&str> = usage
+                .split(|c: char| c.is_whitespace() || c == '[' || c == ']')
+                .filter(|w| w.starts_with("--") && w.len() > 2)
+                .collect();
+            let in_help: BTreeSet<String> = sub
+                .get_arguments()
+                .filter_map(|a| a.get_long())
+                .filter(|&l| l != "help")
+                .map(|l| format!("--{l}"))
+                .collect();
+            let in_help: BTreeSet<&str> = in_help.iter().map(String::as_str).collect();
+            assert_eq!(in_readme, in_help, "options of `cargo xtask {name}`");
+            named.insert(name.to_string());
+        }
+        let commands: BTreeSet<String> = cli
+            .get_subcommands()
+            .map(|s| s.get_name().to_string())
+            .filter(|n| n != "help")
+            .collect();
+        assert_eq!(
+            named, commands,
+            "README.md's command list vs `cargo xtask --help`"
+        );
+    }
+}

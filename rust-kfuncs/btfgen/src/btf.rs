@@ -16,6 +16,14 @@ use libbpf_sys as sys;
 
 /// `BTF_KIND_ENUM`, for comparing with [`TypeInfo::kind`].
 pub const ENUM: u32 = sys::BTF_KIND_ENUM;
+/// `BTF_KIND_PTR`, for comparing with [`TypeInfo::kind`].
+pub const PTR: u32 = sys::BTF_KIND_PTR;
+/// `BTF_KIND_CONST`, for comparing with [`TypeInfo::kind`].
+pub const CONST: u32 = sys::BTF_KIND_CONST;
+/// `BTF_KIND_STRUCT`, for comparing with [`TypeInfo::kind`].
+pub const STRUCT: u32 = sys::BTF_KIND_STRUCT;
+/// `BTF_KIND_UNION`, for comparing with [`TypeInfo::kind`].
+pub const UNION: u32 = sys::BTF_KIND_UNION;
 
 /// BTF kinds btfgen looks up or writes (`BTF_KIND_*` of `include/uapi/linux/btf.h`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -68,6 +76,8 @@ pub struct TypeInfo {
     pub params: Vec<(String, u32)>,
     /// For INT: the encoding bits (`BTF_INT_SIGNED`, ...) and size in bits.
     pub int_encoding: Option<(u8, u8)>,
+    /// STRUCT/UNION members as (name, type id, offset in bits); bitfields are left out.
+    pub members: Vec<(String, u32, u32)>,
 }
 
 /// An owned `struct btf` from libbpf.
@@ -263,6 +273,7 @@ impl<'base> Btf<'base> {
             vlen,
             params: Vec::new(),
             int_encoding: None,
+            members: Vec::new(),
         };
         if kind == sys::BTF_KIND_INT {
             // SAFETY: an INT type is followed by one `u32` of encoding data.
@@ -276,6 +287,25 @@ impl<'base> Btf<'base> {
             info.params = params
                 .iter()
                 .map(|p| (self.name(p.name_off), p.type_))
+                .collect();
+        } else if kind == sys::BTF_KIND_STRUCT || kind == sys::BTF_KIND_UNION {
+            // SAFETY: a STRUCT or UNION is followed by `vlen` `struct btf_member`s.
+            let members = unsafe {
+                std::slice::from_raw_parts(t.add(1) as *const sys::btf_member, usize::from(vlen))
+            };
+            // With `kind_flag` set, the offset's high 8 bits are a bitfield's size.
+            let kflag = raw.info >> 31 != 0;
+            info.members = members
+                .iter()
+                .filter(|m| !kflag || m.offset >> 24 == 0)
+                .map(|m| {
+                    let offset = if kflag {
+                        m.offset & 0xff_ffff
+                    } else {
+                        m.offset
+                    };
+                    (self.name(m.name_off), m.type_, offset)
+                })
                 .collect();
         }
         Ok(info)
@@ -323,6 +353,34 @@ impl<'base> Btf<'base> {
         }
         s.push(')');
         Ok(s)
+    }
+
+    /// The ids of the named types of `kind` in this BTF (not its base), by name; the first of
+    /// several of the same name.
+    pub fn ids_by_name(&self, kind: Kind) -> std::collections::HashMap<String, u32> {
+        let mut out = std::collections::HashMap::new();
+        for id in self.start_id()..self.type_cnt() {
+            // SAFETY: `self.ptr` is valid and `id` is in range.
+            let t = unsafe { sys::btf__type_by_id(self.ptr.as_ptr(), id) };
+            // SAFETY: libbpf returned a type of `self` for an in-range id.
+            let raw = unsafe { &*t };
+            if (raw.info >> 24) & 0x1f == kind.raw() && raw.name_off != 0 {
+                out.entry(self.name(raw.name_off)).or_insert(id);
+            }
+        }
+        out
+    }
+
+    /// The size in bytes of type `id` (libbpf's `btf__resolve_size()`).
+    pub fn size_of(&self, id: u32) -> Result<u32> {
+        // SAFETY: `self.ptr` is valid; libbpf bounds-checks `id`.
+        let size = unsafe { sys::btf__resolve_size(self.ptr.as_ptr(), id) };
+        u32::try_from(size).map_err(|_| {
+            anyhow!(
+                "BTF type {id} has no size: {}",
+                io::Error::from_raw_os_error(-size as i32)
+            )
+        })
     }
 
     /// The enumerators of `ENUM` `id`, as (name, value).
@@ -409,6 +467,41 @@ impl<'base> Btf<'base> {
             if ret < 0 {
                 bail!(
                     "libbpf: adding enumerator {vname} of {name}: {}",
+                    io::Error::from_raw_os_error(-ret)
+                );
+            }
+        }
+        Ok(id)
+    }
+
+    /// Adds `STRUCT name` (or `UNION name`) of `size` bytes with the given members, each as
+    /// (name, type id, offset in bits).
+    pub fn add_struct(
+        &mut self,
+        name: &str,
+        size: u32,
+        union: bool,
+        members: &[(String, u32, u32)],
+    ) -> Result<u32> {
+        let cname = cstring(name)?;
+        let ret = if union {
+            // SAFETY: `self.ptr` is valid and uniquely borrowed; `cname` is NUL-terminated.
+            unsafe { sys::btf__add_union(self.ptr.as_ptr(), cname.as_ptr(), size) }
+        } else {
+            // SAFETY: as above.
+            unsafe { sys::btf__add_struct(self.ptr.as_ptr(), cname.as_ptr(), size) }
+        };
+        let id = Self::check_id(ret, &format!("adding STRUCT {name}"))?;
+        for (mname, ty, offset) in members {
+            let cmname = cstring(mname)?;
+            // SAFETY: `self.ptr` is valid, the last added type is the STRUCT or UNION as libbpf
+            // requires, and `cmname` is NUL-terminated (libbpf copies it).
+            let ret = unsafe {
+                sys::btf__add_field(self.ptr.as_ptr(), cmname.as_ptr(), *ty as c_int, *offset, 0)
+            };
+            if ret < 0 {
+                bail!(
+                    "libbpf: adding member {mname} of {name}: {}",
                     io::Error::from_raw_os_error(-ret)
                 );
             }

@@ -46,10 +46,10 @@ pub enum CType {
         values: Vec<(String, i64)>,
     },
     /// A Rust struct or union behind a pointer that may stand for a C one: the chain of it and
-    /// the types it transparently wraps (one field of non-zero size, at offset 0, as large as
-    /// it), outermost first, e.g. `Task`, `Opaque<task_struct>`, ..., `task_struct`.
+    /// the types it transparently wraps (one field of non-zero size, as large as it), outermost
+    /// first, e.g. `Task`, `Opaque<task_struct>`, ..., `task_struct`.
     /// [`crate::resolve_wrappers`] turns it into the first [`CType::Struct`] of the chain that
-    /// vmlinux BTF has, as resolve_btfids does.
+    /// vmlinux BTF has, as resolve_btfids does for Rust kfuncs in-tree.
     Wrapper {
         /// The chain, outermost first.
         chain: Vec<Record>,
@@ -105,6 +105,35 @@ pub struct Prototype {
     pub ret: CType,
     /// Parameters, in order.
     pub params: Vec<Param>,
+}
+
+/// A struct or union the module defines, as its DWARF lays it out: what btfgen writes into the
+/// module's BTF for a type no vmlinux type stands for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StructDef {
+    /// Name (a C identifier).
+    pub name: String,
+    /// `true` for a union.
+    pub union: bool,
+    /// Size in bytes.
+    pub size: u64,
+    /// Members in DWARF order.
+    pub members: Vec<Member>,
+}
+
+/// One member of a [`StructDef`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Member {
+    /// Name from `DW_AT_name`.
+    pub name: String,
+    /// Offset in bytes.
+    pub offset: u64,
+    /// Size in bytes.
+    pub size: u64,
+    /// The C types BPF could read it as, the outermost first (`struct refcount_struct`, then
+    /// `atomic_t`, then `int`): the first one BTF has is taken. Or why it has none (then BTF
+    /// leaves the member out).
+    pub ty: std::result::Result<Vec<CType>, String>,
 }
 
 /// The signedness BTF records for an integer (`BTF_INT_SIGNED`, `BTF_INT_BOOL` or neither).
@@ -305,6 +334,310 @@ pub fn prototypes(
     Ok(found)
 }
 
+/// Finds the definitions of the structs and unions named `names` in the DWARF of `file`.
+///
+/// Each member gets the C type BPF would read it as: an integer, a pointer as a kfunc parameter
+/// may be one, a struct or union by value (named, for vmlinux's type of that name), or what a
+/// wrapper of one non-zero-sized field of its own size holds (`UnsafeCell<T>`, `Opaque<T>`,
+/// atomics, `MaybeUninit<T>`). Members of other types keep the reason they have none. Names
+/// without a definition are left out of the result.
+pub fn struct_defs(
+    file: &object::File<'_>,
+    names: &BTreeSet<String>,
+) -> Result<BTreeMap<String, StructDef>> {
+    let endian = if file.is_little_endian() {
+        RunTimeEndian::Little
+    } else {
+        RunTimeEndian::Big
+    };
+    let sections = gimli::DwarfSections::load(|id| load_section(file, id))?;
+    let dwarf: Dwarf<'_> = sections.borrow(|section| {
+        gimli::RelocateReader::new(
+            EndianSlice::new(&section.data, endian),
+            &section.relocations,
+        )
+    });
+    let mut found = BTreeMap::new();
+    let mut units = dwarf.units();
+    while let Some(header) = units.next()? {
+        let unit = dwarf.unit(header)?;
+        let mut entries = unit.entries();
+        while let Some((_, entry)) = entries.next_dfs()? {
+            let union = match entry.tag() {
+                gimli::DW_TAG_structure_type => false,
+                gimli::DW_TAG_union_type => true,
+                _ => continue,
+            };
+            if let Some(AttributeValue::Flag(true)) = entry.attr_value(gimli::DW_AT_declaration)? {
+                continue;
+            }
+            let Some(size) = entry
+                .attr_value(gimli::DW_AT_byte_size)?
+                .and_then(|v| v.udata_value())
+            else {
+                continue;
+            };
+            let Some(name) = string_attr(&dwarf, &unit, entry.offset(), gimli::DW_AT_name)? else {
+                continue;
+            };
+            if !names.contains(&name) || found.contains_key(&name) {
+                continue;
+            }
+            let members = members(&dwarf, &unit, entry.offset())?;
+            found.insert(
+                name.clone(),
+                StructDef {
+                    name,
+                    union,
+                    size,
+                    members,
+                },
+            );
+        }
+    }
+    Ok(found)
+}
+
+/// The members of the struct or union at `off`.
+fn members(dwarf: &Dwarf<'_>, unit: &Unit<'_>, off: UnitOffset) -> Result<Vec<Member>> {
+    let mut out = Vec::new();
+    let mut tree = unit.entries_tree(Some(off))?;
+    let root = tree.root()?;
+    let mut children = root.children();
+    while let Some(child) = children.next()? {
+        let entry = child.entry();
+        if entry.tag() != gimli::DW_TAG_member {
+            continue;
+        }
+        let name = string_attr(dwarf, unit, entry.offset(), gimli::DW_AT_name)?.unwrap_or_default();
+        let offset = match entry.attr_value(gimli::DW_AT_data_member_location)? {
+            Some(v) => v.udata_value().unwrap_or(0),
+            None => 0,
+        };
+        let Some(ty) = type_of(unit, entry.offset()).map_err(|e| anyhow!(e))? else {
+            continue;
+        };
+        let size = type_size(unit, ty).map_err(|e| anyhow!(e))?.unwrap_or(0);
+        let ty = member_type(dwarf, unit, ty);
+        out.push(Member {
+            name,
+            offset,
+            size,
+            ty,
+        });
+    }
+    Ok(out)
+}
+
+/// The size in bytes of the type at `off`, through typedefs and qualifiers.
+fn type_size(unit: &Unit<'_>, off: UnitOffset) -> Result<Option<u64>, String> {
+    let off = strip_typedefs(unit, off)?;
+    let entry = unit.entry(off).map_err(unreadable)?;
+    if entry.tag() == gimli::DW_TAG_pointer_type {
+        return Ok(Some(8));
+    }
+    Ok(entry
+        .attr_value(gimli::DW_AT_byte_size)
+        .map_err(unreadable)?
+        .and_then(|v| v.udata_value()))
+}
+
+/// The one non-zero-sized field of a wrapper struct or union as large as the wrapper itself
+/// (`UnsafeCell<T>`, `Opaque<T>`, `AtomicU64`, `MaybeUninit<T>`, ...), if `off` is one.
+fn wrapped(unit: &Unit<'_>, off: UnitOffset) -> Result<Option<UnitOffset>, String> {
+    let entry = unit.entry(off).map_err(unreadable)?;
+    if !matches!(
+        entry.tag(),
+        gimli::DW_TAG_structure_type | gimli::DW_TAG_union_type
+    ) {
+        return Ok(None);
+    }
+    let Some(size) = entry
+        .attr_value(gimli::DW_AT_byte_size)
+        .map_err(unreadable)?
+        .and_then(|v| v.udata_value())
+    else {
+        return Ok(None);
+    };
+    let mut tree = unit.entries_tree(Some(off)).map_err(unreadable)?;
+    let root = tree.root().map_err(unreadable)?;
+    let mut children = root.children();
+    let mut inner = None;
+    while let Some(child) = children.next().map_err(unreadable)? {
+        match child.entry().tag() {
+            gimli::DW_TAG_member => {}
+            // A Rust enum's variant part: not a wrapper.
+            gimli::DW_TAG_variant_part => return Ok(None),
+            _ => continue,
+        }
+        let Some(ty) = type_of(unit, child.entry().offset())? else {
+            continue;
+        };
+        if type_size(unit, ty)? == Some(0) {
+            continue;
+        }
+        if inner.is_some() {
+            return Ok(None);
+        }
+        inner = Some(ty);
+    }
+    match inner {
+        Some(ty) if type_size(unit, ty)? == Some(size) && size > 0 => Ok(Some(ty)),
+        _ => Ok(None),
+    }
+}
+
+/// The C types BPF could read a struct member of type `off` as, the outermost first; see
+/// [`struct_defs`].
+fn member_type(
+    dwarf: &Dwarf<'_>,
+    unit: &Unit<'_>,
+    mut off: UnitOffset,
+) -> Result<Vec<CType>, String> {
+    let mut candidates = Vec::new();
+    for _ in 0..16 {
+        off = strip_typedefs(unit, off)?;
+        let entry = unit.entry(off).map_err(unreadable)?;
+        if matches!(
+            entry.tag(),
+            gimli::DW_TAG_structure_type | gimli::DW_TAG_union_type
+        ) {
+            // A struct of a C name may be vmlinux's own (`refcount_t`): it comes first.
+            let name = string_attr(dwarf, unit, off, gimli::DW_AT_name)
+                .map_err(unreadable)?
+                .unwrap_or_default();
+            if is_c_identifier(&name) {
+                candidates.push(CType::Struct {
+                    name,
+                    union: entry.tag() == gimli::DW_TAG_union_type,
+                });
+            }
+        }
+        match wrapped(unit, off)? {
+            Some(inner) => off = inner,
+            None => break,
+        }
+    }
+    let entry = unit.entry(off).map_err(unreadable)?;
+    let innermost = match entry.tag() {
+        gimli::DW_TAG_structure_type | gimli::DW_TAG_union_type => None,
+        gimli::DW_TAG_base_type | gimli::DW_TAG_enumeration_type => {
+            Some(map_type(dwarf, unit, off, Pos::Pointee).map_err(|e| e.message("member")))
+        }
+        _ => Some(map_type(dwarf, unit, off, Pos::Param).map_err(|e| e.message("member"))),
+    };
+    match innermost {
+        Some(Ok(ty)) => candidates.push(ty),
+        Some(Err(e)) if candidates.is_empty() => return Err(e),
+        _ => {}
+    }
+    if candidates.is_empty() {
+        return Err(format!("{} has no C name", describe(dwarf, unit, off)));
+    }
+    Ok(candidates)
+}
+
+/// The layout of a struct or union as the module's DWARF has it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Layout {
+    /// Name.
+    pub name: String,
+    /// `true` for a union.
+    pub union: bool,
+    /// Size in bytes.
+    pub size: u64,
+    /// Named members and their offsets in bytes.
+    pub members: Vec<(String, u64)>,
+}
+
+/// The layouts of the bindgen structs and unions in the module's DWARF: those inside a Rust
+/// module named `bindings` (the kernel crate's `bindings::bindings_raw`, a module's own
+/// `bindings`), which stand for C types the kernel also describes in its BTF.
+pub fn bindgen_layouts(file: &object::File<'_>) -> Result<Vec<Layout>> {
+    let endian = if file.is_little_endian() {
+        RunTimeEndian::Little
+    } else {
+        RunTimeEndian::Big
+    };
+    let sections = gimli::DwarfSections::load(|id| load_section(file, id))?;
+    let dwarf: Dwarf<'_> = sections.borrow(|section| {
+        gimli::RelocateReader::new(
+            EndianSlice::new(&section.data, endian),
+            &section.relocations,
+        )
+    });
+    let mut out = Vec::new();
+    let mut seen = BTreeSet::new();
+    let mut units = dwarf.units();
+    while let Some(header) = units.next()? {
+        let unit = dwarf.unit(header)?;
+        if !is_rust(&unit) {
+            continue;
+        }
+        // The namespaces enclosing the current entry, by depth.
+        let mut namespaces: Vec<(isize, bool)> = Vec::new();
+        let mut depth = 0isize;
+        let mut entries = unit.entries();
+        while let Some((delta, entry)) = entries.next_dfs()? {
+            depth += delta;
+            while namespaces.last().is_some_and(|&(d, _)| d >= depth) {
+                namespaces.pop();
+            }
+            let tag = entry.tag();
+            if tag == gimli::DW_TAG_namespace {
+                let name = string_attr(&dwarf, &unit, entry.offset(), gimli::DW_AT_name)?;
+                namespaces.push((depth, name.as_deref() == Some("bindings")));
+                continue;
+            }
+            if !matches!(tag, gimli::DW_TAG_structure_type | gimli::DW_TAG_union_type)
+                || !namespaces.iter().any(|&(_, b)| b)
+            {
+                continue;
+            }
+            if let Some(AttributeValue::Flag(true)) = entry.attr_value(gimli::DW_AT_declaration)? {
+                continue;
+            }
+            let Some(size) = entry
+                .attr_value(gimli::DW_AT_byte_size)?
+                .and_then(|v| v.udata_value())
+            else {
+                continue;
+            };
+            let Some(name) = string_attr(&dwarf, &unit, entry.offset(), gimli::DW_AT_name)? else {
+                continue;
+            };
+            if !is_c_identifier(&name) || !seen.insert(name.clone()) {
+                continue;
+            }
+            let mut members = Vec::new();
+            let mut tree = unit.entries_tree(Some(entry.offset()))?;
+            let root = tree.root()?;
+            let mut children = root.children();
+            while let Some(child) = children.next()? {
+                let m = child.entry();
+                if m.tag() != gimli::DW_TAG_member {
+                    continue;
+                }
+                let Some(mname) = string_attr(&dwarf, &unit, m.offset(), gimli::DW_AT_name)? else {
+                    continue;
+                };
+                let offset = match m.attr_value(gimli::DW_AT_data_member_location)? {
+                    Some(v) => v.udata_value().unwrap_or(0),
+                    None => 0,
+                };
+                members.push((mname, offset));
+            }
+            out.push(Layout {
+                name,
+                union: tag == gimli::DW_TAG_union_type,
+                size,
+                members,
+            });
+        }
+    }
+    Ok(out)
+}
+
 fn is_definition(entry: &gimli::DebuggingInformationEntry<'_, '_, Reader<'_>>) -> Result<bool> {
     if let Some(AttributeValue::Flag(true)) = entry.attr_value(gimli::DW_AT_declaration)? {
         return Ok(false);
@@ -373,8 +706,8 @@ fn prototype(dwarf: &Dwarf<'_>, unit: &Unit<'_>, off: UnitOffset, name: &str) ->
         None => CType::Void,
         Some(value) => {
             let ty = unit_ref(unit, value)?.context("unexpected DW_AT_type form")?;
-            map_type(dwarf, unit, ty, true)
-                .map_err(|t| anyhow!("kfunc {name}: return type {t} has no BTF mapping"))?
+            map_type(dwarf, unit, ty, Pos::Return)
+                .map_err(|t| anyhow!(t.message(&format!("kfunc {name}: return type"))))?
         }
     };
 
@@ -403,8 +736,8 @@ fn prototype(dwarf: &Dwarf<'_>, unit: &Unit<'_>, off: UnitOffset, name: &str) ->
         let value = attr_with_origin(unit, param, gimli::DW_AT_type)?
             .with_context(|| format!("kfunc {name}: parameter {pname} has no type in DWARF"))?;
         let ty = unit_ref(unit, value)?.context("unexpected DW_AT_type form")?;
-        let ty = map_type(dwarf, unit, ty, true)
-            .map_err(|t| anyhow!("kfunc {name}: parameter {pname}: type {t} has no BTF mapping"))?;
+        let ty = map_type(dwarf, unit, ty, Pos::Param)
+            .map_err(|t| anyhow!(t.message(&format!("kfunc {name}: parameter {pname}"))))?;
         if ty == CType::Void {
             bail!("kfunc {name}: parameter {pname} has a zero-sized type");
         }
@@ -597,14 +930,131 @@ fn enum_type(dwarf: &Dwarf<'_>, unit: &Unit<'_>, e: UnitOffset) -> Result<CType,
     Ok(CType::Enum { name, size, values })
 }
 
-/// Maps a DWARF type to a [`CType`]; on failure returns a description of the type for the
-/// error message. `by_value` is false behind a pointer, where narrow integers are fine.
+/// Where a type occurs in a prototype: what it may be depends on it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Pos {
+    /// A parameter: one BPF register, passed as the program likes within the verifier's rules.
+    Param,
+    /// The return value.
+    Return,
+    /// Behind a pointer (narrow integers are fine there: the verifier checks the memory).
+    Pointee,
+}
+
+/// Why a type has no C type for BTF.
+#[derive(Debug)]
+enum Unmapped {
+    /// btfgen knows no C type for it: the type, described.
+    Unknown(String),
+    /// Refused on purpose: the type, described, and why, with what to write instead.
+    Refused(String, String),
+}
+
+impl From<String> for Unmapped {
+    fn from(description: String) -> Self {
+        Unmapped::Unknown(description)
+    }
+}
+
+impl Unmapped {
+    /// The error message, for a parameter or return value described by `at`
+    /// (`kfunc f: parameter p`).
+    fn message(&self, at: &str) -> String {
+        match self {
+            Unmapped::Unknown(t) => format!("{at}: type {t} has no BTF mapping"),
+            Unmapped::Refused(t, why) => format!("{at}: {t} is refused: {why}"),
+        }
+    }
+}
+
+/// Why a Rust reference parameter is refused.
+const WHY_REFERENCE: &str = "a reference promises an aligned, live object that is never NULL \
+    and, for `&T`, that nobody writes during the call; the verifier promises none of that (it \
+    passes NULL for `__nullable` and `__opt` arguments and for pointers no flag checks, and \
+    the kernel writes to the objects it passes): take `*const T` or `*mut T`, and make a \
+    reference in the kfunc only where its flags make that sound";
+
+/// Why a Rust reference return value is refused.
+const WHY_REFERENCE_RETURN: &str = "a returned reference promises Rust callers an object that \
+    is never NULL and lives as long as the reference's lifetime, while an object a kfunc hands \
+    to BPF lives until the program releases it: return `*mut T` or `*const T` (NULL with \
+    KF_RET_NULL)";
+
+/// Why `NonNull<T>` is refused.
+const WHY_NON_NULL: &str = "`NonNull` promises a pointer that is never NULL, and the verifier \
+    passes NULL for `__nullable` and `__opt` arguments and for pointers no flag checks: take \
+    `*mut T` and make it a `NonNull` with `NonNull::new()` in the kfunc";
+
+/// Why `Option<NonNull<T>>` is refused.
+const WHY_OPTION_NON_NULL: &str = "it has a pointer's ABI, but its DWARF is a Rust enum, from \
+    which btfgen derives no C type: take `*mut T` and convert it with `NonNull::new()` in the \
+    kfunc";
+
+/// Why a pointer to a pointer is refused.
+const WHY_DOUBLE_POINTER: &str = "the verifier takes no pointer to a pointer as a kfunc \
+    argument (a pointer must lead to a scalar, a struct of scalars or a kernel object): return \
+    the object, or take the memory as `*mut c_void` followed by a `__sz` size";
+
+/// Why a function pointer is refused.
+const WHY_FN_POINTER: &str = "BPF programs pass callbacks only to the kernel's own kfuncs that \
+    the verifier knows by name";
+
+/// Why a slice, `str` or trait-object pointer is refused.
+const WHY_FAT_POINTER: &str = "a pointer to a slice, `str` or trait object is two words \
+    (address and length or vtable) and a BPF register holds one: take `*const T` (or `*const \
+    c_void`) and pass the length as a `__sz` parameter next to it";
+
+/// Why a struct, union or Rust enum by value is refused.
+const WHY_BY_VALUE: &str = "a struct, union or Rust enum by value does not fit the one \
+    register BPF passes per argument (and the verifier calls kfuncs with scalars and pointers \
+    only): take a pointer";
+
+/// Why a pointer to a generic Rust struct is refused.
+const WHY_GENERIC: &str = "BTF names a struct with a C identifier, and a generic Rust type \
+    has none: define a non-generic `#[repr(C)]` struct for BPF";
+
+/// The refusal of a struct whose Rust name says it is a pointer or reference in disguise (a
+/// fat pointer, `Option<&T>`, `NonNull<T>`), if btfgen refuses it.
+fn refusal_by_name(name: &str, pos: Pos) -> Option<&'static str> {
+    if name.starts_with('&') || name.starts_with("Option<&") {
+        return Some(if pos == Pos::Return {
+            WHY_REFERENCE_RETURN
+        } else {
+            WHY_REFERENCE
+        });
+    }
+    if name.starts_with("Option<core::ptr::non_null::NonNull<")
+        || name.starts_with("Option<NonNull<")
+    {
+        return Some(WHY_OPTION_NON_NULL);
+    }
+    if name.starts_with("NonNull<") {
+        return Some(WHY_NON_NULL);
+    }
+    if name.starts_with("*const ") || name.starts_with("*mut ") {
+        // A raw pointer that DWARF describes as a struct: a fat pointer.
+        return Some(WHY_FAT_POINTER);
+    }
+    None
+}
+
+/// Whether `name` is a C identifier, as BTF requires of a struct's name.
+fn is_c_identifier(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c == '_' || c.is_ascii_alphabetic())
+        && chars.all(|c| c == '_' || c.is_ascii_alphanumeric())
+}
+
+/// Maps a DWARF type to a [`CType`]; on failure says what the type is and, when btfgen refuses
+/// it on purpose, why.
 fn map_type(
     dwarf: &Dwarf<'_>,
     unit: &Unit<'_>,
     off: UnitOffset,
-    by_value: bool,
-) -> Result<CType, String> {
+    pos: Pos,
+) -> Result<CType, Unmapped> {
     let off = strip_typedefs(unit, off)?;
     let entry = unit.entry(off).map_err(unreadable)?;
     let name = string_attr(dwarf, unit, off, gimli::DW_AT_name).map_err(unreadable)?;
@@ -612,16 +1062,25 @@ fn map_type(
         .attr_value(gimli::DW_AT_byte_size)
         .map_err(unreadable)?
         .and_then(|v| v.udata_value());
+    let refused = |why: &str| Unmapped::Refused(describe(dwarf, unit, off), why.to_owned());
     match entry.tag() {
         gimli::DW_TAG_base_type => {
             let name = name.unwrap_or_default();
             if name == "()" {
                 return Ok(CType::Void);
             }
-            base_int(&name, size).ok_or_else(|| describe(dwarf, unit, off))
+            Ok(base_int(&name, size).ok_or_else(|| describe(dwarf, unit, off))?)
         }
         gimli::DW_TAG_pointer_type => {
-            // Rust spells constness in the pointer's name, C with a DW_TAG_const_type.
+            // Rust names its pointers (`*const T`, `&T`); C spells constness with a
+            // DW_TAG_const_type.
+            if name.as_deref().is_some_and(|n| n.starts_with('&')) {
+                return Err(refused(if pos == Pos::Return {
+                    WHY_REFERENCE_RETURN
+                } else {
+                    WHY_REFERENCE
+                }));
+            }
             let mut is_const = name.as_deref().is_some_and(|n| n.starts_with("*const"));
             let mut pointee = type_of(unit, off)?;
             for _ in 0..16 {
@@ -644,59 +1103,89 @@ fn map_type(
             let target = match (p.tag(), pname.as_deref()) {
                 // Rust's `core::ffi::c_void` is an enum; C's `void`.
                 (gimli::DW_TAG_enumeration_type, Some("c_void")) => CType::Void,
+                (gimli::DW_TAG_pointer_type, _) => return Err(refused(WHY_DOUBLE_POINTER)),
+                (gimli::DW_TAG_subroutine_type, _) => return Err(refused(WHY_FN_POINTER)),
+                (gimli::DW_TAG_structure_type | gimli::DW_TAG_union_type, Some(n))
+                    if refusal_by_name(n, Pos::Pointee).is_some() =>
+                {
+                    // `*mut &T`, `*mut NonNull<T>`, `*mut *const [u8]`: pointers behind a
+                    // pointer.
+                    return Err(refused(WHY_DOUBLE_POINTER));
+                }
+                (gimli::DW_TAG_structure_type | gimli::DW_TAG_union_type, Some(n))
+                    if !is_c_identifier(n) =>
+                {
+                    return Err(refused(WHY_GENERIC));
+                }
                 (gimli::DW_TAG_structure_type, Some(n)) if wrapper_int(n).is_none() => {
                     record_chain(dwarf, unit, pointee)?
                 }
                 (gimli::DW_TAG_union_type, Some(_)) => record_chain(dwarf, unit, pointee)?,
-                (gimli::DW_TAG_base_type, _) => match map_type(dwarf, unit, pointee, false)? {
+                (gimli::DW_TAG_base_type, _) => match map_type(dwarf, unit, pointee, Pos::Pointee)?
+                {
                     int @ CType::Int { .. } => int,
-                    _ => return Err(describe(dwarf, unit, off)),
+                    _ => return Err(describe(dwarf, unit, off).into()),
                 },
-                _ => return Err(describe(dwarf, unit, off)),
+                _ => return Err(describe(dwarf, unit, off).into()),
             };
             Ok(CType::Ptr {
                 target: Box::new(target),
                 is_const,
             })
         }
-        gimli::DW_TAG_structure_type => {
+        gimli::DW_TAG_structure_type | gimli::DW_TAG_union_type => {
             let n = name.clone().unwrap_or_default();
-            if let Some(int) = wrapper_int(&n) {
-                return Ok(int);
+            if let Some(why) = refusal_by_name(&n, pos) {
+                return Err(refused(why));
             }
-            if n.starts_with("KfuncEnum<") {
-                return wrapped_enum(dwarf, unit, off);
+            if entry.tag() == gimli::DW_TAG_structure_type {
+                if let Some(int) = wrapper_int(&n) {
+                    return Ok(int);
+                }
+                if n.starts_with("KfuncEnum<") {
+                    return Ok(wrapped_enum(dwarf, unit, off)?);
+                }
             }
-            Err(describe(dwarf, unit, off))
+            Err(refused(WHY_BY_VALUE))
         }
-        gimli::DW_TAG_enumeration_type if by_value && is_rust(unit) => Err(format!(
-            "{} (a BPF program may pass any value: take kfunc_btf::KfuncEnum<{}>)",
-            describe(dwarf, unit, off),
-            name.unwrap_or_default()
-        )),
-        gimli::DW_TAG_enumeration_type => enum_type(dwarf, unit, off),
-        _ => Err(describe(dwarf, unit, off)),
+        gimli::DW_TAG_enumeration_type if pos == Pos::Param && is_rust(unit) => {
+            Err(Unmapped::Refused(
+                describe(dwarf, unit, off),
+                format!(
+                    "a BPF program may pass any value: take kfunc_btf::KfuncEnum<{}>",
+                    name.unwrap_or_default()
+                ),
+            ))
+        }
+        gimli::DW_TAG_enumeration_type => Ok(enum_type(dwarf, unit, off)?),
+        _ => Err(describe(dwarf, unit, off).into()),
     }
 }
 
-/// The struct or union at `off` as a [`CType`]: a [`CType::Struct`] when it wraps nothing, else a
-/// [`CType::Wrapper`] with the chain of what it transparently wraps.
+/// The struct or union at `off`, behind a pointer: a [`CType::Struct`] when it wraps nothing,
+/// else a [`CType::Wrapper`] with the chain of the structs and unions it transparently wraps.
 fn record_chain(dwarf: &Dwarf<'_>, unit: &Unit<'_>, off: UnitOffset) -> Result<CType, String> {
     let mut chain = Vec::new();
-    let mut cur = off;
-    for _ in 0..16 {
-        let entry = unit.entry(cur).map_err(unreadable)?;
-        let union = entry.tag() == gimli::DW_TAG_union_type;
-        let Some(name) = string_attr(dwarf, unit, cur, gimli::DW_AT_name).map_err(unreadable)?
+    let mut cur = Some(off);
+    while let Some(at) = cur.filter(|_| chain.len() < 16) {
+        let at = strip_typedefs(unit, at)?;
+        let tag = unit.entry(at).map_err(unreadable)?.tag();
+        if !matches!(tag, gimli::DW_TAG_structure_type | gimli::DW_TAG_union_type) {
+            break;
+        }
+        let Some(name) = string_attr(dwarf, unit, at, gimli::DW_AT_name).map_err(unreadable)?
         else {
             break;
         };
-        let size = byte_size(unit, cur)?.ok_or_else(|| describe(dwarf, unit, cur))?;
-        chain.push(Record { name, union, size });
-        match wrapped(unit, cur, size)? {
-            Some(next) => cur = next,
-            None => break,
-        }
+        let Some(size) = type_size(unit, at)? else {
+            break;
+        };
+        chain.push(Record {
+            name,
+            union: tag == gimli::DW_TAG_union_type,
+            size,
+        });
+        cur = wrapped(unit, at)?;
     }
     match chain.len() {
         0 => Err(describe(dwarf, unit, off)),
@@ -706,53 +1195,4 @@ fn record_chain(dwarf: &Dwarf<'_>, unit: &Unit<'_>, off: UnitOffset) -> Result<C
         }
         _ => Ok(CType::Wrapper { chain }),
     }
-}
-
-fn byte_size(unit: &Unit<'_>, off: UnitOffset) -> Result<Option<u64>, String> {
-    Ok(unit
-        .entry(off)
-        .map_err(unreadable)?
-        .attr_value(gimli::DW_AT_byte_size)
-        .map_err(unreadable)?
-        .and_then(|v| v.udata_value()))
-}
-
-/// What the struct or union at `off` (of `size` bytes) transparently wraps: the type of its one
-/// field of non-zero size, if that field is at offset 0, as large, and a struct or union.
-fn wrapped(unit: &Unit<'_>, off: UnitOffset, size: u64) -> Result<Option<UnitOffset>, String> {
-    let mut tree = unit.entries_tree(Some(off)).map_err(unreadable)?;
-    let root = tree.root().map_err(unreadable)?;
-    let mut children = root.children();
-    let mut sized = None;
-    while let Some(child) = children.next().map_err(unreadable)? {
-        let entry = child.entry();
-        if entry.tag() != gimli::DW_TAG_member {
-            continue;
-        }
-        let Some(ty) = type_of(unit, entry.offset())? else {
-            return Ok(None);
-        };
-        let ty = strip_typedefs(unit, ty)?;
-        let member_size = byte_size(unit, ty)?.unwrap_or(0);
-        if member_size == 0 {
-            continue;
-        }
-        if sized.is_some() {
-            return Ok(None);
-        }
-        let offset = entry
-            .attr_value(gimli::DW_AT_data_member_location)
-            .map_err(unreadable)?
-            .and_then(|v| v.udata_value())
-            .unwrap_or(0);
-        if offset != 0 || member_size != size {
-            return Ok(None);
-        }
-        sized = Some(ty);
-    }
-    let Some(ty) = sized else {
-        return Ok(None);
-    };
-    let tag = unit.entry(ty).map_err(unreadable)?.tag();
-    Ok((tag == gimli::DW_TAG_structure_type || tag == gimli::DW_TAG_union_type).then_some(ty))
 }

@@ -13,6 +13,10 @@ use object::{Object, ObjectSection, ObjectSymbol, SymbolKind};
 /// Prefix of every symbol `resolve_btfids` patches (`BTF_ID_PREFIX` in its main.c).
 const BTF_ID_PREFIX: &str = "__BTF_ID__";
 
+/// Prefix of the label `btf_dtor_list!` puts on a destructor list (not a `__BTF_ID__` symbol:
+/// resolve_btfids refuses prefixes it does not know).
+pub const DTOR_LIST_PREFIX: &str = "__rust_kfuncs_dtors__";
+
 /// What a module's `.BTF_ids` section declares.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct BtfIds {
@@ -20,6 +24,15 @@ pub struct BtfIds {
     pub sets: Vec<String>,
     /// Function names (`__BTF_ID__func__<name>__<unique>`), in address order, without repeats.
     pub funcs: Vec<String>,
+    /// The functions of `funcs` listed inside a `set8` (kfuncs, which get the `bpf_kfunc` tag);
+    /// the others are in plain id lists, such as destructor lists.
+    pub kfuncs: BTreeSet<String>,
+    /// Struct and union names (`__BTF_ID__struct__<name>__<unique>`, `__BTF_ID__union__...`),
+    /// in address order, without repeats.
+    pub structs: Vec<String>,
+    /// The structs of `structs` listed in a destructor list (`btf_dtor_list!`), with their
+    /// destructor.
+    pub dtors: Vec<(String, String)>,
 }
 
 /// Cuts `<name>__<unique>` at the last `__`, as `get_id()` in resolve_btfids does.
@@ -40,9 +53,25 @@ pub fn btf_ids(file: &object::File<'_>) -> Result<BtfIds> {
     let Some(section) = file.section_by_name(".BTF_ids") else {
         return Ok(ids);
     };
-    let mut syms: Vec<_> = file
+    let symbols: Vec<_> = file
         .symbols()
         .filter(|s| s.section_index() == Some(section.index()))
+        .collect();
+    // Address ranges of the sets and of the destructor lists.
+    let range = |prefix: &str| -> Vec<(u64, u64)> {
+        symbols
+            .iter()
+            .filter(|s| s.name().is_ok_and(|n| n.starts_with(prefix)))
+            .map(|s| (s.address(), s.address() + s.size()))
+            .collect()
+    };
+    let sets = range(&format!("{BTF_ID_PREFIX}set8__"));
+    let dtor_lists = range(DTOR_LIST_PREFIX);
+    let within =
+        |ranges: &[(u64, u64)], addr: u64| ranges.iter().any(|&(a, b)| a <= addr && addr < b);
+
+    let mut syms: Vec<_> = symbols
+        .iter()
         .filter_map(|s| {
             let name = s.name().ok()?;
             let rest = name.strip_prefix(BTF_ID_PREFIX)?;
@@ -50,7 +79,8 @@ pub fn btf_ids(file: &object::File<'_>) -> Result<BtfIds> {
         })
         .collect();
     syms.sort();
-    for (_, rest) in syms {
+    let mut pending_dtor_struct: Option<String> = None;
+    for (addr, rest) in syms {
         if let Some(set) = rest.strip_prefix("set8__") {
             ids.sets.push(set.to_owned());
         } else if let Some(func) = rest.strip_prefix("func__") {
@@ -58,6 +88,27 @@ pub fn btf_ids(file: &object::File<'_>) -> Result<BtfIds> {
                 .with_context(|| format!("malformed symbol {BTF_ID_PREFIX}{rest} in .BTF_ids"))?;
             if !ids.funcs.iter().any(|f| f == name) {
                 ids.funcs.push(name.to_owned());
+            }
+            if within(&sets, addr) {
+                ids.kfuncs.insert(name.to_owned());
+            }
+            if within(&dtor_lists, addr) {
+                let ty = pending_dtor_struct.take().with_context(|| {
+                    format!("destructor list entry {name} follows no struct id in .BTF_ids")
+                })?;
+                ids.dtors.push((ty, name.to_owned()));
+            }
+        } else if let Some(ty) = rest
+            .strip_prefix("struct__")
+            .or_else(|| rest.strip_prefix("union__"))
+        {
+            let name = strip_unique(ty)
+                .with_context(|| format!("malformed symbol {BTF_ID_PREFIX}{rest} in .BTF_ids"))?;
+            if !ids.structs.iter().any(|s| s == name) {
+                ids.structs.push(name.to_owned());
+            }
+            if within(&dtor_lists, addr) {
+                pending_dtor_struct = Some(name.to_owned());
             }
         }
     }

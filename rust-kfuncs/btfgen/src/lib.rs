@@ -7,7 +7,7 @@
 //! `resolve_btfids`:
 //!
 //! 1. the kfunc names come from the module itself: the `__BTF_ID__func__<name>__<n>` symbols in
-//!    `.BTF_ids` that `btf_kfunc_set!` (src/btf_ids.rs) emits;
+//!    `.BTF_ids` that `btf_kfunc_set!` (rust-kfuncs/kfunc_btf.rs) emits;
 //! 2. each prototype comes from the module's DWARF ([`dwarf`]), with its types mapped onto
 //!    vmlinux's own BTF types (`struct task_struct *`, `int`, ...);
 //! 3. a `FUNC_PROTO` and a global `FUNC` per kfunc are appended to the module's split BTF with
@@ -24,7 +24,7 @@ pub mod btf;
 pub mod dwarf;
 pub mod elf;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -67,6 +67,9 @@ pub struct Outcome {
     pub already_present: Vec<String>,
     /// Names listed in `.BTF_ids` that are vmlinux functions, left to resolve_btfids.
     pub vmlinux_funcs: Vec<String>,
+    /// Structs and unions of the module written into its BTF: name, BTF id, and the members
+    /// left out (with why), which BPF cannot read.
+    pub structs: Vec<(String, u32, Vec<String>)>,
 }
 
 /// The C spelling of a type, as the prefix of a declarator (`"struct task_struct *"`).
@@ -286,6 +289,7 @@ pub fn run(opts: &Options) -> Result<Outcome> {
             module.display()
         );
     };
+    check_bindgen_layouts(&base, &file).with_context(|| format!("{}", module.display()))?;
     let distilled = module_btf.distilled;
     let mut split = module_btf.btf;
     let start = split.start_id();
@@ -340,7 +344,68 @@ pub fn run(opts: &Options) -> Result<Outcome> {
              #[no_mangle] extern \"C\""
         );
     }
-    let mut added = Added::default();
+
+    // The module's own structs: those its kfuncs point to and those its id lists name, unless
+    // vmlinux has a type of that name (which resolve_btfids would pick) or the BTF has them.
+    for (ty, dtor) in &ids.dtors {
+        if vmlinux_struct(&base, ty)?.is_some() {
+            bail!(
+                "destructor {dtor} for struct {ty}: {ty} is a vmlinux type, and the kernel \
+                 looks a kptr's destructor up in the BTF that owns its type, which for {ty} \
+                 only vmlinux can register; wrap the reference in a struct of the module's own \
+                 whose destructor drops it, and store that as the kptr"
+            );
+        }
+    }
+    let mut wanted = BTreeSet::new();
+    for proto in protos.values() {
+        for ty in std::iter::once(&proto.ret).chain(proto.params.iter().map(|p| &p.ty)) {
+            if let CType::Ptr { target, .. } = ty {
+                if let CType::Struct { name, .. } = &**target {
+                    wanted.insert(name.clone());
+                }
+            }
+        }
+    }
+    wanted.extend(ids.structs.iter().cloned());
+    let mut module_structs = BTreeSet::new();
+    let mut vmlinux_named = BTreeSet::new();
+    for name in wanted {
+        if vmlinux_struct(&base, &name)?.is_some() {
+            vmlinux_named.insert(name);
+        } else if module_struct(&split, &name)?.is_none() {
+            module_structs.insert(name);
+        }
+    }
+    // A struct of the module that has a vmlinux type's name maps onto that type: BPF would see
+    // vmlinux's layout. A definition of another size is a struct of the module's own by mistake
+    // (a zero-sized one is an opaque stand-in, which reads nothing).
+    for (name, def) in dwarf::struct_defs(&file, &vmlinux_named)? {
+        let Some(id) = vmlinux_struct(&base, &name)? else {
+            continue;
+        };
+        let size = u64::from(base.type_info(id)?.size_or_type);
+        if def.size != 0 && def.size != size {
+            bail!(
+                "struct {name}: the module's is {} bytes, vmlinux's {size}: a kfunc's pointer to \
+                 it means vmlinux's struct {name} to BPF; rename the module's struct, or if it \
+                 stands for the kernel's, its binding is wrong for this kernel",
+                def.size
+            );
+        }
+    }
+    let defs = dwarf::struct_defs(&file, &module_structs)?;
+    if let Some(name) = module_structs.iter().find(|n| !defs.contains_key(*n)) {
+        bail!(
+            "struct {name}: a kfunc or an id list of the module names it, but neither vmlinux's \
+             BTF nor the module's DWARF defines it"
+        );
+    }
+
+    let mut added = Added {
+        defs,
+        ..Added::default()
+    };
     for name in &todo {
         let proto = &protos[name];
         let ret = btf_type(&base, &mut split, &mut added, &proto.ret)
@@ -353,11 +418,26 @@ pub fn run(opts: &Options) -> Result<Outcome> {
         }
         let fproto = split.add_func_proto(ret, &params)?;
         let func = split.add_func(name, fproto)?;
-        if opts.btf.is_none() {
+        // Like pahole, only the functions of kfunc sets get the tag (a destructor listed nowhere
+        // else is a FUNC, but no kfunc); on 7.x, resolve_btfids adds it itself.
+        if ids.kfuncs.contains(name) && opts.btf.is_none() {
             split.add_decl_tag(KFUNC_TAG, func, -1)?;
         }
         outcome.added.push((proto.clone(), func));
     }
+    for name in &module_structs {
+        let union = added.defs[name].union;
+        btf_type(
+            &base,
+            &mut split,
+            &mut added,
+            &CType::Struct {
+                name: name.clone(),
+                union,
+            },
+        )?;
+    }
+    outcome.structs = std::mem::take(&mut added.structs_written);
 
     if let Some(path) = &opts.btf {
         let output = opts.output.as_deref().unwrap_or(path);
@@ -368,11 +448,11 @@ pub fn run(opts: &Options) -> Result<Outcome> {
         std::fs::write(&tmp, &raw).with_context(|| format!("cannot write {}", tmp.display()))?;
         std::fs::rename(&tmp, output)
             .with_context(|| format!("cannot rename {} to {}", tmp.display(), output.display()))?;
-        verify_raw(&base, output, &outcome)?;
+        verify_raw(&base, output, &outcome, &ids.kfuncs)?;
         return Ok(outcome);
     }
 
-    if outcome.added.is_empty() {
+    if outcome.added.is_empty() && outcome.structs.is_empty() {
         if output != module {
             std::fs::copy(module, output)
                 .with_context(|| format!("cannot write {}", output.display()))?;
@@ -396,19 +476,101 @@ pub fn run(opts: &Options) -> Result<Outcome> {
         drop(split);
         elf::write_btf_section(&opts.objcopy, module, output, &raw)?;
     }
-    verify(&base, output, &outcome)?;
+    verify(&base, output, &outcome, &ids.kfuncs)?;
     Ok(outcome)
 }
 
-/// Turns each [`CType::Wrapper`] of a prototype into the struct or union it stands for: the first
-/// of its chain, outermost first, that `btf` (the module's, on vmlinux's) has by name, which must
-/// then have the same size. This is the rule resolve_btfids follows for Rust kfuncs in-tree, so
-/// that `*mut kernel::task::Task` is `struct task_struct *` for both.
+/// Checks the layout of every bindgen struct and union in the module's DWARF against the
+/// vmlinux type of that name: the size, and the offset of each member both name (bindgen adds
+/// `_` to C names that are Rust keywords; its own members, `_bitfield_1`, `__bindgen_anon_1`,
+/// ..., have no C counterpart of that name). Rust code reads kernel structs through these
+/// layouts, and bindgen can get one wrong without any compile-time check noticing.
+pub fn check_bindgen_layouts(base: &Btf<'_>, file: &object::File<'_>) -> Result<()> {
+    let layouts = dwarf::bindgen_layouts(file)?;
+    if layouts.is_empty() {
+        return Ok(());
+    }
+    let structs = base.ids_by_name(Kind::Struct);
+    let unions = base.ids_by_name(Kind::Union);
+    let mut wrong = Vec::new();
+    for l in &layouts {
+        let Some(&id) = (if l.union { &unions } else { &structs }).get(&l.name) else {
+            continue;
+        };
+        // bindgen's stand-ins for a type a header only declares (`_unused: [u8; 0]`) or that
+        // it could not lay out (`_address: u8`): no Rust code reads through them.
+        if l.members.len() == 1 && matches!(l.members[0].0.as_str(), "_unused" | "_address") {
+            continue;
+        }
+        let t = base.type_info(id)?;
+        let what = if l.union { "union" } else { "struct" };
+        if u64::from(t.size_or_type) != l.size {
+            wrong.push(format!(
+                "{what} {}: {} bytes in Rust, {} in vmlinux",
+                l.name, l.size, t.size_or_type
+            ));
+            continue;
+        }
+        for (mname, offset) in &l.members {
+            let c = t.members.iter().find(|(n, _, _)| n == mname).or_else(|| {
+                let stripped = mname.strip_suffix('_')?;
+                t.members.iter().find(|(n, _, _)| n == stripped)
+            });
+            let Some((_, _, bits)) = c else {
+                continue;
+            };
+            if u64::from(*bits) != offset * 8 {
+                wrong.push(format!(
+                    "{what} {}: {mname} at byte {offset} in Rust, {} in vmlinux",
+                    l.name,
+                    f64::from(*bits) / 8.0
+                ));
+            }
+        }
+    }
+    if !wrong.is_empty() {
+        bail!(
+            "bindgen's layouts of kernel types differ from vmlinux's BTF in {} place(s), so Rust code \
+             would read the wrong bytes: {}; the kernel crate's (or the module's) bindings were \
+             generated for another kernel or configuration, or bindgen got them wrong: rebuild \
+             the kernel's Rust support with this kernel, or fix the binding",
+            wrong.len(),
+            wrong.join("; ")
+        );
+    }
+    Ok(())
+}
+
+/// vmlinux's struct or union named `name`, if it has one.
+fn vmlinux_struct(base: &Btf<'_>, name: &str) -> Result<Option<u32>> {
+    Ok(match base.find(name, Kind::Struct)? {
+        Some(id) => Some(id),
+        None => base.find(name, Kind::Union)?,
+    })
+}
+
+/// The module's own struct or union named `name` in its BTF (not vmlinux's), if it has one.
+fn module_struct(split: &Btf<'_>, name: &str) -> Result<Option<u32>> {
+    let start = split.start_id();
+    for kind in [Kind::Struct, Kind::Union] {
+        if let Some(id) = split.find(name, kind)?.filter(|&id| id >= start) {
+            return Ok(Some(id));
+        }
+    }
+    Ok(None)
+}
+
+/// Turns each [`CType::Wrapper`] of a prototype into one struct or union: the first of its
+/// chain, outermost first, that `btf` (the module's, on vmlinux's) has by name, which must then
+/// have the same size; the outermost (a struct of the module's own) when it has none. This is
+/// the rule resolve_btfids follows for Rust kfuncs in-tree, so that `*mut kernel::task::Task` is
+/// `struct task_struct *` for both.
 pub fn resolve_wrappers(btf: &Btf<'_>, proto: &mut Prototype) -> Result<()> {
     fn resolve(btf: &Btf<'_>, ty: &mut CType, kfunc: &str) -> Result<()> {
         match ty {
             CType::Ptr { target, .. } => resolve(btf, target, kfunc),
             CType::Wrapper { chain } => {
+                let mut chosen = &chain[0];
                 for record in chain.iter() {
                     let kind = if record.union {
                         Kind::Union
@@ -426,17 +588,14 @@ pub fn resolve_wrappers(btf: &Btf<'_>, proto: &mut Prototype) -> Result<()> {
                             record.size
                         );
                     }
-                    *ty = CType::Struct {
-                        name: record.name.clone(),
-                        union: record.union,
-                    };
-                    return Ok(());
+                    chosen = record;
+                    break;
                 }
-                bail!(
-                    "kfunc {kfunc}: a pointer to {}, which neither is a struct or union vmlinux \
-                     BTF has nor transparently wraps one",
-                    chain[0].name
-                )
+                *ty = CType::Struct {
+                    name: chosen.name.clone(),
+                    union: chosen.union,
+                };
+                Ok(())
             }
             _ => Ok(()),
         }
@@ -455,6 +614,13 @@ struct Added {
     ptrs: BTreeMap<u32, u32>,
     consts: BTreeMap<u32, u32>,
     enums: BTreeMap<String, u32>,
+    /// The module's own structs, from DWARF, and those written so far.
+    defs: BTreeMap<String, dwarf::StructDef>,
+    structs: BTreeMap<String, u32>,
+    /// Structs whose members are being resolved (a member pointing back to one is left out).
+    in_progress: BTreeSet<String>,
+    /// What [`Outcome::structs`] reports.
+    structs_written: Vec<(String, u32, Vec<String>)>,
 }
 
 /// The BTF id for a mapped type, adding `PTR`, `CONST` and `ENUM` types to the module's BTF when
@@ -497,14 +663,40 @@ fn btf_type(base: &Btf<'_>, split: &mut Btf<'_>, added: &mut Added, ty: &CType) 
             Ok(id)
         }
         CType::Struct { name, union } => {
-            let (kind, what) = if *union {
-                (Kind::Union, "union")
-            } else {
-                (Kind::Struct, "struct")
-            };
-            base.find(name, kind)?.with_context(|| {
-                format!("vmlinux BTF has no {what} {name}; only pointers to vmlinux types map")
-            })
+            if let Some(id) = vmlinux_struct(base, name)? {
+                return Ok(id);
+            }
+            if let Some(id) = module_struct(split, name)? {
+                return Ok(id);
+            }
+            if let Some(id) = added.structs.get(name) {
+                return Ok(*id);
+            }
+            let def = added.defs.get(name).cloned().with_context(|| {
+                format!(
+                    "{} {name} is no vmlinux type and was not found in the module's DWARF",
+                    if *union { "union" } else { "struct" }
+                )
+            })?;
+            if added.in_progress.contains(name) {
+                bail!("{name} refers to itself");
+            }
+            added.in_progress.insert(name.clone());
+            // Member types first: libbpf appends members to the type added last.
+            let mut members = Vec::new();
+            let mut omitted = Vec::new();
+            for m in &def.members {
+                let resolved = member_btf_type(base, split, added, m);
+                match resolved {
+                    Ok(id) => members.push((m.name.clone(), id, (m.offset * 8) as u32)),
+                    Err(e) => omitted.push(format!("{}: {e:#}", m.name)),
+                }
+            }
+            added.in_progress.remove(name);
+            let id = split.add_struct(name, def.size as u32, *union, &members)?;
+            added.structs.insert(name.clone(), id);
+            added.structs_written.push((name.clone(), id, omitted));
+            Ok(id)
         }
         CType::Wrapper { chain } => {
             bail!("{} was not resolved to the struct it wraps", chain[0].name)
@@ -542,28 +734,96 @@ fn btf_type(base: &Btf<'_>, split: &mut Btf<'_>, added: &mut Added, ty: &CType) 
     }
 }
 
+/// `decl` with GCC's spellings of integer types (in the BTF of a GCC-built vmlinux) replaced by
+/// clang's, so that declarations from either compare equal.
+fn clang_spelling(decl: &str) -> String {
+    const GCC_TO_CLANG: &[(&str, &str)] = &[
+        ("long long unsigned int", "unsigned long long"),
+        ("long long int", "long long"),
+        ("long unsigned int", "unsigned long"),
+        ("short unsigned int", "unsigned short"),
+        ("short int", "short"),
+        ("long int", "long"),
+    ];
+    let mut s = decl.to_owned();
+    for (gcc, clang) in GCC_TO_CLANG {
+        s = s.replace(gcc, clang);
+    }
+    s
+}
+
+/// The BTF id of the first of a member's candidate types that BTF has with the member's size;
+/// the error says why none does.
+fn member_btf_type(
+    base: &Btf<'_>,
+    split: &mut Btf<'_>,
+    added: &mut Added,
+    m: &dwarf::Member,
+) -> Result<u32> {
+    let tys = m.ty.as_ref().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut why = Vec::new();
+    for ty in tys {
+        // Structs by value only as vmlinux's: the module's own are written for kfuncs and id
+        // lists alone.
+        if let CType::Struct { name, .. } = ty {
+            if vmlinux_struct(base, name)?.is_none() {
+                why.push(format!("{} is no vmlinux type", c_type(ty).trim_end()));
+                continue;
+            }
+        }
+        match btf_type(base, split, added, ty) {
+            Ok(id) => {
+                let size = u64::from(split.size_of(id)?);
+                if size == m.size {
+                    return Ok(id);
+                }
+                why.push(format!(
+                    "{} is {size} bytes in BTF but {} in DWARF",
+                    c_type(ty).trim_end(),
+                    m.size
+                ));
+            }
+            Err(e) => why.push(format!("{e:#}")),
+        }
+    }
+    bail!("{}", why.join("; "))
+}
+
 /// Re-reads the written object and checks that every added `FUNC` is there with the whole
-/// prototype derived from DWARF (types and names, rendered as C) and its `bpf_kfunc` tag.
-fn verify(base: &Btf<'_>, path: &Path, outcome: &Outcome) -> Result<()> {
+/// prototype derived from DWARF (types and names, rendered as C), with its `bpf_kfunc` tag if
+/// it is in a kfunc set and without one otherwise, and every added struct with its members.
+fn verify(base: &Btf<'_>, path: &Path, outcome: &Outcome, kfuncs: &BTreeSet<String>) -> Result<()> {
     let data = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
     let file = object::File::parse(&*data)?;
     let btf = module_btf(base, &file)?
         .with_context(|| format!("{}: .BTF vanished after objcopy", path.display()))?
         .btf;
-    verify_funcs(&btf, path, outcome, true)
+    verify_funcs(&btf, path, outcome, kfuncs, true)
 }
 
 /// [`verify`] for a raw split BTF file ([`Options::btf`]): the FUNCs, and no `bpf_kfunc` tag of
 /// ours (`resolve_btfids` adds one; two would be one too many).
-fn verify_raw(base: &Btf<'_>, path: &Path, outcome: &Outcome) -> Result<()> {
+fn verify_raw(
+    base: &Btf<'_>,
+    path: &Path,
+    outcome: &Outcome,
+    kfuncs: &BTreeSet<String>,
+) -> Result<()> {
     let data = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
     let btf = Btf::new_split(&data, base)?;
-    verify_funcs(&btf, path, outcome, false)
+    verify_funcs(&btf, path, outcome, kfuncs, false)
 }
 
 /// Checks every added `FUNC` against its DWARF prototype, and that it has exactly one
-/// `bpf_kfunc` decl tag (`tagged`) or none.
-fn verify_funcs(btf: &Btf<'_>, path: &Path, outcome: &Outcome, tagged: bool) -> Result<()> {
+/// `bpf_kfunc` decl tag if it is a kfunc (of `kfuncs`) and the tags are ours (`tagged`), none
+/// otherwise; and every added struct.
+fn verify_funcs(
+    btf: &Btf<'_>,
+    path: &Path,
+    outcome: &Outcome,
+    kfuncs: &BTreeSet<String>,
+    tagged: bool,
+) -> Result<()> {
     let tags = btf.decl_tags()?;
     for (proto, _) in &outcome.added {
         let id = btf.find(&proto.name, Kind::Func)?.with_context(|| {
@@ -573,8 +833,8 @@ fn verify_funcs(btf: &Btf<'_>, path: &Path, outcome: &Outcome, tagged: bool) -> 
                 proto.name
             )
         })?;
-        let written = btf.c_declaration(id)?;
-        let derived = c_declaration(proto);
+        let written = clang_spelling(&btf.c_declaration(id)?);
+        let derived = clang_spelling(&c_declaration(proto));
         if written != derived {
             bail!(
                 "{}: FUNC {} reads `{written}` after writing, but its DWARF says `{derived}`",
@@ -586,16 +846,37 @@ fn verify_funcs(btf: &Btf<'_>, path: &Path, outcome: &Outcome, tagged: bool) -> 
             .iter()
             .filter(|t| **t == (KFUNC_TAG.to_owned(), id, -1))
             .count();
-        if count != usize::from(tagged) {
+        let want = usize::from(tagged && kfuncs.contains(&proto.name));
+        if count != want {
             bail!(
-                "{}: FUNC {} has {count} {KFUNC_TAG} decl tag(s) after writing, not {}",
+                "{}: FUNC {} has {count} {KFUNC_TAG} decl tag(s) after writing, not {want}",
                 path.display(),
                 proto.name,
-                usize::from(tagged)
             );
         }
     }
+    for (name, _, _) in &outcome.structs {
+        if module_struct(btf, name)?.is_none() {
+            bail!("{}: struct {name} missing after writing", path.display());
+        }
+    }
     Ok(())
+}
+
+/// The module's BTF as the kernel sees it once loaded, as raw split BTF on `base`: a module with
+/// a distilled `.BTF.base` (7.x external modules) relocated onto vmlinux, for tools that cannot
+/// read `.BTF.base` (bpftool 7.1: `bpftool -B vmlinux btf dump file OUT`).
+pub fn relocated_btf(base: &Path, module: &Path) -> Result<Vec<u8>> {
+    let base =
+        Btf::parse(base).with_context(|| format!("cannot load the base BTF {}", base.display()))?;
+    let data =
+        std::fs::read(module).with_context(|| format!("cannot read {}", module.display()))?;
+    let file = object::File::parse(&*data)
+        .with_context(|| format!("{} is not an ELF object", module.display()))?;
+    let btf = module_btf(&base, &file)?
+        .with_context(|| format!("{}: no .BTF section", module.display()))?
+        .btf;
+    btf.raw_data()
 }
 
 /// The BPF-side declarations of a module's kfuncs, from the module's BTF: the header a BPF
@@ -624,6 +905,14 @@ pub fn header(base: &Path, module: &Path, guard: &str) -> Result<String> {
         .collect();
     funcs.sort();
     funcs.dedup();
+    // By name, not by id: 7.x's resolve_btfids sorts the module's BTF by name, 6.x keeps pahole's
+    // and btfgen's order, and the header must be the same on both.
+    let mut named = Vec::new();
+    for id in funcs {
+        named.push((btf.type_info(id)?.name, id));
+    }
+    named.sort();
+    let funcs: Vec<u32> = named.into_iter().map(|(_, id)| id).collect();
     if funcs.is_empty() {
         bail!(
             "{}: no FUNC with a {KFUNC_TAG} decl tag in the module's BTF; run btfgen on it first",
@@ -655,13 +944,24 @@ pub fn header(base: &Path, module: &Path, guard: &str) -> Result<String> {
 "
     );
     let mut enums = Vec::new();
+    let mut structs = Vec::new();
     for &func in &funcs {
         let proto = btf.type_info(btf.type_info(func)?.size_or_type)?;
         let mut types: Vec<u32> = proto.params.iter().map(|(_, t)| *t).collect();
         types.push(proto.size_or_type);
-        for t in types {
+        for mut t in types {
             if t >= start && btf.type_info(t)?.kind == btf::ENUM && !enums.contains(&t) {
                 enums.push(t);
+            }
+            // The module's own structs behind pointers (through `const`).
+            while t != 0 && matches!(btf.type_info(t)?.kind, btf::PTR | btf::CONST) {
+                t = btf.type_info(t)?.size_or_type;
+            }
+            if t >= start
+                && matches!(btf.type_info(t)?.kind, btf::STRUCT | btf::UNION)
+                && !structs.contains(&t)
+            {
+                structs.push(t);
             }
         }
     }
@@ -672,10 +972,57 @@ pub fn header(base: &Path, module: &Path, guard: &str) -> Result<String> {
         }
         let _ = writeln!(out, "}};\n");
     }
+    for id in structs {
+        out.push_str(&struct_definition(&btf, id)?);
+    }
     for func in funcs {
         let _ = writeln!(out, "extern {} __ksym;", btf.c_declaration(func)?);
     }
     let _ = writeln!(out, "\n#endif /* {guard} */");
+    Ok(out)
+}
+
+/// A C definition of the module's struct `id` with the layout of its BTF: members at their BTF
+/// offsets, the bytes BTF leaves out as `__pad_<offset>` arrays, and static assertions that the
+/// C compiler agrees.
+fn struct_definition(btf: &Btf<'_>, id: u32) -> Result<String> {
+    let t = btf.type_info(id)?;
+    let keyword = if t.kind == btf::UNION {
+        "union"
+    } else {
+        "struct"
+    };
+    let name = &t.name;
+    let mut out = format!("{keyword} {name} {{\n");
+    let mut members = t.members.clone();
+    members.sort_by_key(|m| m.2);
+    let mut at = 0u64;
+    let mut asserts = Vec::new();
+    for (mname, ty, bits) in &members {
+        let offset = u64::from(*bits / 8);
+        if t.kind == btf::STRUCT && offset > at {
+            let _ = writeln!(out, "\tunsigned char __pad_{at}[{}];", offset - at);
+        }
+        let _ = writeln!(out, "\t{}{mname};", btf.c_type(*ty)?);
+        asserts.push(format!(
+            "_Static_assert(__builtin_offsetof({keyword} {name}, {mname}) == {offset}, \
+             \"{keyword} {name}: {mname} is not where the module's BTF puts it\");"
+        ));
+        at = at.max(offset + u64::from(btf.size_of(*ty)?));
+    }
+    let size = u64::from(t.size_or_type);
+    if t.kind == btf::STRUCT && size > at {
+        let _ = writeln!(out, "\tunsigned char __pad_{at}[{}];", size - at);
+    }
+    let _ = writeln!(out, "}};");
+    asserts.push(format!(
+        "_Static_assert(sizeof({keyword} {name}) == {size}, \
+         \"{keyword} {name}: the size differs from the module's BTF\");"
+    ));
+    for a in asserts {
+        let _ = writeln!(out, "{a}");
+    }
+    out.push('\n');
     Ok(out)
 }
 

@@ -46,6 +46,10 @@ struct Cli {
     /// the bpf_kfunc decl tags itself. The FUNCs are added to the file, untagged.
     #[arg(long, value_name = "FILE", conflicts_with = "header")]
     btf: Option<PathBuf>,
+    /// Only write the module's BTF, relocated onto --base as the kernel does when it loads the
+    /// module, as raw split BTF to this file (for bpftool 7.1, which cannot read .BTF.base).
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["header", "btf", "output"])]
+    relocated_btf: Option<PathBuf>,
     /// The module (.ko) to process.
     #[arg(value_name = "MODULE")]
     module: PathBuf,
@@ -53,6 +57,19 @@ struct Cli {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(out) = &cli.relocated_btf {
+        let written = btfgen::relocated_btf(&cli.base, &cli.module).and_then(|raw| {
+            std::fs::write(out, raw)
+                .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", out.display()))
+        });
+        return match written {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => {
+                eprintln!("btfgen: error: {err:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let opts = btfgen::Options {
         base: cli.base,
         module: cli.module.clone(),
@@ -82,21 +99,28 @@ fn main() -> ExitCode {
             }
             if outcome.sets.is_empty() {
                 println!("btfgen: {module}: no kfunc sets, nothing to do");
-            } else if outcome.added.is_empty() {
+            } else if outcome.added.is_empty() && outcome.structs.is_empty() {
                 println!(
                     "btfgen: {module}: BTF already present for {} kfunc(s), nothing to do",
                     outcome.already_present.len()
                 );
             } else {
                 println!(
-                    "btfgen: {module}: added BTF for {} kfunc(s) of set(s) {}",
+                    "btfgen: {module}: added BTF for {} function(s) and {} struct(s) of set(s) {}",
                     outcome.added.len(),
+                    outcome.structs.len(),
                     outcome.sets.join(", ")
                 );
             }
             if cli.verbose {
                 for (proto, id) in &outcome.added {
                     println!("  [{id}] {}", btfgen::c_declaration(proto));
+                }
+                for (name, id, omitted) in &outcome.structs {
+                    println!("  [{id}] struct {name}");
+                    for why in omitted {
+                        println!("        left out (BPF cannot read it): {why}");
+                    }
                 }
             }
             ExitCode::SUCCESS

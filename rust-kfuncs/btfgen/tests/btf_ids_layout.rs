@@ -121,14 +121,17 @@ fn layout(path: &Path) -> Layout {
         if name.is_empty() || sym.kind() == SymbolKind::Section {
             continue;
         }
-        if let Some(func) = name.strip_prefix("__BTF_ID__func__") {
-            let (base, unique) = func.rsplit_once("__").expect("no unique suffix");
+        let unique_kind = ["__BTF_ID__func__", "__BTF_ID__struct__"]
+            .into_iter()
+            .find_map(|k| name.strip_prefix(k).map(|rest| (k, rest)));
+        if let Some((kind, rest)) = unique_kind {
+            let (base, unique) = rest.rsplit_once("__").expect("no unique suffix");
             assert!(
                 !unique.is_empty() && !unique.contains('_'),
                 "{name}: resolve_btfids needs a suffix without '_'"
             );
             ids.push((
-                format!("__BTF_ID__func__{base}"),
+                format!("{kind}{base}"),
                 sym.address(),
                 sym.size(),
                 sym.kind(),
@@ -142,7 +145,9 @@ fn layout(path: &Path) -> Layout {
                 sym.kind(),
                 sym.is_local(),
             ));
-        } else {
+        } else if !name.starts_with("__rust_kfuncs_dtor") {
+            // The labels `btf_dtor_list!` adds for btfgen and for one list per module have no
+            // C counterpart; resolve_btfids ignores them.
             labels.push((name.to_owned(), sym.address()));
         }
     }
@@ -177,8 +182,8 @@ fn rust_sets_match_the_c_macros() {
     let rust = layout(&rustc_obj(&dir, "layout.rs", &[], false));
 
     // Sanity: the C side is what the test expects, so equality below means something.
-    assert_eq!(c.bytes.len(), (8 + 5 * 8) + (8 + 2 * 8));
-    assert_eq!(c.ids.len(), 2 + 5 + 2);
+    assert_eq!(c.bytes.len(), (8 + 5 * 8) + (8 + 2 * 8) + 8);
+    assert_eq!(c.ids.len(), 2 + 5 + 2 + 2);
 
     assert_eq!(rust.bytes, c.bytes, ".BTF_ids bytes differ");
     assert_eq!(rust.sh_flags, c.sh_flags, "section flags differ");
@@ -192,6 +197,24 @@ fn rust_sets_match_the_c_macros() {
     // The labels sit at the same place; Rust's are global (hidden) so the static can refer to
     // them from any codegen unit, C's are local.
     assert_eq!(rust.labels, c.labels, "set labels differ");
+}
+
+#[test]
+fn btfgen_finds_the_destructor_list() {
+    let dir = scratch("dtors");
+    let obj = rustc_obj(&dir, "layout.rs", &[], false);
+    let data = std::fs::read(&obj).unwrap();
+    let ids = btfgen::elf::btf_ids(&object::File::parse(&*data).unwrap()).unwrap();
+    assert_eq!(
+        ids.dtors,
+        [("layout_obj".to_owned(), "layout_obj_release".to_owned())]
+    );
+    assert_eq!(ids.structs, ["layout_obj"]);
+    assert!(ids.kfuncs.contains("layout_acquire"));
+    assert!(
+        !ids.kfuncs.contains("layout_obj_release"),
+        "a destructor listed in no set is no kfunc"
+    );
 }
 
 #[no_mangle]

@@ -247,7 +247,34 @@ fn appends_to_existing_module_btf() {
 fn resolve_btfids_patches_the_rust_set() {
     let (_dir, _, out) = generated(&[]);
     let resolve = kdir().join("tools/bpf/resolve_btfids/resolve_btfids");
-    run(Command::new(&resolve).arg("-b").arg(vmlinux()).arg(&out));
+    let release = std::fs::read_to_string(kdir().join("include/config/kernel.release")).unwrap();
+    if release
+        .split('.')
+        .next()
+        .and_then(|m| m.parse::<u32>().ok())
+        >= Some(7)
+    {
+        // 7.x: resolve_btfids reads the BTF from a file and writes .BTF and .BTF_ids next to the
+        // object, which scripts/gen-btf.sh puts back into it.
+        let btf1 = out.with_extension("o.BTF.1");
+        std::fs::write(&btf1, read_btf_section(&out)).unwrap();
+        run(Command::new(&resolve)
+            .arg("--btf_base")
+            .arg(vmlinux())
+            .arg("--btf")
+            .arg(&btf1)
+            .arg(&out));
+        let with = |ext: &str| format!("{}.{ext}", out.display());
+        run(Command::new("llvm-objcopy-19")
+            .arg(format!("--update-section=.BTF={}", with("BTF")))
+            .arg(&out));
+        run(Command::new(&resolve)
+            .arg("--patch_btfids")
+            .arg(with("BTF_ids"))
+            .arg(&out));
+    } else {
+        run(Command::new(&resolve).arg("-b").arg(vmlinux()).arg(&out));
+    }
 
     let base = Btf::parse(&vmlinux()).unwrap();
     let btf = Btf::new_split(&read_btf_section(&out), &base).unwrap();
@@ -313,6 +340,63 @@ fn a_narrow_integer_parameter_is_an_error_naming_the_wrapper() {
     );
 }
 
+/// The error btfgen gives for the fixture under `--cfg cfg` (one refused kfunc).
+fn refusal(cfg: &str) -> String {
+    let dir = scratch(cfg);
+    let module = fixture_module(&dir, &[cfg]);
+    let err = btfgen(&module, &dir.join("out.ko")).unwrap_err();
+    assert!(
+        !dir.join("out.ko").exists(),
+        "nothing must be written on error"
+    );
+    format!("{err:#}")
+}
+
+/// Each refused shape: the error names the kfunc, where the type is, the type as Rust spells
+/// it, why it is refused and what to write instead.
+macro_rules! refuses {
+    ($($test:ident: $cfg:literal, $at:literal, $ty:literal, [$($part:literal),+];)+) => {
+        $(
+            #[test]
+            fn $test() {
+                let msg = refusal($cfg);
+                for part in [concat!("kfunc kf_refused: ", $at, ": `"), $ty, " is refused: ", $($part),+] {
+                    assert!(msg.contains(part), "error {msg:?} does not say {part:?}");
+                }
+            }
+        )+
+    };
+}
+
+refuses! {
+    refuses_a_shared_reference_parameter:
+        "refused_ref", "parameter p", "&kfuncs::task_struct", ["never NULL", "take `*const T` or `*mut T`"];
+    refuses_a_mutable_reference_parameter:
+        "refused_mut_ref", "parameter p", "&mut kfuncs::task_struct", ["nobody writes", "take `*const T` or `*mut T`"];
+    refuses_a_static_reference_return:
+        "refused_static_ref_return", "return type", "&kfuncs::task_struct", ["lives until the program releases it", "return `*mut T` or `*const T`"];
+    refuses_a_mutable_reference_return:
+        "refused_mut_ref_return", "return type", "&mut kfuncs::task_struct", ["return `*mut T`"];
+    refuses_an_optional_reference:
+        "refused_option_ref", "parameter p", "Option<&kfuncs::task_struct>", ["take `*const T` or `*mut T`"];
+    refuses_non_null:
+        "refused_non_null", "parameter p", "NonNull<kfuncs::task_struct>", ["passes NULL", "NonNull::new()"];
+    refuses_an_optional_non_null:
+        "refused_option_non_null", "parameter p", "Option<core::ptr::non_null::NonNull<kfuncs::task_struct>>", ["Rust enum", "take `*mut T`"];
+    refuses_a_double_pointer:
+        "refused_double_pointer", "parameter p", "*mut *mut kfuncs::task_struct", ["no pointer to a pointer", "`*mut c_void`"];
+    refuses_a_function_pointer:
+        "refused_fn_pointer", "parameter f", "extern \"C\" fn(i32) -> i32", ["callbacks"];
+    refuses_a_slice_pointer:
+        "refused_slice_pointer", "parameter s", "*const [u8]", ["two words", "`__sz`"];
+    refuses_a_str_reference:
+        "refused_str", "parameter s", "&str", ["never NULL"];
+    refuses_a_struct_by_value:
+        "refused_struct_by_value", "parameter s", "Pair", ["by value", "take a pointer"];
+    refuses_a_pointer_to_a_generic_struct:
+        "refused_generic_pointer", "parameter p", "*mut kfuncs::Generic<u32>", ["C identifier"];
+}
+
 #[test]
 fn a_kfunc_without_dwarf_is_an_error() {
     let dir = scratch("nodwarf");
@@ -371,7 +455,7 @@ fn the_cli_rewrites_in_place() {
         .arg(&module));
     let stdout = String::from_utf8(out.stdout).unwrap();
     assert!(
-        stdout.contains("added BTF for 4 kfunc(s) of set(s) TEST_KFUNC_SET"),
+        stdout.contains("added BTF for 4 function(s) and 0 struct(s) of set(s) TEST_KFUNC_SET"),
         "{stdout}"
     );
     assert!(
@@ -456,5 +540,213 @@ fn a_distilled_base_is_relocated_and_written_again() {
             .c_declaration(id)
             .unwrap()
             .starts_with("struct task_struct *"));
+    }
+}
+
+/// The `STRUCT` named `name` in the module part of `btf`.
+fn module_struct(btf: &Btf<'_>, name: &str) -> (u32, TypeInfo) {
+    let id = btf
+        .find(name, Kind::Struct)
+        .unwrap()
+        .unwrap_or_else(|| panic!("no STRUCT {name}"));
+    assert!(
+        id >= btf.start_id(),
+        "{name}: must be the module's own type"
+    );
+    (id, btf.type_info(id).unwrap())
+}
+
+/// Generates BTF for the fixture with its own structs; returns (dir, output, outcome).
+fn generated_objects() -> (PathBuf, PathBuf, Outcome) {
+    let dir = scratch("objects");
+    let module = fixture_module(&dir, &["module_obj"]);
+    let out = dir.join("out.ko");
+    let outcome = btfgen(&module, &out).unwrap();
+    (dir, out, outcome)
+}
+
+#[test]
+fn writes_the_modules_own_structs_with_the_members_bpf_can_read() {
+    let (_dir, out, outcome) = generated_objects();
+    let base = Btf::parse(&vmlinux()).unwrap();
+    let btf = Btf::new_split(&read_btf_section(&out), &base).unwrap();
+    let (obj, info) = module_struct(&btf, "kf_obj");
+    assert_eq!(info.size_or_type, 56, "the Rust struct's size");
+    let members: Vec<_> = info
+        .members
+        .iter()
+        .map(|(n, ty, off)| (n.as_str(), btf.c_type(*ty).unwrap(), *off))
+        .collect();
+    let int = |names: &[&str], got: &str| names.iter().any(|n| format!("{n} ") == got);
+    assert_eq!(
+        members.iter().map(|m| (m.0, m.2)).collect::<Vec<_>>(),
+        [
+            ("value", 0),
+            ("refs", 64),
+            ("flag", 96),
+            ("small", 112),
+            ("owner", 128),
+            ("pair", 256),
+            ("link", 320)
+        ]
+    );
+    assert!(int(
+        &["unsigned long long", "long long unsigned int"],
+        &members[0].1
+    ));
+    assert!(int(&["unsigned int"], &members[1].1), "{:?}", members[1]);
+    assert!(int(&["unsigned char"], &members[2].1), "{:?}", members[2]);
+    assert!(
+        int(&["short", "short int"], &members[3].1),
+        "{:?}",
+        members[3]
+    );
+    assert_eq!(members[4].1, "struct task_struct *");
+    assert!(int(&["unsigned int"], &members[5].1), "{:?}", members[5]);
+    assert_eq!(members[6].1, "struct list_head ");
+    let (_, omitted) = outcome
+        .structs
+        .iter()
+        .find(|(n, id, _)| n == "kf_obj" && *id == obj)
+        .map(|(_, _, o)| ((), o))
+        .expect("outcome lists kf_obj");
+    let omitted: Vec<_> = omitted
+        .iter()
+        .map(|o| o.split(':').next().unwrap())
+        .collect();
+    assert_eq!(omitted, ["next", "bytes"]);
+
+    // The kfuncs take and return the module's type.
+    let (_, _, new) = func(&btf, "kf_obj_new");
+    let ret = btf.type_info(new.size_or_type).unwrap();
+    assert_eq!((ret.kind, ret.size_or_type), (BTF_KIND_PTR, obj));
+    let (_, info2) = module_struct(&btf, "kf_obj2");
+    assert_eq!(info2.size_or_type, 4);
+}
+
+#[test]
+fn a_destructor_in_no_set_gets_a_func_but_no_kfunc_tag() {
+    let (_dir, out, _) = generated_objects();
+    let base = Btf::parse(&vmlinux()).unwrap();
+    let btf = Btf::new_split(&read_btf_section(&out), &base).unwrap();
+    let tags = btf.decl_tags().unwrap();
+    let tagged = |id: u32| tags.contains(&(btfgen::KFUNC_TAG.to_owned(), id, -1));
+    let (dtor, _, _) = func(&btf, "kf_obj2_dtor");
+    assert!(!tagged(dtor), "kf_obj2_dtor is no kfunc");
+    for name in ["kf_obj_new", "kf_obj_release"] {
+        assert!(tagged(func(&btf, name).0), "{name} is a kfunc");
+    }
+    let header = btfgen::header(&vmlinux(), &out, "__T_H").unwrap();
+    assert!(!header.contains("kf_obj2_dtor"), "{header}");
+}
+
+#[test]
+fn resolve_btfids_fills_the_destructor_list() {
+    let (_dir, out, _) = generated_objects();
+    let resolve = kdir().join("tools/bpf/resolve_btfids/resolve_btfids");
+    run(Command::new(&resolve).arg("-b").arg(vmlinux()).arg(&out));
+    let base = Btf::parse(&vmlinux()).unwrap();
+    let btf = Btf::new_split(&read_btf_section(&out), &base).unwrap();
+    let data = std::fs::read(&out).unwrap();
+    let file = object::File::parse(&*data).unwrap();
+    let bytes = file.section_by_name(".BTF_ids").unwrap().data().unwrap();
+    let list = file
+        .symbols()
+        .find(|s| s.name() == Ok("OBJ_DTORS"))
+        .unwrap()
+        .address() as usize;
+    let words: Vec<u32> = bytes[list..list + 16]
+        .chunks(4)
+        .map(|w| u32::from_le_bytes(w.try_into().unwrap()))
+        .collect();
+    let want = [
+        module_struct(&btf, "kf_obj").0,
+        func(&btf, "kf_obj_release").0,
+        module_struct(&btf, "kf_obj2").0,
+        func(&btf, "kf_obj2_dtor").0,
+    ];
+    assert_eq!(words, want, "(struct, destructor) ids");
+}
+
+#[test]
+fn the_header_defines_the_modules_structs_as_btf_lays_them_out() {
+    let (dir, out, _) = generated_objects();
+    let header = btfgen::header(&vmlinux(), &out, "__KFUNCS_H").unwrap();
+    assert!(header.contains("struct kf_obj {\n"), "{header}");
+    assert!(
+        header.contains("\tunsigned char __pad_16[0]")
+            || header.contains("\tstruct task_struct *owner;"),
+        "{header}"
+    );
+    // clang must agree with the static assertions the header carries.
+    let bpftool = ["/usr/sbin/bpftool", "bpftool"]
+        .into_iter()
+        .find(|b| Command::new(b).arg("version").output().is_ok())
+        .expect("bpftool not found: install it (apt-get install bpftool)");
+    let vmlinux_h = run(Command::new(bpftool)
+        .args(["btf", "dump", "file"])
+        .arg(vmlinux())
+        .args(["format", "c"]));
+    std::fs::write(dir.join("vmlinux.h"), &vmlinux_h.stdout).unwrap();
+    std::fs::write(dir.join("kfuncs.h"), &header).unwrap();
+    std::fs::write(
+        dir.join("prog.c"),
+        "#include \"vmlinux.h\"\n#include \"kfuncs.h\"\n\
+         unsigned long long f(struct kf_obj *o) { return o->value + o->refs + o->small; }\n",
+    )
+    .unwrap();
+    run(Command::new("clang-19")
+        .args(["-target", "bpf", "-O2", "-c", "-o"])
+        .arg(dir.join("prog.o"))
+        .arg(dir.join("prog.c")));
+}
+
+#[test]
+fn a_destructor_for_a_vmlinux_type_is_an_error_naming_the_limit() {
+    let dir = scratch("vmlinux-dtor");
+    let module = fixture_module(&dir, &["vmlinux_dtor"]);
+    let msg = format!("{:#}", btfgen(&module, &dir.join("out.ko")).unwrap_err());
+    for part in [
+        "destructor kf_task_release for struct task_struct",
+        "vmlinux type",
+        "BTF that owns its type",
+        "struct of the module's own",
+    ] {
+        assert!(msg.contains(part), "error {msg:?} does not say {part:?}");
+    }
+}
+
+#[test]
+fn bindgen_layouts_are_checked_against_vmlinux() {
+    let dir = scratch("layout-good");
+    let module = fixture_module(&dir, &["good_layout"]);
+    btfgen(&module, &dir.join("out.ko")).unwrap();
+
+    let dir = scratch("layout-bad");
+    let module = fixture_module(&dir, &["bad_layout"]);
+    let msg = format!("{:#}", btfgen(&module, &dir.join("out.ko")).unwrap_err());
+    for part in [
+        "bindgen's layouts of kernel types differ from vmlinux's BTF in 2 place(s)",
+        "struct list_head: prev at byte 0 in Rust, 8 in vmlinux",
+        "struct list_head: next at byte 8 in Rust, 0 in vmlinux",
+    ] {
+        assert!(msg.contains(part), "error {msg:?} does not say {part:?}");
+    }
+    assert!(
+        !dir.join("out.ko").exists(),
+        "nothing must be written on error"
+    );
+}
+
+#[test]
+fn a_module_struct_with_a_vmlinux_name_and_another_layout_is_an_error() {
+    let dir = scratch("vmlinux-name");
+    let module = fixture_module(&dir, &["vmlinux_name"]);
+    let msg = format!("{:#}", btfgen(&module, &dir.join("out.ko")).unwrap_err());
+    for part in [
+        "struct list_head: the module's is 1 bytes, vmlinux's 16",
+        "rename the module's struct",
+    ] {
+        assert!(msg.contains(part), "error {msg:?} does not say {part:?}");
     }
 }

@@ -64,14 +64,20 @@ pub fn select(
 }
 
 /// Seconds after which the guest's watchdog dumps its tasks and crashes
-/// itself: before xtask's own timeout, so that the dump reaches us.
-/// `XTASK_GUEST_WATCHDOG=SECS` overrides it (to see the watchdog work).
-fn watchdog(debug: bool) -> Duration {
+/// itself: before xtask's own timeout ([`timeout`]), so that the dump
+/// reaches us. `XTASK_GUEST_WATCHDOG=SECS` overrides it (to see the
+/// watchdog work).
+fn watchdog(debug: bool, long: bool) -> Duration {
     let secs = std::env::var("XTASK_GUEST_WATCHDOG")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(if debug { 2400 } else { 600 });
+        .unwrap_or(if debug { 2400 } else { 600 } * if long { 3 } else { 1 });
     Duration::from_secs(secs)
+}
+
+/// How long the whole guest run may take.
+pub fn timeout(debug: bool, long: bool) -> Duration {
+    Duration::from_secs(if debug { 3600 } else { 1800 } * if long { 3 } else { 1 })
 }
 
 /// What the guest runs.
@@ -107,7 +113,7 @@ pub fn run(
     let mut words: Vec<String> = vec![
         "bash".into(),
         script.to_string_lossy().into_owned(),
-        watchdog(debug).as_secs().to_string(),
+        watchdog(debug, run.long).as_secs().to_string(),
         EXIT_BASE.to_string(),
         run.runner.to_string_lossy().into_owned(),
         "--module".into(),

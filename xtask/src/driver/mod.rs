@@ -13,8 +13,10 @@
 //! 4. plan: what the filter selects, decided once ([`Plan`]): the runner's
 //!    cases (the runner lists them, [`guest::select`]), the toolkit checks,
 //!    and whether the toolkit's sample module is needed;
-//! 5. toolkit: the sample module is built, plain-Kbuild builds and the
-//!    checked-in `*.kfuncs.h` headers are checked ([`toolkit`]);
+//! 5. toolkit: the sample module is built by the steps of
+//!    rust-kfuncs/README.md, and that module, plain-Kbuild builds, the
+//!    checked-in `*.kfuncs.h` headers and the toolkit's early build failures
+//!    are checked ([`toolkit`]);
 //! 6. guest: one boot (2 vCPUs, `slab_nomerge`) runs the selected runner
 //!    cases; the runner's KTAP becomes one case per runner case, and the
 //!    guest's exit code must come through and agree with them ([`guest`]).
@@ -29,12 +31,13 @@ mod host;
 pub mod report;
 mod toolkit;
 
+use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
+use std::process::{Command, ExitCode};
 use std::thread;
 use std::time::Instant;
 
-use anyhow::Result;
+use anyhow::{bail, Context, Result};
 use harness::Outcome;
 
 use crate::kernel::{self, Flavour, Kernel, Line};
@@ -126,6 +129,32 @@ pub fn test(
     })
 }
 
+/// The check that bpf-tests/vmlinux/vmlinux.h, with which the BPF programs
+/// build when no kernel is given (a fresh clone's `cargo check`), is what
+/// the normal test kernel's BTF gives.
+const VMLINUX_H_FRESH: &str = "xtask/vmlinux_h_fresh";
+
+fn vmlinux_h_fresh(checkout: &Path, kdir: &Path) -> Result<()> {
+    let checked_in = checkout.join("bpf-tests/vmlinux/vmlinux.h");
+    let mut dump = Command::new("bpftool");
+    dump.args(["btf", "dump", "file"])
+        .arg(kdir.join("vmlinux"))
+        .args(["format", "c"]);
+    let fresh = crate::util::output(&mut dump)?;
+    let have = fs::read_to_string(&checked_in)
+        .with_context(|| format!("reading {}", checked_in.display()))?;
+    if fresh.trim_end() != have.trim_end() {
+        bail!(
+            "{} is not the test kernel's BTF: regenerate it with\n  bpftool btf dump file \
+             {}/vmlinux format c > {}",
+            checked_in.display(),
+            kdir.display(),
+            checked_in.display()
+        );
+    }
+    Ok(())
+}
+
 /// Prints how long each phase took (`# time:` lines).
 struct Laps(Instant);
 
@@ -166,7 +195,21 @@ fn run(r: &mut Report, env: &Env, line: Line, flavour: Flavour, long: bool, filt
         })
     };
 
-    // 3. Builds.
+    // 3. Builds, and the checked-in vmlinux.h, which is the normal 6.12
+    // kernel's BTF.
+    if line == Line::V6_12 && flavour == Flavour::Normal {
+        if Plan::selects(filter, VMLINUX_H_FRESH) {
+            r.record(
+                VMLINUX_H_FRESH,
+                match vmlinux_h_fresh(checkout, &kdir) {
+                    Ok(()) => Outcome::Pass,
+                    Err(e) => Outcome::fail(format!("{e:#}")),
+                },
+            );
+        } else {
+            r.filtered_out(1);
+        }
+    }
     let ko = module::build(env, &kernel)
         .map_err(|e| r.fail("build/module", &e))
         .ok();
@@ -199,11 +242,13 @@ fn run(r: &mut Report, env: &Env, line: Line, flavour: Flavour, long: bool, filt
         // 6. The guest.
         r.filtered_out(plan.guest.filtered_out);
         if !plan.guest.cases.is_empty() {
+            let debug = kernel.is_debug();
             let opts = vm::VmOptions {
                 echo_prefix: "# ",
                 cpus: Some(CPUS),
                 append: APPEND.to_vec(),
-                ..vm::VmOptions::new(kdir.clone(), kernel.is_debug())
+                timeout: guest::timeout(debug, long),
+                ..vm::VmOptions::new(kdir.clone(), debug)
             };
             let run = guest::Run {
                 runner: &runner,
@@ -212,7 +257,7 @@ fn run(r: &mut Report, env: &Env, line: Line, flavour: Flavour, long: bool, filt
                 filter: plan.filter(),
                 long,
             };
-            guest::run(r, env, &opts, kernel.is_debug(), &run, &plan.guest);
+            guest::run(r, env, &opts, debug, &run, &plan.guest);
             laps.lap("guest run");
         }
     }
@@ -254,7 +299,8 @@ fn toolkit_phase(
                 r.record(
                     case,
                     Outcome::fail(
-                        "not run: samples/kfunc_sample did not build (build/kfunc_sample)",
+                        "not run: rust-kfuncs/README.md's steps did not build \
+                         samples/kfunc_sample (build/kfunc_sample)",
                     ),
                 );
             }
@@ -272,8 +318,7 @@ fn toolkit_phase(
         }
     };
     if !plan.toolkit.is_empty() {
-        let modules = [(".", ko), ("samples/kfunc_sample", sample.as_path())];
-        for (name, result) in toolkit::checks(env, kernel, &modules) {
+        for (name, result) in toolkit::checks(env, kernel, ko, &sample) {
             if plan.toolkit.contains(&name) {
                 r.record(
                     &name,

@@ -19,25 +19,17 @@
 //! program fails to load or run, or an operation found a task where it
 //! should not (or none where it should).
 
-use std::mem::MaybeUninit;
-use std::os::fd::{AsFd, AsRawFd};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Barrier;
 use std::thread;
 
 use anyhow::{bail, Context, Result};
+use bpf_tests::bpf::{self, Loaded, Obj};
+use bpf_tests::module::{self, TASK_KFUNCS};
 use clap::Parser;
-use libbpf_rs::libbpf_sys;
-use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
 
-#[allow(dead_code)]
-mod module;
-
-mod bench_skel {
-    include!(concat!(env!("OUT_DIR"), "/task_kfuncs_bench.skel.rs"));
-}
-use bench_skel::*;
+const BENCH: Obj = bpf_tests::obj!("task_kfuncs_bench");
 
 #[derive(Parser)]
 #[command(about = "Benchmark the Rust task kfuncs against the kernel's C kfuncs")]
@@ -69,90 +61,28 @@ enum Expect {
     Null,
 }
 
-/// One Rust/C pair of programs that do the same thing.
-struct Case {
-    name: &'static str,
-    rust: &'static str,
-    c: &'static str,
-    expect: Expect,
-    /// Run on every online CPU at once (one thread each) instead of once.
-    all_cpus: bool,
-}
-
-const fn case(name: &'static str, rust: &'static str, c: &'static str) -> Case {
-    Case {
-        name,
-        rust,
-        c,
-        expect: Expect::Task,
-        all_cpus: false,
-    }
-}
+/// One Rust/C pair of programs that do the same thing: name, Rust program,
+/// C program, what they find, whether they run on every online CPU at once
+/// (one thread each) instead of once.
+type Case = (&'static str, &'static str, &'static str, Expect, bool);
 
 /// The cases, in the order of the report. The two `same-*` cases run one
 /// program against itself: their spread is the noise band of the run.
+#[rustfmt::skip]
 const CASES: &[Case] = &[
-    case(
-        "same-c",
-        "bench_c_acquire_release",
-        "bench_c_acquire_release",
-    ),
-    case(
-        "same-rust",
-        "bench_rust_acquire_release",
-        "bench_rust_acquire_release",
-    ),
-    case(
-        "acquire",
-        "bench_rust_acquire_release",
-        "bench_c_acquire_release",
-    ),
-    case(
-        "kptr_get",
-        "bench_rust_kptr_get_release",
-        "bench_c_kptr_get_release",
-    ),
-    case("from_pid", "bench_rust_from_pid", "bench_c_from_pid"),
-    Case {
-        expect: Expect::Null,
-        ..case(
-            "from_pid-missing",
-            "bench_rust_from_pid_missing",
-            "bench_c_from_pid_missing",
-        )
-    },
+    ("same-c", "bench_c_acquire_release", "bench_c_acquire_release", Expect::Task, false),
+    ("same-rust", "bench_rust_acquire_release", "bench_rust_acquire_release", Expect::Task, false),
+    ("acquire", "bench_rust_acquire_release", "bench_c_acquire_release", Expect::Task, false),
+    ("kptr_get", "bench_rust_kptr_get_release", "bench_c_kptr_get_release", Expect::Task, false),
+    ("from_pid", "bench_rust_from_pid", "bench_c_from_pid", Expect::Task, false),
+    ("from_pid-missing", "bench_rust_from_pid_missing", "bench_c_from_pid_missing", Expect::Null, false),
     // C's twin is bpf_task_from_vpid where the kernel has it (7.x).
     #[cfg(has_bpf_task_from_vpid)]
-    case("from_vpid", "bench_rust_from_vpid", "bench_c_from_vpid"),
+    ("from_vpid", "bench_rust_from_vpid", "bench_c_from_vpid", Expect::Task, false),
     #[cfg(not(has_bpf_task_from_vpid))]
-    case("from_vpid", "bench_rust_from_vpid", "bench_c_from_pid"),
-    Case {
-        all_cpus: true,
-        ..case("contended", "bench_rust_contended", "bench_c_contended")
-    },
+    ("from_vpid", "bench_rust_from_vpid", "bench_c_from_pid", Expect::Task, false),
+    ("contended", "bench_rust_contended", "bench_c_contended", Expect::Task, true),
 ];
-
-/// Runs the program behind `fd` once with slot `slot` as its context.
-fn test_run(fd: i32, slot: u32) -> Result<()> {
-    let mut args = slot;
-    // SAFETY: `bpf_test_run_opts` is plain data; zeroed is its default.
-    let mut opts: libbpf_sys::bpf_test_run_opts = unsafe { std::mem::zeroed() };
-    opts.sz = std::mem::size_of::<libbpf_sys::bpf_test_run_opts>() as _;
-    opts.ctx_in = std::ptr::addr_of_mut!(args).cast();
-    opts.ctx_size_in = std::mem::size_of::<u32>() as _;
-    // SAFETY: `opts` is valid and points at `args`, which outlives the call.
-    let ret = unsafe { libbpf_sys::bpf_prog_test_run_opts(fd, &mut opts) };
-    if ret != 0 {
-        bail!(
-            "BPF_PROG_TEST_RUN failed: {}",
-            std::io::Error::last_os_error()
-        );
-    }
-    if opts.retval != 0 {
-        bail!("the program returned {}", opts.retval);
-    }
-    Ok(())
-}
 
 /// Pins the calling thread to `cpu`.
 fn pin(cpu: usize) -> Result<()> {
@@ -171,54 +101,50 @@ fn pin(cpu: usize) -> Result<()> {
     Ok(())
 }
 
-struct Bench<'a> {
-    skel: TaskKfuncsBenchSkel<'a>,
+struct Bench {
+    skel: Loaded,
     iters: u32,
     cpus: usize,
 }
 
-impl Bench<'_> {
-    fn fd(&self, prog: &str) -> Result<i32> {
-        let p = self
-            .skel
-            .object()
-            .progs()
-            .find(|p| p.name() == prog)
-            .with_context(|| format!("no program {prog}"))?;
-        Ok(p.as_fd().as_raw_fd())
+impl Bench {
+    /// Runs `prog` once with slot `slot` as its context.
+    fn test_run(&self, prog: &str, slot: u32) -> Result<()> {
+        match self.skel.test_run(prog, &mut slot.to_ne_bytes())? {
+            0 => Ok(()),
+            ret => bail!("{prog} returned {ret}"),
+        }
     }
 
     /// Runs `prog` on `threads` CPUs at once (slot = CPU) and returns the
     /// mean ns per operation, after checking what the operations found.
     fn run(&self, prog: &str, threads: usize, expect: Option<Expect>) -> Result<f64> {
-        let fd = self.fd(prog)?;
-        if threads == 1 {
-            test_run(fd, 0).with_context(|| format!("running {prog}"))?;
-        } else {
-            let barrier = Barrier::new(threads);
-            thread::scope(|s| -> Result<()> {
-                let handles: Vec<_> = (0..threads)
-                    .map(|cpu| {
-                        let barrier = &barrier;
-                        s.spawn(move || -> Result<()> {
+        // One thread per CPU (slot), started together.
+        let barrier = Barrier::new(threads);
+        thread::scope(|s| -> Result<()> {
+            let handles: Vec<_> = (0..threads)
+                .map(|cpu| {
+                    let barrier = &barrier;
+                    s.spawn(move || -> Result<()> {
+                        if threads > 1 {
                             pin(cpu)?;
-                            barrier.wait();
-                            test_run(fd, cpu as u32)
-                        })
+                        }
+                        barrier.wait();
+                        self.test_run(prog, cpu as u32)
                     })
-                    .collect();
-                for h in handles {
-                    h.join()
-                        .map_err(|_| anyhow::anyhow!("a bench thread panicked"))?
-                        .with_context(|| format!("running {prog}"))?;
-                }
-                Ok(())
-            })?;
-        }
-        let bss = self.skel.maps.bss_data.as_deref().context("no .bss")?;
+                })
+                .collect();
+            for h in handles {
+                h.join()
+                    .map_err(|_| anyhow::anyhow!("a bench thread panicked"))??;
+            }
+            Ok(())
+        })?;
+        let elapsed = u64s(&self.skel.get_bytes("elapsed_ns")?);
+        let misses = u64s(&self.skel.get_bytes("misses")?);
         let mut total = 0.0;
         for slot in 0..threads {
-            let misses = bss.misses[slot];
+            let misses = misses[slot];
             match expect {
                 Some(Expect::Task) if misses != 0 => {
                     bail!(
@@ -233,10 +159,18 @@ impl Bench<'_> {
                 ),
                 _ => {}
             }
-            total += bss.elapsed_ns[slot] as f64 / f64::from(self.iters);
+            total += elapsed[slot] as f64 / f64::from(self.iters);
         }
         Ok(total / threads as f64)
     }
+}
+
+/// A `u64[]` global's values.
+fn u64s(bytes: &[u8]) -> Vec<u64> {
+    bytes
+        .chunks_exact(8)
+        .map(|b| u64::from_ne_bytes(b.try_into().unwrap_or_default()))
+        .collect()
 }
 
 /// A positive pid that no task has: from the top of the pid space down.
@@ -256,45 +190,34 @@ fn run(cli: &Cli) -> Result<()> {
     if cli.rounds == 0 || cli.iters == 0 || cli.runs == 0 {
         bail!("--rounds, --runs and --iters must be at least 1");
     }
-    let loaded = module::Loaded::ensure(cli.module.as_deref())?;
-    if !module::is_loaded() {
+    let loaded = module::load_for_run(TASK_KFUNCS, cli.module.as_deref())?;
+    if !TASK_KFUNCS.is_loaded() {
         bail!("the task_kfuncs module is not loaded: insmod it or pass --module PATH");
     }
-    // SAFETY: sysconf has no preconditions.
-    let online = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
-    let cpus = usize::try_from(online).unwrap_or(1).clamp(1, 64);
-
-    let mut storage = MaybeUninit::uninit();
-    let mut open = TaskKfuncsBenchSkelBuilder::default()
-        .open(&mut storage)
-        .context("opening the bench object")?;
-    open.maps
-        .data_data
-        .as_deref_mut()
-        .context("no .data")?
-        .iters = cli.iters;
-    let bss = open.maps.bss_data.as_deref_mut().context("no .bss")?;
-    bss.pid = i32::try_from(std::process::id()).context("pid out of range")?;
-    bss.missing_pid = missing_pid()?;
-    let skel = open.load().context("loading the bench programs")?;
+    let cpus = thread::available_parallelism()
+        .map_or(1, usize::from)
+        .min(64);
+    let skel = BENCH.load(&[])?;
+    skel.set("iters", cli.iters)?;
+    skel.set("pid", std::process::id() as i32)?;
+    let missing_pid = missing_pid()?;
+    skel.set("missing_pid", missing_pid)?;
     let bench = Bench {
         skel,
         iters: cli.iters,
         cpus,
     };
-    test_run(bench.fd("bench_store_kptr")?, 0).context("storing the task kptr")?;
+    bench
+        .test_run("bench_store_kptr", 0)
+        .context("storing the task kptr")?;
 
     println!(
-        "bench-info\titers={}\trounds={}\truns={}\tcpus={}\tmissing_pid={}",
-        cli.iters,
-        cli.rounds,
-        cli.runs,
-        bench.cpus,
-        bss_missing(&bench)?
+        "bench-info\titers={}\trounds={}\truns={}\tcpus={}\tmissing_pid={missing_pid}",
+        cli.iters, cli.rounds, cli.runs, bench.cpus,
     );
     let cases: Vec<&Case> = CASES
         .iter()
-        .filter(|c| cli.only.as_deref().is_none_or(|o| c.name.contains(o)))
+        .filter(|c| cli.only.as_deref().is_none_or(|o| c.0.contains(o)))
         .collect();
     // Every round measures every case, so that all cases see the same
     // stretch of (emulated, shared) machine time.
@@ -304,19 +227,19 @@ fn run(cli: &Cli) -> Result<()> {
             empty = empty.min(bench.run("bench_empty", 1, None)?);
         }
         println!("bench\tloop\t{round}\t{empty:.3}\t{empty:.3}");
-        for case in &cases {
-            let threads = if case.all_cpus { bench.cpus } else { 1 };
+        for &&(name, rust_prog, c_prog, expect, all_cpus) in &cases {
+            let threads = if all_cpus { bench.cpus } else { 1 };
             let (mut rust, mut c) = (f64::INFINITY, f64::INFINITY);
             for run in 0..cli.runs {
                 // Alternate which side goes first, so that neither always
                 // runs on a machine warmed (or disturbed) by the other.
                 let sides = if (round + run) % 2 == 0 {
-                    [(case.rust, true), (case.c, false)]
+                    [(rust_prog, true), (c_prog, false)]
                 } else {
-                    [(case.c, false), (case.rust, true)]
+                    [(c_prog, false), (rust_prog, true)]
                 };
                 for (prog, is_rust) in sides {
-                    let ns = bench.run(prog, threads, Some(case.expect))?;
+                    let ns = bench.run(prog, threads, Some(expect))?;
                     if is_rust {
                         rust = rust.min(ns);
                     } else {
@@ -324,7 +247,7 @@ fn run(cli: &Cli) -> Result<()> {
                     }
                 }
             }
-            println!("bench\t{}\t{round}\t{rust:.3}\t{c:.3}", case.name);
+            println!("bench\t{name}\t{round}\t{rust:.3}\t{c:.3}");
         }
         eprintln!(
             "task-kfuncs-bench: round {} of {} done",
@@ -333,28 +256,19 @@ fn run(cli: &Cli) -> Result<()> {
         );
     }
     drop(bench);
-    if loaded.by_us() {
-        loaded.unload()?;
+    if loaded {
+        TASK_KFUNCS.rmmod_waiting()?;
     }
     Ok(())
 }
 
-fn bss_missing(bench: &Bench<'_>) -> Result<i32> {
-    Ok(bench
-        .skel
-        .maps
-        .bss_data
-        .as_deref()
-        .context("no .bss")?
-        .missing_pid)
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    bpf::capture_libbpf_output();
     match run(&cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("task-kfuncs-bench: {e:#}");
+            eprintln!("task-kfuncs-bench: {e:#}\n{}", bpf::take_log());
             ExitCode::FAILURE
         }
     }

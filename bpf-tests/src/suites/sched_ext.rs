@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! A real struct_ops consumer (issue 10 §4): the sched_ext scheduler of
+//! A real struct_ops consumer: the sched_ext scheduler of
 //! `progs/task_kfuncs_scx.bpf.c`, whose callbacks hold a reference on every
 //! queued task with the task kfuncs, attached while a workload churns
 //! through forks and threads.
@@ -13,18 +13,17 @@
 //! and a sentinel process's `rcu_users` is back where it started.
 
 use std::fs;
-use std::mem::MaybeUninit;
 use std::process::{Child, Command, Stdio};
-use std::thread::{self, sleep};
-use std::time::{Duration, Instant};
+use std::thread::sleep;
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
-use libbpf_rs::ProgramInput;
 
-use crate::bpf;
-use crate::bpf::scx_skel::{types, TaskKfuncsScxSkel, TaskKfuncsScxSkelBuilder};
+use crate::bpf::{self, Loaded, Obj};
+use crate::process::{self, wait_until, DEFERRED};
 use crate::{Case, Outcome};
+
+pub const SCX: Obj = crate::obj!("task_kfuncs_scx");
 
 const STATE: &str = "/sys/kernel/sched_ext/state";
 const ROOT_OPS: &str = "/sys/kernel/sched_ext/root/ops";
@@ -33,26 +32,15 @@ const NAME: &str = "task_kfuncs";
 /// `enum scx_exit_kind` (kernel/sched/ext.c): user space unregistered it.
 const SCX_EXIT_UNREG: u64 = 64;
 
-/// The workload while attached: forks of /bin/true, and rounds of threads.
+/// The workload while attached: forks, and rounds of threads.
 const FORKS: usize = 100;
 const THREAD_ROUNDS: usize = 10;
 const THREADS: usize = 16;
 
-/// How long sched_ext may take to change state; only a failure waits.
-const DEFERRED: Duration = Duration::from_secs(20);
-
 pub fn cases() -> Vec<Case> {
-    vec![Case::new("sched_ext_scheduler", |_| match run() {
-        Ok(outcome) => outcome,
-        Err(e) => Outcome::fail_with_log(format!("{e:#}"), bpf::take_log()),
+    vec![Case::new("sched_ext_scheduler", |_| {
+        run().unwrap_or_else(bpf::failed)
     })]
-}
-
-fn bss<'a>(skel: &'a TaskKfuncsScxSkel<'_>) -> Result<&'a types::bss> {
-    skel.maps
-        .bss_data
-        .as_deref()
-        .context("the skeleton has no .bss")
 }
 
 fn read_trimmed(path: &str) -> Result<String> {
@@ -64,34 +52,18 @@ fn read_trimmed(path: &str) -> Result<String> {
 
 /// Waits until sched_ext's state is `want`.
 fn wait_state(want: &str) -> Result<()> {
-    let start = Instant::now();
-    loop {
-        let state = read_trimmed(STATE)?;
-        if state == want {
-            return Ok(());
-        }
-        if start.elapsed() > DEFERRED {
-            bail!("{STATE} is {state:?}, want {want:?} after {DEFERRED:?}");
-        }
-        sleep(Duration::from_millis(10));
+    if !wait_until(DEFERRED, || Ok(read_trimmed(STATE)? == want))? {
+        bail!("{STATE} is not {want:?} after {DEFERRED:?}");
     }
+    Ok(())
 }
 
 /// `rcu_users` of task `pid` (without the lookup's own reference), from the
 /// scheduler object's syscall program.
-fn rcu_users(skel: &TaskKfuncsScxSkel<'_>, pid: u32) -> Result<i32> {
-    let prog = skel
-        .object()
-        .progs_mut()
-        .find(|p| p.name() == "tkf_task_users")
-        .context("no program tkf_task_users")?;
+fn rcu_users(skel: &Loaded, pid: u32) -> Result<i32> {
     // A syscall program's context is copied back into the input buffer.
     let mut args = [(pid as i32).to_ne_bytes(), (-1i32).to_ne_bytes()].concat();
-    let input = ProgramInput {
-        context_in: Some(&mut args),
-        ..Default::default()
-    };
-    prog.test_run(input).context("BPF_PROG_TEST_RUN")?;
+    skel.test_run("tkf_task_users", &mut args)?;
     let users = i32::from_ne_bytes(args[4..8].try_into()?);
     if users < 0 {
         bail!("task {pid} not found");
@@ -122,20 +94,15 @@ impl Drop for Sentinel {
 }
 
 fn workload() -> Result<()> {
+    // Children that exit at once, without an exec: what the scheduler must
+    // see is tasks coming and going.
     for _ in 0..FORKS {
-        Command::new("/bin/true")
-            .status()
-            .context("forking /bin/true")?;
-    }
-    for _ in 0..THREAD_ROUNDS {
-        let threads: Vec<_> = (0..THREADS)
-            .map(|_| thread::spawn(thread::yield_now))
-            .collect();
-        for t in threads {
-            t.join().map_err(|_| anyhow::anyhow!("a thread panicked"))?;
+        match process::fork(false, |_| 0)?.wait()? {
+            (0, _) => {}
+            (code, out) => bail!("a forked child exited with {code}: {out}"),
         }
     }
-    Ok(())
+    process::threads(THREAD_ROUNDS, THREADS)
 }
 
 fn run() -> Result<Outcome> {
@@ -146,24 +113,14 @@ fn run() -> Result<Outcome> {
     }
     wait_state("disabled").context("another sched_ext scheduler is attached")?;
 
-    let mut storage = MaybeUninit::uninit();
-    let mut skel = TaskKfuncsScxSkelBuilder::default()
-        .open(&mut storage)
-        .context("opening the sched_ext skeleton")?
-        .load()
-        .context("loading the sched_ext scheduler")?;
+    let mut skel = SCX.load(&[])?;
     let sentinel = Sentinel::spawn()?;
     let sentinel_pid = sentinel.0.id();
     let baseline = rcu_users(&skel, sentinel_pid)?;
-    skel.maps
-        .bss_data
-        .as_deref_mut()
-        .context("the skeleton has no .bss")?
-        .sentinel_pid = sentinel_pid as i32;
+    skel.set("sentinel_pid", sentinel_pid as i32)?;
 
     let link = skel
-        .maps
-        .task_kfuncs_scx
+        .map_mut("task_kfuncs_scx")?
         .attach_struct_ops()
         .context("attaching the sched_ext scheduler")?;
     wait_state("enabled")?;
@@ -177,28 +134,21 @@ fn run() -> Result<Outcome> {
     sleep(Duration::from_millis(500));
 
     let state = read_trimmed(STATE)?;
-    let b = bss(&skel)?;
-    let attached = format!(
-        "enqueued {} (sentinel {}), acquired {} (NULL {}), released {}, no slot {}, \
-         stopping found {} / missed {}",
-        b.enqueued,
-        b.sentinel_enqueued,
-        b.acquired,
-        b.acquire_null,
-        b.released,
-        b.no_slot,
-        b.stopping_found,
-        b.stopping_missed
-    );
-    if state != "enabled" || b.exit_kind != 0 {
+    let b = |name: &str| skel.get::<u64>(name);
+    let attached = skel.globals();
+    if state != "enabled" || b("exit_kind")? != 0 {
         return Ok(Outcome::fail(format!(
             "the scheduler was ejected during the workload: state {state:?}, exit kind {}, \
              reason {:?}\n{attached}",
-            b.exit_kind,
-            cstr(&b.exit_reason)
+            b("exit_kind")?,
+            exit_reason(&skel)
         )));
     }
-    if b.enqueued == 0 || b.acquired == 0 || b.stopping_found == 0 || b.sentinel_enqueued == 0 {
+    if b("enqueued")? == 0
+        || b("acquired")? == 0
+        || b("stopping_found")? == 0
+        || b("sentinel_enqueued")? == 0
+    {
         return Ok(Outcome::fail(format!(
             "the scheduler did not schedule the workload\n{attached}"
         )));
@@ -206,20 +156,17 @@ fn run() -> Result<Outcome> {
 
     drop(link);
     wait_state("disabled")?;
-    let b = bss(&skel)?;
+    let (acquired, released, exit_kind) = (b("acquired")?, b("released")?, b("exit_kind")?);
     let detached = format!(
-        "acquired {}, released {}, exit kind {}, reason {:?}",
-        b.acquired,
-        b.released,
-        b.exit_kind,
-        cstr(&b.exit_reason)
+        "acquired {acquired}, released {released}, exit kind {exit_kind}, reason {:?}",
+        exit_reason(&skel)
     );
-    if b.exit_kind != SCX_EXIT_UNREG {
+    if exit_kind != SCX_EXIT_UNREG {
         return Ok(Outcome::fail(format!(
             "the scheduler did not exit by unregistration\n{detached}"
         )));
     }
-    if b.acquired != b.released {
+    if acquired != released {
         return Ok(Outcome::fail(format!(
             "references do not balance after the detach\n{detached}"
         )));
@@ -236,12 +183,9 @@ fn run() -> Result<Outcome> {
     Ok(Outcome::Pass)
 }
 
-/// The text of a NUL-terminated `char[]` from the program's globals.
-fn cstr(bytes: &[i8]) -> String {
-    let bytes: Vec<u8> = bytes
-        .iter()
-        .map(|&b| b as u8)
-        .take_while(|&b| b != 0)
-        .collect();
-    String::from_utf8_lossy(&bytes).into_owned()
+/// The scheduler's `exit_reason`, a NUL-terminated `char[]`.
+fn exit_reason(skel: &Loaded) -> String {
+    let bytes = skel.get_bytes("exit_reason").unwrap_or_default();
+    let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+    String::from_utf8_lossy(&bytes[..end]).into_owned()
 }
