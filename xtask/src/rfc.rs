@@ -123,11 +123,7 @@ fn read_series(checkout: &Path) -> Result<Vec<Patch>> {
             continue;
         }
         let text = fs::read_to_string(&path)?;
-        let subject = text
-            .lines()
-            .find_map(|l| l.strip_prefix("Subject: "))
-            .unwrap_or(&file)
-            .to_owned();
+        let subject = subject(&text).unwrap_or_else(|| file.clone());
         patches.push(Patch {
             file,
             path,
@@ -139,6 +135,21 @@ fn read_series(checkout: &Path) -> Result<Vec<Patch>> {
         bail!("no patches in {}", dir.display());
     }
     Ok(patches)
+}
+
+/// A patch's subject without its `[RFC PATCH n/m]` prefix, unfolded (a mail
+/// header continues on lines that start with white space).
+fn subject(mail: &str) -> Option<String> {
+    let mut lines = mail.lines().skip_while(|l| !l.starts_with("Subject: "));
+    let mut subject = lines.next()?.strip_prefix("Subject: ")?.to_owned();
+    for more in lines.take_while(|l| l.starts_with([' ', '\t'])) {
+        subject.push(' ');
+        subject.push_str(more.trim());
+    }
+    Some(match subject.split_once("] ") {
+        Some((prefix, rest)) if prefix.starts_with('[') => rest.to_owned(),
+        _ => subject,
+    })
 }
 
 /// Where one key's trees live, and its stamps.
@@ -1468,6 +1479,15 @@ mod tests {
         assert!(!report.is_empty());
         let ok = report.finish(Path::new("/dev/null"), None).expect("finish");
         assert!(!ok, "a failed subtest and exit 1 fail the run");
+    }
+
+    #[test]
+    fn subjects_are_unfolded_without_their_prefix() {
+        let mail = "From x\nSubject: [RFC PATCH 01/11] rust: bindgen: keep the alignment of struct\n sched_statistics\n\nbody\n";
+        assert_eq!(
+            subject(mail).as_deref(),
+            Some("rust: bindgen: keep the alignment of struct sched_statistics")
+        );
     }
 
     #[test]
