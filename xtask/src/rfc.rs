@@ -261,6 +261,12 @@ pub fn rfc(env: &Env, opts: Options) -> Result<ExitCode> {
         None
     };
 
+    let mut code = String::from(
+        "# The Rust kfuncs of the sample beside their C twins\n\n\
+         From `objdump -dr` of the sample and of vmlinux, as `cargo xtask rfc` last ran: \
+         instructions in each function and the out-of-line calls it makes (jumps that \
+         leave the function count as calls).\n\n",
+    );
     for flavour in [Flavour::Module, Flavour::Builtin] {
         let built = if flavour == Flavour::Module {
             series_ok
@@ -276,7 +282,7 @@ pub fn rfc(env: &Env, opts: Options) -> Result<ExitCode> {
             continue;
         }
         btf_checks(env, &work, flavour, &mut report);
-        zero_cost(&work, flavour, &mut report);
+        code.push_str(&zero_cost(&work, flavour, &mut report));
         guest(env, &work, flavour, selftests_dir.as_deref(), &mut report);
     }
     if series_ok {
@@ -1027,7 +1033,10 @@ fn forbidden_call(call: &str) -> bool {
 
 /// Phase 4: the sample's kfuncs beside their C twins, as `cargo xtask bench`
 /// shows the out-of-tree module's, and no out-of-line call C inlines.
-fn zero_cost(work: &Work, flavour: Flavour, report: &mut Report) {
+///
+/// Returns the table and each function's listing, as Markdown, for
+/// `target/xtask/rfc-code.md`.
+fn zero_cost(work: &Work, flavour: Flavour, report: &mut Report) -> String {
     let kdir = work.build(flavour);
     let vmlinux = kdir.join("vmlinux");
     let object = match flavour {
@@ -1079,6 +1088,28 @@ fn zero_cost(work: &Work, flavour: Flavour, report: &mut Report) {
     for line in table.lines() {
         println!("# {line}");
     }
+    let mut text = format!(
+        "## The sample {}\n\n{table}\n",
+        match flavour {
+            Flavour::Module => "as a module",
+            Flavour::Builtin => "built in",
+        }
+    );
+    for name in TWINS.iter().flat_map(|(r, c)| [*r, *c]) {
+        let file = if name.starts_with("rust_") {
+            &object
+        } else {
+            &vmlinux
+        };
+        if let Ok(code) = bench::objdump(file, name) {
+            let _ = writeln!(
+                text,
+                "### `{name}`\n\n```\n{}\n```\n",
+                code.listing.join("\n")
+            );
+        }
+    }
+    text
 }
 
 /// Phase 5: boots the kernel, loads the sample (module kernel), runs
