@@ -226,15 +226,15 @@ fn max(v: &[f64]) -> f64 {
 
 /// One function's machine code.
 #[derive(Debug, Default)]
-struct Code {
+pub struct Code {
     /// objdump's lines for it (address, instruction, relocation).
-    listing: Vec<String>,
-    instructions: usize,
+    pub listing: Vec<String>,
+    pub instructions: usize,
     /// Out-of-line calls (and tail jumps out of the function), by callee.
-    calls: Vec<String>,
+    pub calls: Vec<String>,
     /// Jumps to code the compiler placed in `.text.unlikely` (a `#[cold]`
     /// function, such as the release's NMI path): not on the fast path.
-    cold: usize,
+    pub cold: usize,
 }
 
 /// Disassembles every kfunc of `twins` from `ko` and `vmlinux`.
@@ -264,7 +264,7 @@ fn disassemble(
 /// `<symbol>` objdump prints there is meaningless); in vmlinux it is the
 /// resolved symbol. Relocations objdump prints for other functions are
 /// dropped.
-fn objdump(file: &Path, name: &str) -> Result<Code> {
+pub fn objdump(file: &Path, name: &str) -> Result<Code> {
     let out = Command::new("objdump")
         .args(["-dr", "--no-show-raw-insn"])
         .arg(format!("--disassemble={name}"))
@@ -455,7 +455,7 @@ fn report(
     Ok(r)
 }
 
-fn calls(code: &Code) -> String {
+pub fn calls(code: &Code) -> String {
     let mut calls = if code.calls.is_empty() {
         "none".into()
     } else {

@@ -8,6 +8,7 @@ mod bench;
 mod driver;
 mod kernel;
 mod module;
+mod rfc;
 mod run;
 mod selftests;
 mod setup;
@@ -141,6 +142,23 @@ enum Cmd {
         #[arg(last = true, value_name = "ARGS")]
         args: Vec<String>,
     },
+    /// The upstream RFC series (upstream/rfc-v1/) on a fresh copy of the 7.3
+    /// source: per patch applies, checkpatch and builds; then the kernel with
+    /// the Rust kfunc sample as a module and built in, their BTF beside
+    /// btfgen's, the code beside the C kfuncs', and the kernel's own
+    /// test_progs in each; ends with `N passed, N failed`.
+    Rfc {
+        /// Build only after the last patch instead of after each one.
+        #[arg(long)]
+        quick: bool,
+        /// Start over: remove the trees and results of this series first.
+        #[arg(long)]
+        fresh: bool,
+        /// Only apply each patch and run checkpatch on it (what CI runs): no
+        /// kernel build, boot or test.
+        #[arg(long, conflicts_with = "quick")]
+        patches_only: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -214,6 +232,18 @@ fn real_main() -> Result<ExitCode> {
             filter,
         } => driver::test(&env, kernel.line, kernel.flavour(), long, filter.as_deref()),
         Cmd::Bench { line, args } => bench::bench(&env, line, &args).map(|()| ExitCode::SUCCESS),
+        Cmd::Rfc {
+            quick,
+            fresh,
+            patches_only,
+        } => rfc::rfc(
+            &env,
+            rfc::Options {
+                quick,
+                fresh,
+                patches_only,
+            },
+        ),
     }
 }
 

@@ -69,6 +69,14 @@ pub const APT_PACKAGES: &[&str] = &[
     "udev",
     "kmod",
     "python3-venv",
+    // `cargo xtask rfc`: the RFC kernels are built with LLVM 22 (one LLVM for
+    // clang and rustc inlines the C helpers into Rust); their resolve_btfids
+    // reads the DWARF of Rust kfuncs with libdw; checkpatch's SPDX check
+    // runs Debian's python3 with ply and git
+    "lld-22",
+    "libdw-dev",
+    "python3-ply",
+    "python3-git",
     // `cargo xtask bench`: objdump for the code comparison, a font for the plot
     "binutils",
     "fonts-dejavu-core",

@@ -45,6 +45,15 @@ pub enum CType {
         /// Enumerators and their values, in declaration order.
         values: Vec<(String, i64)>,
     },
+    /// A Rust struct or union behind a pointer that may stand for a C one: the chain of it and
+    /// the types it transparently wraps (one field of non-zero size, as large as it), outermost
+    /// first, e.g. `Task`, `Opaque<task_struct>`, ..., `task_struct`.
+    /// [`crate::resolve_wrappers`] turns it into the first [`CType::Struct`] of the chain that
+    /// vmlinux BTF has, as resolve_btfids does for Rust kfuncs in-tree.
+    Wrapper {
+        /// The chain, outermost first.
+        chain: Vec<Record>,
+    },
     /// A pointer (`*mut T`, `*const T`; `*mut c_void` is `void *`).
     Ptr {
         /// The pointed-to type.
@@ -52,6 +61,17 @@ pub enum CType {
         /// `true` for a Rust `*const` pointer: C `const T *`.
         is_const: bool,
     },
+}
+
+/// A struct or union of a [`CType::Wrapper`] chain.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Record {
+    /// Its name (`Opaque<bindings::task_struct>` keeps the Rust spelling).
+    pub name: String,
+    /// `true` for a union.
+    pub union: bool,
+    /// Its size in bytes.
+    pub size: u64,
 }
 
 impl CType {
@@ -1098,15 +1118,9 @@ fn map_type(
                     return Err(refused(WHY_GENERIC));
                 }
                 (gimli::DW_TAG_structure_type, Some(n)) if wrapper_int(n).is_none() => {
-                    CType::Struct {
-                        name: n.to_owned(),
-                        union: false,
-                    }
+                    record_chain(dwarf, unit, pointee)?
                 }
-                (gimli::DW_TAG_union_type, Some(n)) => CType::Struct {
-                    name: n.to_owned(),
-                    union: true,
-                },
+                (gimli::DW_TAG_union_type, Some(_)) => record_chain(dwarf, unit, pointee)?,
                 (gimli::DW_TAG_base_type, _) => match map_type(dwarf, unit, pointee, Pos::Pointee)?
                 {
                     int @ CType::Int { .. } => int,
@@ -1145,5 +1159,45 @@ fn map_type(
         }
         gimli::DW_TAG_enumeration_type => Ok(enum_type(dwarf, unit, off)?),
         _ => Err(describe(dwarf, unit, off).into()),
+    }
+}
+
+/// The struct or union at `off`, behind a pointer: a [`CType::Struct`] when it wraps nothing,
+/// else a [`CType::Wrapper`] with the chain of the structs and unions it transparently wraps.
+fn record_chain(dwarf: &Dwarf<'_>, unit: &Unit<'_>, off: UnitOffset) -> Result<CType, String> {
+    let mut chain = Vec::new();
+    let mut cur = Some(off);
+    while let Some(at) = cur.filter(|_| chain.len() < 16) {
+        let at = strip_typedefs(unit, at)?;
+        let tag = unit.entry(at).map_err(unreadable)?.tag();
+        if !matches!(tag, gimli::DW_TAG_structure_type | gimli::DW_TAG_union_type) {
+            break;
+        }
+        let Some(name) = string_attr(dwarf, unit, at, gimli::DW_AT_name).map_err(unreadable)?
+        else {
+            break;
+        };
+        let union = tag == gimli::DW_TAG_union_type;
+        let Some(size) = type_size(unit, at)? else {
+            if chain.is_empty() {
+                // A declaration only (`struct task_struct;`): nothing to look into.
+                return Ok(CType::Struct { name, union });
+            }
+            break;
+        };
+        chain.push(Record {
+            name,
+            union,
+            size,
+        });
+        cur = wrapped(unit, at)?;
+    }
+    match chain.len() {
+        0 => Err(describe(dwarf, unit, off)),
+        1 => {
+            let Record { name, union, .. } = chain.remove(0);
+            Ok(CType::Struct { name, union })
+        }
+        _ => Ok(CType::Wrapper { chain }),
     }
 }

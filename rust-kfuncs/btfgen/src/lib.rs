@@ -81,6 +81,7 @@ fn c_type(t: &CType) -> String {
             format!("{} {name} ", if *union { "union" } else { "struct" })
         }
         CType::Enum { name, .. } => format!("enum {name} "),
+        CType::Wrapper { chain } => format!("{} ", chain[0].name),
         CType::Ptr { target, is_const } => {
             format!(
                 "{}{}*",
@@ -381,6 +382,7 @@ pub fn run(opts: &Options) -> Result<Outcome> {
 
     let mut protos = dwarf::prototypes(&file, &todo)?;
     for proto in protos.values_mut() {
+        resolve_wrappers(&split, proto)?;
         check_suffixes(proto, kernel_major(&opts.base))?;
     }
     for name in &todo {
@@ -616,6 +618,54 @@ fn module_struct(split: &Btf<'_>, name: &str) -> Result<Option<u32>> {
     Ok(None)
 }
 
+/// Turns each [`CType::Wrapper`] of a prototype into one struct or union: the first of its
+/// chain, outermost first, that `btf` (the module's, on vmlinux's) has by name, which must then
+/// have the same size; the outermost (a struct of the module's own) when it has none. This is
+/// the rule resolve_btfids follows for Rust kfuncs in-tree, so that `*mut kernel::task::Task` is
+/// `struct task_struct *` for both.
+pub fn resolve_wrappers(btf: &Btf<'_>, proto: &mut Prototype) -> Result<()> {
+    fn resolve(btf: &Btf<'_>, ty: &mut CType, kfunc: &str) -> Result<()> {
+        match ty {
+            CType::Ptr { target, .. } => resolve(btf, target, kfunc),
+            CType::Wrapper { chain } => {
+                let mut chosen = &chain[0];
+                for record in chain.iter() {
+                    let kind = if record.union {
+                        Kind::Union
+                    } else {
+                        Kind::Struct
+                    };
+                    let Some(id) = btf.find(&record.name, kind)? else {
+                        continue;
+                    };
+                    let size = btf.type_info(id)?.size_or_type;
+                    if u64::from(size) != record.size {
+                        bail!(
+                            "kfunc {kfunc}: {} is {} bytes in Rust but {size} in BTF",
+                            record.name,
+                            record.size
+                        );
+                    }
+                    chosen = record;
+                    break;
+                }
+                *ty = CType::Struct {
+                    name: chosen.name.clone(),
+                    union: chosen.union,
+                };
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+    let name = proto.name.clone();
+    resolve(btf, &mut proto.ret, &name)?;
+    for param in &mut proto.params {
+        resolve(btf, &mut param.ty, &name)?;
+    }
+    Ok(())
+}
+
 /// Types added to the module's BTF so far, so that each is added once.
 #[derive(Default)]
 struct Added {
@@ -705,6 +755,9 @@ fn btf_type(base: &Btf<'_>, split: &mut Btf<'_>, added: &mut Added, ty: &CType) 
             added.structs.insert(name.clone(), id);
             added.structs_written.push((name.clone(), id, omitted));
             Ok(id)
+        }
+        CType::Wrapper { chain } => {
+            bail!("{} was not resolved to the struct it wraps", chain[0].name)
         }
         CType::Enum { name, size, values } => {
             if let Some(id) = base.find(name, Kind::Enum)? {

@@ -28,7 +28,7 @@
 
 mod guest;
 mod host;
-mod report;
+pub mod report;
 mod toolkit;
 
 use std::fs;

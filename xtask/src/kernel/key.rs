@@ -30,7 +30,7 @@ pub struct KeyInputs {
 }
 
 /// Hashes length-prefixed fields, so that no two field lists collide.
-fn short_hash<'a>(fields: impl IntoIterator<Item = &'a str>) -> String {
+pub fn short_hash<'a>(fields: impl IntoIterator<Item = &'a str>) -> String {
     let mut hasher = Sha256::new();
     for field in fields {
         hasher.update((field.len() as u64).to_le_bytes());

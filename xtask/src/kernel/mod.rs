@@ -14,8 +14,8 @@
 //!   becomes usable only once `xtask-ok` is written after a successful
 //!   build, so an interrupted build is resumed, never used.
 
-mod config;
-mod key;
+pub mod config;
+pub mod key;
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
