@@ -1185,11 +1185,7 @@ fn record_chain(dwarf: &Dwarf<'_>, unit: &Unit<'_>, off: UnitOffset) -> Result<C
             }
             break;
         };
-        chain.push(Record {
-            name,
-            union,
-            size,
-        });
+        chain.push(Record { name, union, size });
         cur = wrapped(unit, at)?;
     }
     match chain.len() {
