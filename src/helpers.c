@@ -48,6 +48,35 @@ __always_inline void task_kfuncs_rcu_read_unlock(void)
 	rcu_read_unlock();
 }
 
+/*
+ * The kernel crate's own helpers that the kfuncs reach through its
+ * abstractions on 7.x (kernel::sync::rcu::Guard, Task::current()), with the
+ * bodies rust/helpers/ gives them. CONFIG_RUST_INLINE_HELPERS would link
+ * rust/helpers/helpers_module.bc into the module's bitcode; the module's own
+ * bitcode rule (Kbuild) links these instead, made internal like the rest,
+ * so the calls inline as in a C caller and the kernel's exported,
+ * out-of-line copies stay unused. Kbuild refuses a kernel with
+ * CONFIG_RUST_INLINE_HELPERS, the one case where both would be linked.
+ */
+void rust_helper_rcu_read_lock(void);
+void rust_helper_rcu_read_unlock(void);
+struct task_struct *rust_helper_get_current(void);
+
+__always_inline void rust_helper_rcu_read_lock(void)
+{
+	rcu_read_lock();
+}
+
+__always_inline void rust_helper_rcu_read_unlock(void)
+{
+	rcu_read_unlock();
+}
+
+__always_inline struct task_struct *rust_helper_get_current(void)
+{
+	return current;
+}
+
 __always_inline bool task_kfuncs_refcount_inc_not_zero(refcount_t *r)
 {
 	return refcount_inc_not_zero(r);
