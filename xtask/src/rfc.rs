@@ -599,40 +599,29 @@ fn outcome(result: &Result<()>) -> Outcome {
     }
 }
 
-/// Runs git in the RFC tree, with an identity of its own.
+/// `git -C src` with an identity of its own, for the RFC tree.
+fn git_cmd(src: &Path) -> Command {
+    let mut cmd = Command::new("git");
+    cmd.arg("-C").arg(src).args([
+        "-c",
+        "user.name=xtask rfc",
+        "-c",
+        "user.email=rfc@localhost",
+    ]);
+    cmd
+}
+
+/// Runs git in the RFC tree.
 fn git(src: &Path, args: &[&str], log: &Path) -> Result<()> {
     run_logged(
-        Command::new("git")
-            .arg("-C")
-            .arg(src)
-            .args([
-                "-c",
-                "user.name=xtask rfc",
-                "-c",
-                "user.email=rfc@localhost",
-            ])
-            .args(args),
+        git_cmd(src).args(args),
         &format!("git {}", args.first().copied().unwrap_or("")),
         log,
     )
 }
 
 fn git_am(src: &Path, patch: &Path, log: &Path) -> Result<()> {
-    run_logged(
-        Command::new("git")
-            .arg("-C")
-            .arg(src)
-            .args([
-                "-c",
-                "user.name=xtask rfc",
-                "-c",
-                "user.email=rfc@localhost",
-            ])
-            .args(["am", "-q"])
-            .arg(patch),
-        "git am",
-        log,
-    )
+    run_logged(git_cmd(src).args(["am", "-q"]).arg(patch), "git am", log)
 }
 
 /// Identifiers of the libdw and libdwfl API (`Dwarf_Die`, `Dwfl_Module`, ...),

@@ -458,22 +458,8 @@ fn the_cli_rewrites_in_place() {
 fn a_distilled_base_is_relocated_and_written_again() {
     // A module as pahole >= 1.28 writes it: .BTF split on a distilled .BTF.base (made here with
     // libbpf's btf__distill_base(), as pahole does), carrying the BTF of a first btfgen run.
-    let (dir, _, out) = generated(&[]);
+    let (dir, module) = distilled_module(&["extra"]);
     let base = Btf::parse(&vmlinux()).unwrap();
-    let first = Btf::new_split(&read_btf_section(&out), &base).unwrap();
-    let (base_raw, split_raw) = first.distill().unwrap().raw_data().unwrap();
-    let obj = rustc_obj(&dir, "kfuncs.rs", &["extra"], true);
-    let (base_path, split_path) = (dir.join("distilled.base"), dir.join("distilled.btf"));
-    std::fs::write(&base_path, &base_raw).unwrap();
-    std::fs::write(&split_path, &split_raw).unwrap();
-    let module = dir.join("distilled.ko");
-    run(Command::new(OBJCOPY)
-        .arg("--add-section")
-        .arg(format!(".BTF={}", split_path.display()))
-        .arg("--add-section")
-        .arg(format!(".BTF.base={}", base_path.display()))
-        .arg(&obj)
-        .arg(&module));
 
     let out2 = dir.join("distilled-out.ko");
     let outcome = btfgen(&module, &out2).unwrap();
@@ -725,22 +711,8 @@ fn a_module_struct_with_a_vmlinux_name_and_another_layout_is_an_error() {
 #[test]
 fn relocated_btf_is_the_module_btf_split_on_vmlinux() {
     // A module with a distilled .BTF.base, as 7.x writes an external module.
-    let (dir, _, out) = generated(&[]);
+    let (dir, module) = distilled_module(&[]);
     let base = Btf::parse(&vmlinux()).unwrap();
-    let first = Btf::new_split(&read_btf_section(&out), &base).unwrap();
-    let (base_raw, split_raw) = first.distill().unwrap().raw_data().unwrap();
-    let obj = rustc_obj(&dir, "kfuncs.rs", &[], true);
-    let (base_path, split_path) = (dir.join("d.base"), dir.join("d.btf"));
-    std::fs::write(&base_path, &base_raw).unwrap();
-    std::fs::write(&split_path, &split_raw).unwrap();
-    let module = dir.join("distilled.ko");
-    run(Command::new(OBJCOPY)
-        .arg("--add-section")
-        .arg(format!(".BTF={}", split_path.display()))
-        .arg("--add-section")
-        .arg(format!(".BTF.base={}", base_path.display()))
-        .arg(&obj)
-        .arg(&module));
 
     let raw = dir.join("relocated.btf");
     run(Command::new(env!("CARGO_BIN_EXE_btfgen"))
@@ -836,4 +808,27 @@ fn resolve_btfids(out: &std::path::Path) {
     } else {
         run(Command::new(&resolve).arg("-b").arg(vmlinux()).arg(out));
     }
+}
+
+/// A module as 7.x writes an external one: the BTF of a first btfgen run,
+/// distilled (libbpf's btf__distill_base(), as pahole does) into `.BTF` and
+/// `.BTF.base`, on the fixture object compiled with `cfgs`.
+fn distilled_module(cfgs: &[&str]) -> (PathBuf, PathBuf) {
+    let (dir, _, out) = generated(&[]);
+    let base = Btf::parse(&vmlinux()).unwrap();
+    let first = Btf::new_split(&read_btf_section(&out), &base).unwrap();
+    let (base_raw, split_raw) = first.distill().unwrap().raw_data().unwrap();
+    let obj = rustc_obj(&dir, "kfuncs.rs", cfgs, true);
+    let (base_path, split_path) = (dir.join("distilled.base"), dir.join("distilled.btf"));
+    std::fs::write(&base_path, &base_raw).unwrap();
+    std::fs::write(&split_path, &split_raw).unwrap();
+    let module = dir.join("distilled.ko");
+    run(Command::new(OBJCOPY)
+        .arg("--add-section")
+        .arg(format!(".BTF={}", split_path.display()))
+        .arg("--add-section")
+        .arg(format!(".BTF.base={}", base_path.display()))
+        .arg(&obj)
+        .arg(&module));
+    (dir, module)
 }
