@@ -131,8 +131,61 @@ pub fn test(
 
 /// The check that bpf-tests/vmlinux/vmlinux.h, with which the BPF programs
 /// build when no kernel is given (a fresh clone's `cargo check`), is what
-/// the normal test kernel's BTF gives.
+/// the normal test kernel's BTF gives, up to the order of its declarations
+/// (see [`declarations`]).
 const VMLINUX_H_FRESH: &str = "xtask/vmlinux_h_fresh";
+
+/// The declarations of a `bpftool btf dump ... format c` header, in an order
+/// of their own: what two builds of one kernel agree on. pahole 1.24 encodes
+/// vmlinux BTF with several threads (`-j`), so the order of its types varies
+/// between builds, and with it the header's order, its forward declarations
+/// and which of two same-named enums gets bpftool's `___2` suffix. Each
+/// declaration (a blank-line separated block) is kept whole, with its
+/// members in order, less forward declarations and those suffixes.
+fn declarations(header: &str) -> Vec<String> {
+    let forward = |line: &str| {
+        let mut words = line.split(' ');
+        matches!(words.next(), Some("struct" | "union" | "enum"))
+            && words.next().is_some_and(|w| w.ends_with(';'))
+            && words.next().is_none()
+    };
+    let mut out: Vec<String> = header
+        .split("\n\n")
+        .map(|block| {
+            let lines: Vec<&str> = block
+                .lines()
+                .filter(|l| !l.is_empty() && !forward(l))
+                .collect();
+            strip_dedup_suffixes(&lines.join("\n"))
+        })
+        .filter(|block| !block.is_empty())
+        .collect();
+    out.sort_unstable();
+    out
+}
+
+/// `text` without bpftool's `___<digits>` suffixes of deduplicated names.
+fn strip_dedup_suffixes(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("___") {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + 3..];
+        let digits = after.bytes().take_while(u8::is_ascii_digit).count();
+        let ends_word = !after[digits..]
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_');
+        if digits > 0 && ends_word {
+            rest = &after[digits..];
+        } else {
+            out.push_str("___");
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    out
+}
 
 fn vmlinux_h_fresh(checkout: &Path, kdir: &Path) -> Result<()> {
     let checked_in = checkout.join("bpf-tests/vmlinux/vmlinux.h");
@@ -143,7 +196,7 @@ fn vmlinux_h_fresh(checkout: &Path, kdir: &Path) -> Result<()> {
     let fresh = crate::util::output(&mut dump)?;
     let have = fs::read_to_string(&checked_in)
         .with_context(|| format!("reading {}", checked_in.display()))?;
-    if fresh.trim_end() != have.trim_end() {
+    if declarations(&fresh) != declarations(&have) {
         bail!(
             "{} is not the test kernel's BTF: regenerate it with\n  bpftool btf dump file \
              {}/vmlinux format c > {}",
@@ -331,4 +384,26 @@ fn toolkit_phase(
         }
     }
     Some(sample)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vmlinux_h_declarations_ignore_the_order_of_a_build() {
+        let one = "struct a;\n\nenum e___2 {\n\tOpt_err___2 = 6,\n};\n\nstruct b {\n\tint x;\n\tint y;\n};\n";
+        let two = "struct b {\n\tint x;\n\tint y;\n};\n\nstruct c;\nstruct a;\n\nenum e {\n\tOpt_err = 6,\n};\n";
+        assert_eq!(declarations(one), declarations(two));
+        // A member moved or changed is a different header.
+        let swapped = "struct b {\n\tint y;\n\tint x;\n};\n\nenum e {\n\tOpt_err = 6,\n};\n";
+        assert_ne!(declarations(one), declarations(swapped));
+        let value = "struct b {\n\tint x;\n\tint y;\n};\n\nenum e {\n\tOpt_err = 7,\n};\n";
+        assert_ne!(declarations(one), declarations(value));
+        // Only a suffix of digits that ends the name is bpftool's.
+        assert_eq!(
+            strip_dedup_suffixes("x___12 y___a z___3b w___7;"),
+            "x y___a z___3b w;"
+        );
+    }
 }
