@@ -311,18 +311,20 @@ fn run(scale: Scale, kmemleak: bool) -> Result<()> {
 
     let mut problems = Vec::new();
     if let Some(before) = slab_before {
-        // Task structs are freed after an RCU grace period.
+        // Task structs are freed after an RCU grace period. Fewer than
+        // before is no leak: a task that died before the run (the previous
+        // case's) may have been waiting for its grace period at `before`.
         let mut after = None;
         process::wait_until(Duration::from_secs(30), || {
             after = task_struct_excess()?;
-            Ok(after == Some(before))
+            Ok(after.is_some_and(|a| a <= before))
         })?;
         println!(
             "# stress: task_struct objects minus live tasks: before {before}, after {after:?}"
         );
-        if after != Some(before) {
+        if after.is_none_or(|a| a > before) {
             problems.push(format!(
-                "task_struct slab objects not back to baseline: objects minus live tasks \
+                "task_struct slab objects above their baseline: objects minus live tasks \
                  was {before}, is {after:?} after 30 s"
             ));
         }
