@@ -797,6 +797,9 @@ fn selftests(env: &Env, work: &Work) -> Result<PathBuf> {
         .arg(format!("OUTPUT={}", out.display()))
         .arg(format!("VMLINUX_BTF={}", kdir.join("vmlinux").display()))
         .args([
+            // The test modules (bpf_testmod) are kernel modules: built with
+            // the kernel's compiler, not the host's gcc.
+            "LLVM=-22",
             "CLANG=clang-22",
             "LLC=llc-22",
             "LLVM_STRIP=llvm-strip-22",
