@@ -776,6 +776,14 @@ fn selftests(env: &Env, work: &Work) -> Result<PathBuf> {
             .with_context(|| format!("cannot link {name} into {}", dir.display()))
     };
     link("prog_tests", &tests, &format!("{TEST_NAME}.c"))?;
+    // test_progs.c includes <prog_tests/tests.h>, the list of tests the
+    // Makefile generates in TRUNNER_TESTS_DIR: make it this directory's.
+    let list = sel.join("prog_tests/tests.h");
+    if list.symlink_metadata().is_ok() {
+        fs::remove_file(&list)?;
+    }
+    std::os::unix::fs::symlink("../rfc_prog_tests/tests.h", &list)
+        .with_context(|| format!("cannot link {}", list.display()))?;
     for entry in fs::read_dir(sel.join("progs"))? {
         let name = entry?.file_name().to_string_lossy().into_owned();
         if name.ends_with(".h")
