@@ -288,6 +288,34 @@ fn load_section<'data>(file: &object::File<'data>, id: gimli::SectionId) -> Resu
     })
 }
 
+/// The DWARF sections of an object file, loaded once, relocations applied.
+struct Loaded<'data> {
+    sections: gimli::DwarfSections<Section<'data>>,
+    endian: RunTimeEndian,
+}
+
+impl<'data> Loaded<'data> {
+    fn new(file: &object::File<'data>) -> Result<Self> {
+        let endian = if file.is_little_endian() {
+            RunTimeEndian::Little
+        } else {
+            RunTimeEndian::Big
+        };
+        let sections = gimli::DwarfSections::load(|id| load_section(file, id))?;
+        Ok(Self { sections, endian })
+    }
+
+    /// The DWARF to read, borrowing the sections.
+    fn dwarf(&self) -> Dwarf<'_> {
+        self.sections.borrow(|section| {
+            gimli::RelocateReader::new(
+                EndianSlice::new(&section.data, self.endian),
+                &section.relocations,
+            )
+        })
+    }
+}
+
 /// Finds the prototypes of `names` in the DWARF of `file`.
 ///
 /// Names without a `DW_TAG_subprogram` definition are left out of the result; a definition
@@ -297,18 +325,8 @@ pub fn prototypes(
     file: &object::File<'_>,
     names: &[String],
 ) -> Result<BTreeMap<String, Prototype>> {
-    let endian = if file.is_little_endian() {
-        RunTimeEndian::Little
-    } else {
-        RunTimeEndian::Big
-    };
-    let sections = gimli::DwarfSections::load(|id| load_section(file, id))?;
-    let dwarf: Dwarf<'_> = sections.borrow(|section| {
-        gimli::RelocateReader::new(
-            EndianSlice::new(&section.data, endian),
-            &section.relocations,
-        )
-    });
+    let loaded = Loaded::new(file)?;
+    let dwarf = loaded.dwarf();
     let wanted: BTreeSet<&str> = names.iter().map(String::as_str).collect();
     let mut found = BTreeMap::new();
 
@@ -345,18 +363,8 @@ pub fn struct_defs(
     file: &object::File<'_>,
     names: &BTreeSet<String>,
 ) -> Result<BTreeMap<String, StructDef>> {
-    let endian = if file.is_little_endian() {
-        RunTimeEndian::Little
-    } else {
-        RunTimeEndian::Big
-    };
-    let sections = gimli::DwarfSections::load(|id| load_section(file, id))?;
-    let dwarf: Dwarf<'_> = sections.borrow(|section| {
-        gimli::RelocateReader::new(
-            EndianSlice::new(&section.data, endian),
-            &section.relocations,
-        )
-    });
+    let loaded = Loaded::new(file)?;
+    let dwarf = loaded.dwarf();
     let mut found = BTreeMap::new();
     let mut units = dwarf.units();
     while let Some(header) = units.next()? {
@@ -554,18 +562,8 @@ pub struct Layout {
 /// module named `bindings` (the kernel crate's `bindings::bindings_raw`, a module's own
 /// `bindings`), which stand for C types the kernel also describes in its BTF.
 pub fn bindgen_layouts(file: &object::File<'_>) -> Result<Vec<Layout>> {
-    let endian = if file.is_little_endian() {
-        RunTimeEndian::Little
-    } else {
-        RunTimeEndian::Big
-    };
-    let sections = gimli::DwarfSections::load(|id| load_section(file, id))?;
-    let dwarf: Dwarf<'_> = sections.borrow(|section| {
-        gimli::RelocateReader::new(
-            EndianSlice::new(&section.data, endian),
-            &section.relocations,
-        )
-    });
+    let loaded = Loaded::new(file)?;
+    let dwarf = loaded.dwarf();
     let mut out = Vec::new();
     let mut seen = BTreeSet::new();
     let mut units = dwarf.units();
