@@ -30,6 +30,7 @@ const SELFTESTS: &[&str] = &[
     "task_kfuncs_failure",
     "task_kfuncs_exiting",
     "task_kfuncs_nmi",
+    "task_kfuncs_privilege",
 ];
 
 /// The kfunc variants: output subdirectory and extra clang arguments.
@@ -41,8 +42,6 @@ const ONCE: &[&str] = &[
     "task_kfuncs_bench",
     "task_kfuncs_lifecycle",
     "task_kfuncs_prog_types",
-    "task_kfuncs_privilege",
-    "task_kfuncs_privilege_vmlinux",
     "task_kfuncs_scx",
     "kfunc_sample",
     "task_kfuncs_stress",

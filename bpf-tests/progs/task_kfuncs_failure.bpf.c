@@ -11,17 +11,22 @@
 
 char _license[] SEC("license") = "GPL";
 
+/* Takes a reference with @get and drops it, if there is one. */
+#define GET_PUT(get)								\
+	do {									\
+		struct task_struct *got = (get);				\
+										\
+		if (got)							\
+			rust_task_release(got);					\
+	} while (0)
+
 /* Prototype of the tp_btf programs: see task_kfuncs_success.bpf.c. */
 
 SEC("tp_btf/task_newtask")
 __failure __msg(MSG_NULL_TRUSTED)
 int BPF_PROG(acquire_null, struct task_struct *task, u64 clone_flags)
 {
-	struct task_struct *acquired;
-
-	acquired = rust_task_acquire(NULL);
-	if (acquired)
-		rust_task_release(acquired);
+	GET_PUT(rust_task_acquire(NULL));
 	return 0;
 }
 
@@ -29,11 +34,9 @@ SEC("tp_btf/task_newtask")
 __failure __msg(MSG_ACQUIRE_STACK)
 int BPF_PROG(acquire_stack_pointer, struct task_struct *task, u64 clone_flags)
 {
-	struct task_struct *acquired, *on_stack = (struct task_struct *)&clone_flags;
+	struct task_struct *on_stack = (struct task_struct *)&clone_flags;
 
-	acquired = rust_task_acquire((struct task_struct *)&on_stack);
-	if (acquired)
-		rust_task_release(acquired);
+	GET_PUT(rust_task_acquire((struct task_struct *)&on_stack));
 	return 0;
 }
 
@@ -60,18 +63,15 @@ SEC("syscall")
 __failure __msg("R1 must be a rcu pointer")
 int acquire_untrusted_kptr_load(void *ctx)
 {
-	struct task_struct *plain, *acquired;
+	struct task_struct *plain;
 	struct task_slot *slot;
 
 	slot = task_slot();
 	if (!slot)
 		return 0;
 	plain = slot->task;
-	if (!plain)
-		return 0;
-	acquired = rust_task_acquire(plain);
-	if (acquired)
-		rust_task_release(acquired);
+	if (plain)
+		GET_PUT(rust_task_acquire(plain));
 	return 0;
 }
 
@@ -80,11 +80,7 @@ SEC("fentry/wake_up_new_task")
 __failure __msg("R1 must be a rcu pointer")
 int BPF_PROG(acquire_untrusted_fentry_arg, struct task_struct *p)
 {
-	struct task_struct *acquired;
-
-	acquired = rust_task_acquire(p);
-	if (acquired)
-		rust_task_release(acquired);
+	GET_PUT(rust_task_acquire(p));
 	return 0;
 }
 
@@ -238,18 +234,15 @@ SEC("syscall")
 __failure __msg("R1 must be a rcu pointer")
 int kptr_get_outside_rcu(void *ctx)
 {
-	struct task_struct *stored, *got;
+	struct task_struct *stored;
 	struct task_slot *slot;
 
 	slot = task_slot();
 	if (!slot)
 		return 0;
 	stored = slot->task;
-	if (!stored)
-		return 0;
-	got = rust_task_kptr_get(stored);
-	if (got)
-		rust_task_release(got);
+	if (stored)
+		GET_PUT(rust_task_kptr_get(stored));
 	return 0;
 }
 
@@ -259,11 +252,7 @@ SEC("kprobe/wake_up_new_task")
 __failure __msg("calling kernel function " KF_ACQUIRE_NAME " is not allowed")
 int BPF_KPROBE(kfunc_from_kprobe, struct task_struct *p)
 {
-	struct task_struct *acquired;
-
-	acquired = rust_task_acquire(bpf_get_current_task_btf());
-	if (acquired)
-		rust_task_release(acquired);
+	GET_PUT(rust_task_acquire(bpf_get_current_task_btf()));
 	return 0;
 }
 
@@ -271,11 +260,7 @@ SEC("kretprobe/wake_up_new_task")
 __failure __msg("calling kernel function " KF_FROM_PID_NAME " is not allowed")
 int BPF_KRETPROBE(kfunc_from_kretprobe)
 {
-	struct task_struct *found;
-
-	found = rust_task_from_pid(1);
-	if (found)
-		rust_task_release(found);
+	GET_PUT(rust_task_from_pid(1));
 	return 0;
 }
 
@@ -283,11 +268,7 @@ SEC("socket")
 __failure __msg("calling kernel function " KF_FROM_PID_NAME " is not allowed")
 int kfunc_from_socket_filter(struct __sk_buff *skb)
 {
-	struct task_struct *found;
-
-	found = rust_task_from_pid(1);
-	if (found)
-		rust_task_release(found);
+	GET_PUT(rust_task_from_pid(1));
 	return 0;
 }
 
@@ -301,11 +282,7 @@ SEC("lsm/task_free")
 __failure __msg("R1 must be a rcu pointer")
 int BPF_PROG(acquire_lsm_task_free, struct task_struct *task)
 {
-	struct task_struct *acquired;
-
-	acquired = rust_task_acquire(task);
-	if (acquired)
-		rust_task_release(acquired);
+	GET_PUT(rust_task_acquire(task));
 	return 0;
 }
 
@@ -316,70 +293,41 @@ int BPF_PROG(acquire_lsm_task_free, struct task_struct *task)
  * pointer is no longer protected. 6.12 accepts the spin lock shape, a
  * use-after-free: docs/upstream/bpf_spin_unlock-rcu-kptr-uaf.md.
  */
+/* The body of a program that reads the kptr between @lock and @unlock, acquires after. */
+#define AFTER_REGION(lock, unlock)						\
+{										\
+	struct task_kptr_lock_value *v = task_kptr_lock_value();		\
+	unsigned long flags __attribute__((unused));				\
+	struct task_struct *task;						\
+										\
+	if (!v)									\
+		return 0;							\
+	lock;									\
+	task = v->task;								\
+	unlock;									\
+	if (task)								\
+		GET_PUT(rust_task_acquire(task));				\
+	return 0;								\
+}
+
 SEC("syscall")
 __failure __msg("R1 must be a rcu pointer")
 #if !KERNEL_LINE_AT_LEAST(7, 0)
 __skip("6.12's verifier accepts it: a kptr read under bpf_spin_lock stays RCU-protected after the unlock (7.x refuses it)")
 #endif
 int acquire_after_final_spin_unlock(void *ctx)
-{
-	struct task_kptr_lock_value *v = task_kptr_lock_value();
-	struct task_struct *task, *acquired;
-
-	if (!v)
-		return 0;
-	bpf_spin_lock(&v->lock);
-	task = v->task;
-	bpf_spin_unlock(&v->lock);
-	if (!task)
-		return 0;
-	acquired = rust_task_acquire(task);
-	if (acquired)
-		rust_task_release(acquired);
-	return 0;
-}
+AFTER_REGION(bpf_spin_lock(&v->lock), bpf_spin_unlock(&v->lock))
 
 SEC("syscall")
 __failure __msg("R1 must be a rcu pointer")
 int acquire_after_preempt_enable(void *ctx)
-{
-	struct task_kptr_lock_value *v = task_kptr_lock_value();
-	struct task_struct *task, *acquired;
-
-	if (!v)
-		return 0;
-	bpf_preempt_disable();
-	task = v->task;
-	bpf_preempt_enable();
-	if (!task)
-		return 0;
-	acquired = rust_task_acquire(task);
-	if (acquired)
-		rust_task_release(acquired);
-	return 0;
-}
+AFTER_REGION(bpf_preempt_disable(), bpf_preempt_enable())
 
 SEC("syscall")
 __failure __msg("R1 must be a rcu pointer")
 __skip_no_irq("6.12 has no bpf_local_irq_save")
 int acquire_after_irq_restore(void *ctx)
-{
-	struct task_kptr_lock_value *v = task_kptr_lock_value();
-	struct task_struct *task, *acquired;
-	unsigned long flags;
-
-	if (!v)
-		return 0;
-	bpf_local_irq_save(&flags);
-	task = v->task;
-	bpf_local_irq_restore(&flags);
-	if (!task)
-		return 0;
-	acquired = rust_task_acquire(task);
-	if (acquired)
-		rust_task_release(acquired);
-	return 0;
-}
+AFTER_REGION(bpf_local_irq_save(&flags), bpf_local_irq_restore(&flags))
 
 /*
  * Dropping a local object drops the task reference inside it with the

@@ -1,13 +1,12 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * Programs for the privilege cases, calling the module's kfuncs (in
- * task_kfuncs' BTF). The runner loads them with only some capabilities in
- * its effective set. task_kfuncs_privilege_vmlinux.bpf.c has the same
- * programs calling the kernel's own kfuncs (in vmlinux BTF), in an object of
- * its own: libbpf resolves every extern of an object before it loads any
- * program, so one unresolvable module kfunc would fail them all. Together
- * they show where the boundary is: module BTF, which only CAP_SYS_ADMIN can
- * open by id.
+ * Programs for the privilege cases. The runner loads them with only some
+ * capabilities in its effective set. Built twice (build.rs): calling the
+ * module's kfuncs (task_kfuncs' BTF) and, with -DTASK_KFUNCS_C, the kernel's
+ * own (vmlinux BTF), in two objects: libbpf resolves every extern of an
+ * object before it loads any program, so one unresolvable module kfunc
+ * would fail them all. Together they show where the boundary is: module
+ * BTF, which only CAP_SYS_ADMIN can open by id.
  */
 
 #include "task_kfuncs_common.h"
@@ -15,7 +14,7 @@
 char _license[] SEC("license") = "GPL";
 
 SEC("tp_btf/task_newtask")
-int BPF_PROG(priv_tp_btf_module_kfunc, struct task_struct *task, u64 clone_flags)
+int BPF_PROG(priv_tp_btf, struct task_struct *task, u64 clone_flags)
 {
 	struct task_struct *t = rust_task_acquire(task);
 
@@ -27,7 +26,7 @@ int BPF_PROG(priv_tp_btf_module_kfunc, struct task_struct *task, u64 clone_flags
 }
 
 SEC("syscall")
-int priv_syscall_module_kfunc(void *ctx)
+int priv_syscall(void *ctx)
 {
 	struct task_struct *t = rust_task_from_pid(1);
 

@@ -479,147 +479,70 @@ static __always_inline void acquire_stored(struct task_struct *task)
 	rust_task_release(acquired);
 }
 
+/*
+ * The body of a program that reads the stored kptr between @lock and
+ * @unlock, inside @enter ... @leave, and acquires it after @unlock. Each
+ * argument is one expression ((void)0 for none).
+ */
+#define LOCK_REGION(enter, lock, unlock, leave)					\
+{										\
+	struct task_kptr_lock_value *v = lock_value_stored();			\
+	unsigned long flags __attribute__((unused));				\
+	struct task_struct *task;						\
+										\
+	if (!v)									\
+		return 0;							\
+	enter;									\
+	lock;									\
+	task = v->task;								\
+	unlock;									\
+	acquire_stored(task);							\
+	leave;									\
+	return 0;								\
+}
+#define SPIN_LOCK bpf_spin_lock(&v->lock)
+#define SPIN_UNLOCK bpf_spin_unlock(&v->lock)
+#define IRQ_SAVE bpf_local_irq_save(&flags)
+#define IRQ_RESTORE bpf_local_irq_restore(&flags)
+
 SEC("fentry/" SYS_PREFIX "sys_getpgid")
 int BPF_PROG(lock_region_spin_unlock_non_sleepable)
-{
-	struct task_kptr_lock_value *v = lock_value_stored();
-	struct task_struct *task;
-
-	if (!v)
-		return 0;
-	bpf_spin_lock(&v->lock);
-	task = v->task;
-	bpf_spin_unlock(&v->lock);
-	acquire_stored(task);
-	return 0;
-}
+LOCK_REGION((void)0, SPIN_LOCK, SPIN_UNLOCK, (void)0)
 
 SEC("syscall")
 int lock_region_spin_unlock_explicit_rcu(void *ctx)
-{
-	struct task_kptr_lock_value *v = lock_value_stored();
-	struct task_struct *task;
-
-	if (!v)
-		return 0;
-	bpf_rcu_read_lock();
-	bpf_spin_lock(&v->lock);
-	task = v->task;
-	bpf_spin_unlock(&v->lock);
-	acquire_stored(task);
-	bpf_rcu_read_unlock();
-	return 0;
-}
+LOCK_REGION(bpf_rcu_read_lock(), SPIN_LOCK, SPIN_UNLOCK, bpf_rcu_read_unlock())
 
 SEC("syscall")
 int lock_region_spin_unlock_preempt_disabled(void *ctx)
-{
-	struct task_kptr_lock_value *v = lock_value_stored();
-	struct task_struct *task;
-
-	if (!v)
-		return 0;
-	bpf_preempt_disable();
-	bpf_spin_lock(&v->lock);
-	task = v->task;
-	bpf_spin_unlock(&v->lock);
-	acquire_stored(task);
-	bpf_preempt_enable();
-	return 0;
-}
+LOCK_REGION(bpf_preempt_disable(), SPIN_LOCK, SPIN_UNLOCK, bpf_preempt_enable())
 
 SEC("syscall")
 __skip_no_irq("6.12 has no bpf_local_irq_save")
 int lock_region_spin_unlock_irq_disabled(void *ctx)
-{
-	struct task_kptr_lock_value *v = lock_value_stored();
-	struct task_struct *task;
-	unsigned long flags;
-
-	if (!v)
-		return 0;
-	bpf_local_irq_save(&flags);
-	bpf_spin_lock(&v->lock);
-	task = v->task;
-	bpf_spin_unlock(&v->lock);
-	acquire_stored(task);
-	bpf_local_irq_restore(&flags);
-	return 0;
-}
+LOCK_REGION(IRQ_SAVE, SPIN_LOCK, SPIN_UNLOCK, IRQ_RESTORE)
 
 SEC("syscall")
 __skip_no_preempt_rcu("6.12's verifier does not count a preempt-disabled region as RCU")
 int lock_region_rcu_unlock_preempt_disabled(void *ctx)
-{
-	struct task_kptr_lock_value *v = lock_value_stored();
-	struct task_struct *task;
-
-	if (!v)
-		return 0;
-	bpf_preempt_disable();
-	bpf_rcu_read_lock();
-	task = v->task;
-	bpf_rcu_read_unlock();
-	acquire_stored(task);
-	bpf_preempt_enable();
-	return 0;
-}
+LOCK_REGION(bpf_preempt_disable(), bpf_rcu_read_lock(), bpf_rcu_read_unlock(), bpf_preempt_enable())
 
 SEC("syscall")
 __skip_no_irq("6.12 has no bpf_local_irq_save")
 int lock_region_rcu_unlock_irq_disabled(void *ctx)
-{
-	struct task_kptr_lock_value *v = lock_value_stored();
-	struct task_struct *task;
-	unsigned long flags;
+LOCK_REGION(IRQ_SAVE, bpf_rcu_read_lock(), bpf_rcu_read_unlock(), IRQ_RESTORE)
 
-	if (!v)
-		return 0;
-	bpf_local_irq_save(&flags);
-	bpf_rcu_read_lock();
-	task = v->task;
-	bpf_rcu_read_unlock();
-	acquire_stored(task);
-	bpf_local_irq_restore(&flags);
-	return 0;
-}
-
+/* These regions end inside an RCU read section, which covers the acquire. */
 SEC("syscall")
 __skip_no_preempt_rcu("6.12's verifier does not count a preempt-disabled region as RCU")
 int lock_region_preempt_enable_explicit_rcu(void *ctx)
-{
-	struct task_kptr_lock_value *v = lock_value_stored();
-	struct task_struct *task;
-
-	if (!v)
-		return 0;
-	bpf_preempt_disable();
-	task = v->task;
-	bpf_rcu_read_lock();
-	bpf_preempt_enable();
-	acquire_stored(task);
-	bpf_rcu_read_unlock();
-	return 0;
-}
+LOCK_REGION(bpf_preempt_disable(), (void)0, (bpf_rcu_read_lock(), bpf_preempt_enable()),
+	    bpf_rcu_read_unlock())
 
 SEC("syscall")
 __skip_no_irq("6.12 has no bpf_local_irq_save")
 int lock_region_irq_restore_explicit_rcu(void *ctx)
-{
-	struct task_kptr_lock_value *v = lock_value_stored();
-	struct task_struct *task;
-	unsigned long flags;
-
-	if (!v)
-		return 0;
-	bpf_local_irq_save(&flags);
-	task = v->task;
-	bpf_rcu_read_lock();
-	bpf_local_irq_restore(&flags);
-	acquire_stored(task);
-	bpf_rcu_read_unlock();
-	return 0;
-}
+LOCK_REGION(IRQ_SAVE, (void)0, (bpf_rcu_read_lock(), IRQ_RESTORE), bpf_rcu_read_unlock())
 
 /*
  * Run by a child cloned with CLONE_NEWPID: it is the only task of its

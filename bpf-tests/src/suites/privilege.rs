@@ -3,8 +3,8 @@
 //! Who can use the kfuncs: each case lowers the runner's effective
 //! capabilities to a few, as the kernel's test_loader does for
 //! `__caps_unpriv`, loads programs of `progs/task_kfuncs_privilege.bpf.c`
-//! (the module's kfuncs) or `progs/task_kfuncs_privilege_vmlinux.bpf.c` (the
-//! kernel's own) and opens the module's BTF by id, then restores them.
+//! (built against the module's kfuncs and against the kernel's own) and
+//! opens the module's BTF by id, then restores them.
 //!
 //! The boundary these cases pin down (docs/privilege.md): loading a program
 //! needs CAP_BPF (plus CAP_PERFMON for tracing types), but calling a kfunc
@@ -18,15 +18,11 @@ use std::io;
 use std::os::fd::{FromRawFd, OwnedFd};
 
 use anyhow::{bail, Result};
+use caps::{CapSet, Capability, CapsHashSet};
 
 use crate::bpf::{self, Obj};
 use crate::module::TASK_KFUNCS;
 use crate::{Case, Outcome};
-
-/// Capability numbers (include/uapi/linux/capability.h).
-const CAP_SYS_ADMIN: u32 = 21;
-const CAP_PERFMON: u32 = 38;
-const CAP_BPF: u32 = 39;
 
 const EPERM: i32 = libc::EPERM;
 
@@ -43,47 +39,53 @@ enum Expect {
     NoModuleBtf,
 }
 
-/// One attempt: a program of the privilege object, or opening the module's
-/// BTF by id (BPF_BTF_GET_FD_BY_ID).
+/// One attempt: a program calling the module's kfuncs or the kernel's own,
+/// or opening the module's BTF by id (BPF_BTF_GET_FD_BY_ID).
 #[derive(Clone, Copy, Debug)]
 enum Try {
-    Prog(&'static str),
+    Module(&'static str),
+    Vmlinux(&'static str),
     ModuleBtfFd,
 }
 
 /// One case: its name, the capabilities it keeps effective, and the attempts
 /// with what each must give.
-type PrivilegeCase = (&'static str, &'static [u32], &'static [(Try, Expect)]);
+type PrivilegeCase = (
+    &'static str,
+    &'static [Capability],
+    &'static [(Try, Expect)],
+);
 
+use Capability::{CAP_BPF, CAP_PERFMON, CAP_SYS_ADMIN};
 use Expect::{Errno, NoModuleBtf, Runs};
-use Try::{ModuleBtfFd, Prog};
+use Try::{Module, ModuleBtfFd, Vmlinux};
 
-const PRIVILEGE: Obj = crate::obj!("task_kfuncs_privilege");
-const PRIVILEGE_VMLINUX: Obj = crate::obj!("task_kfuncs_privilege_vmlinux");
+const MODULE: Obj = crate::obj!("rust/task_kfuncs_privilege");
+const VMLINUX: Obj = crate::obj!("c/task_kfuncs_privilege");
 
 #[rustfmt::skip]
 const CASES: &[PrivilegeCase] = &[
     ("privilege_no_caps", &[], &[
-        (Prog("priv_syscall_vmlinux_kfunc"), Errno(EPERM)),
-        (Prog("priv_syscall_module_kfunc"), Errno(EPERM)),
+        (Vmlinux("priv_syscall"), Errno(EPERM)),
+        (Module("priv_syscall"), Errno(EPERM)),
         (ModuleBtfFd, Errno(EPERM)),
     ]),
     ("privilege_cap_bpf", &[CAP_BPF], &[
-        (Prog("priv_syscall_vmlinux_kfunc"), Runs),
-        (Prog("priv_syscall_module_kfunc"), NoModuleBtf),
-        (Prog("priv_tp_btf_vmlinux_kfunc"), Errno(EPERM)),
+        (Vmlinux("priv_syscall"), Runs),
+        (Module("priv_syscall"), NoModuleBtf),
+        (Vmlinux("priv_tp_btf"), Errno(EPERM)),
         (ModuleBtfFd, Errno(EPERM)),
     ]),
     ("privilege_cap_bpf_perfmon", &[CAP_BPF, CAP_PERFMON], &[
-        (Prog("priv_tp_btf_vmlinux_kfunc"), Runs),
-        (Prog("priv_tp_btf_module_kfunc"), NoModuleBtf),
-        (Prog("priv_syscall_module_kfunc"), NoModuleBtf),
+        (Vmlinux("priv_tp_btf"), Runs),
+        (Module("priv_tp_btf"), NoModuleBtf),
+        (Module("priv_syscall"), NoModuleBtf),
         (ModuleBtfFd, Errno(EPERM)),
     ]),
     ("privilege_cap_sys_admin", &[CAP_SYS_ADMIN], &[
         (ModuleBtfFd, Runs),
-        (Prog("priv_tp_btf_module_kfunc"), Runs),
-        (Prog("priv_syscall_module_kfunc"), Runs),
+        (Module("priv_tp_btf"), Runs),
+        (Module("priv_syscall"), Runs),
     ]),
 ];
 
@@ -97,49 +99,15 @@ pub fn cases() -> Vec<Case> {
         .collect()
 }
 
-/// capget(2)/capset(2) data, `_LINUX_CAPABILITY_VERSION_3`: two 32-bit
-/// halves.
-#[repr(C)]
-struct CapHeader {
-    version: u32,
-    pid: i32,
-}
-
-#[repr(C)]
-#[derive(Clone, Copy, Default)]
-struct CapData {
-    effective: u32,
-    permitted: u32,
-    inheritable: u32,
-}
-
-const CAP_V3: u32 = 0x2008_0522;
-
 /// The runner's effective capabilities, lowered for the life of the guard
 /// (its permitted set stays, so they can be raised again).
-struct Lowered([CapData; 2]);
+struct Lowered(CapsHashSet);
 
 impl Lowered {
     /// Keeps only `keep` in the effective set.
-    fn to(keep: &[u32]) -> io::Result<Self> {
-        let mut header = CapHeader {
-            version: CAP_V3,
-            pid: 0,
-        };
-        let mut saved = [CapData::default(); 2];
-        // SAFETY: header and saved are valid for capget's writes (one
-        // header, two data structs for version 3).
-        if unsafe { libc::syscall(libc::SYS_capget, &mut header, saved.as_mut_ptr()) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        let mut lowered = saved;
-        for (i, half) in lowered.iter_mut().enumerate() {
-            half.effective = keep
-                .iter()
-                .filter(|&&cap| cap / 32 == i as u32)
-                .fold(0, |m, &cap| m | 1 << (cap % 32));
-        }
-        set(&lowered)?;
+    fn to(keep: &[Capability]) -> Result<Self> {
+        let saved = caps::read(None, CapSet::Effective)?;
+        caps::set(None, CapSet::Effective, &keep.iter().copied().collect())?;
         Ok(Lowered(saved))
     }
 }
@@ -147,20 +115,8 @@ impl Lowered {
 impl Drop for Lowered {
     fn drop(&mut self) {
         // Raising effective capabilities within the permitted set cannot fail.
-        let _ = set(&self.0);
+        let _ = caps::set(None, CapSet::Effective, &self.0);
     }
-}
-
-fn set(data: &[CapData; 2]) -> io::Result<()> {
-    let header = CapHeader {
-        version: CAP_V3,
-        pid: 0,
-    };
-    // SAFETY: header and data are valid for capset's reads.
-    if unsafe { libc::syscall(libc::SYS_capset, &header, data.as_ptr()) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
 }
 
 /// The errno of a failed load or syscall, from the "(os error N)" libbpf-rs
@@ -198,14 +154,8 @@ fn attempt(what: Try, btf_id: u32) -> String {
                 Ok(Outcome::Pass)
             }
         }
-        Prog(prog) => {
-            let obj = if prog.ends_with("module_kfunc") {
-                PRIVILEGE
-            } else {
-                PRIVILEGE_VMLINUX
-            };
-            bpf::expect_success(obj, prog)
-        }
+        Module(prog) => bpf::expect_success(MODULE, prog),
+        Vmlinux(prog) => bpf::expect_success(VMLINUX, prog),
     };
     match result {
         Ok(Outcome::Pass) => "ok".to_owned(),
@@ -226,7 +176,7 @@ fn last_lines(log: &str, n: usize) -> String {
 }
 
 /// Runs `tries` with only `caps` effective, then judges what each gave.
-fn run(caps: &[u32], tries: &'static [(Try, Expect)]) -> Result<Outcome> {
+fn run(caps: &[Capability], tries: &'static [(Try, Expect)]) -> Result<Outcome> {
     let btf_id = module_btf_id()?;
     let lines: Vec<String> = {
         let _lowered = Lowered::to(caps)?;
