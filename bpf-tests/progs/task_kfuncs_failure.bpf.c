@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * Programs the verifier must reject: one per case, named for the mistake it
- * makes, with the exact verifier message it must produce written above it.
+ * makes, with the exact verifier message it must produce in its head (__msg).
  * The runner loads each program alone and checks that the load fails and
  * that the verifier log contains the message.
  */
@@ -20,19 +20,21 @@ char _license[] SEC("license") = "GPL";
 			rust_task_release(got);					\
 	} while (0)
 
-/* Prototype of the tp_btf programs: see task_kfuncs_success.bpf.c. */
+/*
+ * The head of a tp_btf/task_newtask program (@task is the new child, see
+ * task_kfuncs_success.bpf.c) that the verifier must reject with @msg.
+ */
+#define REJECTED_ON_FORK(name, msg)						\
+SEC("tp_btf/task_newtask") __failure __msg(msg)					\
+int BPF_PROG(name, struct task_struct *task, u64 clone_flags)
 
-SEC("tp_btf/task_newtask")
-__failure __msg(MSG_NULL_TRUSTED)
-int BPF_PROG(acquire_null, struct task_struct *task, u64 clone_flags)
+REJECTED_ON_FORK(acquire_null, MSG_NULL_TRUSTED)
 {
 	GET_PUT(rust_task_acquire(NULL));
 	return 0;
 }
 
-SEC("tp_btf/task_newtask")
-__failure __msg(MSG_ACQUIRE_STACK)
-int BPF_PROG(acquire_stack_pointer, struct task_struct *task, u64 clone_flags)
+REJECTED_ON_FORK(acquire_stack_pointer, MSG_ACQUIRE_STACK)
 {
 	struct task_struct *on_stack = (struct task_struct *)&clone_flags;
 
@@ -40,9 +42,7 @@ int BPF_PROG(acquire_stack_pointer, struct task_struct *task, u64 clone_flags)
 	return 0;
 }
 
-SEC("tp_btf/task_newtask")
-__failure __msg(MSG_RELEASE_STACK)
-int BPF_PROG(release_stack_pointer, struct task_struct *task, u64 clone_flags)
+REJECTED_ON_FORK(release_stack_pointer, MSG_RELEASE_STACK)
 {
 	struct task_struct *on_stack = (struct task_struct *)&clone_flags;
 
@@ -50,9 +50,7 @@ int BPF_PROG(release_stack_pointer, struct task_struct *task, u64 clone_flags)
 	return 0;
 }
 
-SEC("tp_btf/task_newtask")
-__failure __msg(MSG_NULL_TRUSTED)
-int BPF_PROG(release_null, struct task_struct *task, u64 clone_flags)
+REJECTED_ON_FORK(release_null, MSG_NULL_TRUSTED)
 {
 	rust_task_release(NULL);
 	return 0;
@@ -84,9 +82,7 @@ int BPF_PROG(acquire_untrusted_fentry_arg, struct task_struct *p)
 	return 0;
 }
 
-SEC("tp_btf/task_newtask")
-__failure __msg(MSG_NULL_TRUSTED)
-int BPF_PROG(acquire_no_null_check, struct task_struct *task, u64 clone_flags)
+REJECTED_ON_FORK(acquire_no_null_check, MSG_NULL_TRUSTED)
 {
 	struct task_struct *acquired;
 
@@ -95,9 +91,7 @@ int BPF_PROG(acquire_no_null_check, struct task_struct *task, u64 clone_flags)
 	return 0;
 }
 
-SEC("tp_btf/task_newtask")
-__failure __msg(MSG_NULL_TRUSTED)
-int BPF_PROG(from_pid_no_null_check, struct task_struct *task, u64 clone_flags)
+REJECTED_ON_FORK(from_pid_no_null_check, MSG_NULL_TRUSTED)
 {
 	struct task_struct *found;
 
@@ -106,9 +100,7 @@ int BPF_PROG(from_pid_no_null_check, struct task_struct *task, u64 clone_flags)
 	return 0;
 }
 
-SEC("tp_btf/task_newtask")
-__failure __msg(MSG_DEREF_MAYBE_NULL)
-int BPF_PROG(from_pid_deref_no_null_check, struct task_struct *task, u64 clone_flags)
+REJECTED_ON_FORK(from_pid_deref_no_null_check, MSG_DEREF_MAYBE_NULL)
 {
 	struct task_struct *found;
 	int pid;
@@ -122,9 +114,7 @@ int BPF_PROG(from_pid_deref_no_null_check, struct task_struct *task, u64 clone_f
 
 /* A reference taken by @get and never released. */
 #define LEAKED(name, get)							\
-SEC("tp_btf/task_newtask")							\
-__failure __msg("Unreleased reference")						\
-int BPF_PROG(name, struct task_struct *task, u64 clone_flags)			\
+REJECTED_ON_FORK(name, "Unreleased reference")					\
 {										\
 	struct task_struct *got = get;						\
 										\
@@ -136,9 +126,7 @@ LEAKED(from_pid_leaked, rust_task_from_pid(task->pid))
 __c_skip_no_vpid("6.12 has no C kfunc looking up a pid in the caller's namespace")
 LEAKED(from_vpid_leaked, rust_task_from_vpid(task->pid))
 
-SEC("tp_btf/task_newtask")
-__failure __msg("Unreleased reference")
-int BPF_PROG(kptr_get_leaked, struct task_struct *task, u64 clone_flags)
+REJECTED_ON_FORK(kptr_get_leaked, "Unreleased reference")
 {
 	struct task_struct *stored, *got = NULL;
 	struct task_slot *slot;
@@ -156,9 +144,7 @@ int BPF_PROG(kptr_get_leaked, struct task_struct *task, u64 clone_flags)
 	return got ? 1 : 0;
 }
 
-SEC("tp_btf/task_newtask")
-__failure __msg("Unreleased reference")
-int BPF_PROG(xchg_out_leaked, struct task_struct *task, u64 clone_flags)
+REJECTED_ON_FORK(xchg_out_leaked, "Unreleased reference")
 {
 	struct task_struct *out;
 	struct task_slot *slot;
@@ -174,9 +160,7 @@ int BPF_PROG(xchg_out_leaked, struct task_struct *task, u64 clone_flags)
 	return out->pid;
 }
 
-SEC("tp_btf/task_newtask")
-__failure __msg(MSG_DOUBLE_RELEASE)
-int BPF_PROG(double_release, struct task_struct *task, u64 clone_flags)
+REJECTED_ON_FORK(double_release, MSG_DOUBLE_RELEASE)
 {
 	struct task_struct *acquired;
 
@@ -188,9 +172,7 @@ int BPF_PROG(double_release, struct task_struct *task, u64 clone_flags)
 	return 0;
 }
 
-SEC("tp_btf/task_newtask")
-__failure __msg("invalid mem access 'scalar'")
-int BPF_PROG(use_after_release, struct task_struct *task, u64 clone_flags)
+REJECTED_ON_FORK(use_after_release, "invalid mem access 'scalar'")
 {
 	struct task_struct *acquired;
 
@@ -201,17 +183,13 @@ int BPF_PROG(use_after_release, struct task_struct *task, u64 clone_flags)
 	return acquired->pid;
 }
 
-SEC("tp_btf/task_newtask")
-__failure __msg(MSG_RELEASE_UNREFERENCED)
-int BPF_PROG(release_unacquired_argument, struct task_struct *task, u64 clone_flags)
+REJECTED_ON_FORK(release_unacquired_argument, MSG_RELEASE_UNREFERENCED)
 {
 	rust_task_release(task);
 	return 0;
 }
 
-SEC("tp_btf/task_newtask")
-__failure __msg(MSG_RELEASE_IN_MAP)
-int BPF_PROG(release_kptr_still_in_map, struct task_struct *task, u64 clone_flags)
+REJECTED_ON_FORK(release_kptr_still_in_map, MSG_RELEASE_IN_MAP)
 {
 	struct task_struct *stored;
 	struct task_slot *slot;

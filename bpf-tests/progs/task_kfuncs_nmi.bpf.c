@@ -18,24 +18,13 @@
 
 #define NMI_SLOTS 8
 
-struct nmi_slot {
-	struct task_struct __kptr *task;
-};
-
+/* The stashed references (probe_update uses task_slots, of task_kfuncs_slot.h). */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__type(key, int);
-	__type(value, struct nmi_slot);
+	__type(value, struct task_slot);
 	__uint(max_entries, NMI_SLOTS);
 } nmi_slots SEC(".maps");
-
-/* One slot for probe_update. */
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__type(key, int);
-	__type(value, struct nmi_slot);
-	__uint(max_entries, 1);
-} probe_slot SEC(".maps");
 
 /* Inputs. */
 int armed;
@@ -84,7 +73,7 @@ SEC("syscall")
 int stash(struct stash_args *args)
 {
 	struct task_struct *t, *old;
-	struct nmi_slot *v;
+	struct task_slot *v;
 	int slot = args->slot;
 
 	if (slot < 0 || slot >= NMI_SLOTS) {
@@ -117,11 +106,11 @@ int stash(struct stash_args *args)
 SEC("syscall")
 int probe_update(struct stash_args *args)
 {
-	struct nmi_slot empty = {}, *v;
+	struct task_slot empty = {}, *v;
 	struct task_struct *t;
-	int zero = 0;
+	u32 zero = 0;
 
-	v = bpf_map_lookup_elem(&probe_slot, &zero);
+	v = task_slot();
 	if (!v)
 		return 0;
 	t = rust_task_from_pid(args->pid);
@@ -130,8 +119,8 @@ int probe_update(struct stash_args *args)
 	t = bpf_kptr_xchg(&v->task, t);
 	if (t)
 		rust_task_release(t);
-	bpf_map_update_elem(&probe_slot, &zero, &empty, BPF_ANY);
-	v = bpf_map_lookup_elem(&probe_slot, &zero);
+	bpf_map_update_elem(&task_slots, &zero, &empty, BPF_ANY);
+	v = task_slot();
 	if (!v)
 		return 0;
 	t = bpf_kptr_xchg(&v->task, NULL);
@@ -146,7 +135,7 @@ SEC("syscall")
 int read_users(void *ctx)
 {
 	struct task_struct *t;
-	struct nmi_slot *v;
+	struct task_slot *v;
 	int i, key;
 
 	bpf_rcu_read_lock();
@@ -166,7 +155,7 @@ int read_users(void *ctx)
 SEC("tp_btf/nmi_handler")
 int BPF_PROG(release_in_nmi, void *handler, s64 delta_ns, int handled)
 {
-	struct nmi_slot empty = {}, *v;
+	struct task_slot empty = {}, *v;
 	struct task_struct *t;
 	int i, key, *flag;
 

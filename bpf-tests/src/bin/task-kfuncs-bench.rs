@@ -27,6 +27,7 @@ use std::thread;
 use anyhow::{bail, Context, Result};
 use bpf_tests::bpf::{self, Loaded, Obj};
 use bpf_tests::module::{self, TASK_KFUNCS};
+use bpf_tests::process;
 use clap::Parser;
 
 const BENCH: Obj = bpf_tests::obj!("task_kfuncs_bench");
@@ -175,12 +176,7 @@ fn u64s(bytes: &[u8]) -> Vec<u64> {
 
 /// A positive pid that no task has: from the top of the pid space down.
 fn missing_pid() -> Result<i32> {
-    let max: i32 = std::fs::read_to_string("/proc/sys/kernel/pid_max")
-        .context("reading /proc/sys/kernel/pid_max")?
-        .trim()
-        .parse()
-        .context("parsing pid_max")?;
-    (1..max)
+    (1..process::pid_max()?)
         .rev()
         .find(|p| !Path::new(&format!("/proc/{p}")).exists())
         .context("every pid is in use")

@@ -64,6 +64,21 @@ const RACE_PAUSES_MS: [u64; 4] = [0, 5, 20, 200];
 const HELD: u32 = 4;
 /// insmod attempts of `insmod_fail_nth` before giving up.
 const MAX_FAIL_NTH: u32 = 5000;
+/// Fault injection for `insmod_fail_nth`: every allocation may fail, and
+/// every injected failure says so, unthrottled: the kernel-log policy tells
+/// the allocation-failure reports they cause from bugs by that line
+/// (harness::kernel_log::findings).
+#[rustfmt::skip]
+const FAIL_NTH_KNOBS: &[(&str, &str)] = &[
+    ("/sys/kernel/debug/failslab/ignore-gfp-wait", "N"),
+    ("/sys/kernel/debug/failslab/verbose", "1"),
+    ("/sys/kernel/debug/failslab/verbose_ratelimit_interval_ms", "0"),
+    ("/sys/kernel/debug/fail_page_alloc/ignore-gfp-wait", "N"),
+    ("/sys/kernel/debug/fail_page_alloc/ignore-gfp-highmem", "N"),
+    ("/sys/kernel/debug/fail_page_alloc/min-order", "0"),
+    ("/sys/kernel/debug/fail_page_alloc/verbose", "1"),
+    ("/sys/kernel/debug/fail_page_alloc/verbose_ratelimit_interval_ms", "0"),
+];
 
 type Run = fn(&Path, &Scale) -> Result<()>;
 
@@ -315,26 +330,8 @@ fn race(path: &Path, scale: &Scale) -> Result<()> {
 fn fail_nth(path: &Path, scale: &Scale) -> Result<()> {
     TASK_KFUNCS.ensure_unloaded("initial")?;
     kernel_log::mount_debugfs();
-    let knobs = Knobs::set(&[
-        ("/sys/kernel/debug/failslab/ignore-gfp-wait", "N"),
-        // Every injected failure says so, unthrottled: the kernel-log
-        // policy tells the allocation-failure reports they cause from bugs
-        // by that line (harness::kernel_log::findings).
-        ("/sys/kernel/debug/failslab/verbose", "1"),
-        (
-            "/sys/kernel/debug/failslab/verbose_ratelimit_interval_ms",
-            "0",
-        ),
-        ("/sys/kernel/debug/fail_page_alloc/ignore-gfp-wait", "N"),
-        ("/sys/kernel/debug/fail_page_alloc/ignore-gfp-highmem", "N"),
-        ("/sys/kernel/debug/fail_page_alloc/min-order", "0"),
-        ("/sys/kernel/debug/fail_page_alloc/verbose", "1"),
-        (
-            "/sys/kernel/debug/fail_page_alloc/verbose_ratelimit_interval_ms",
-            "0",
-        ),
-    ])
-    .context("the kernel needs FAILSLAB, FAIL_PAGE_ALLOC and FAULT_INJECTION_DEBUG_FS")?;
+    let knobs = Knobs::set(FAIL_NTH_KNOBS)
+        .context("the kernel needs FAILSLAB, FAIL_PAGE_ALLOC and FAULT_INJECTION_DEBUG_FS")?;
     // Read from tmpfs: insmod of a file on the guest's 9p root goes through
     // netfs, whose unbuffered read drops a request twice when one of its
     // allocations fails (docs/upstream/netfs-unbuffered-read-double-put.md).

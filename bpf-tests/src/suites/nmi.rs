@@ -116,8 +116,7 @@ fn drop_in_nmi(obj: Obj, how: Via, c_kfuncs: bool, rmmod: bool) -> Result<Outcom
              the normal kernel"
         )));
     }
-    // SAFETY: sysconf only reads a system parameter.
-    if unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) } < 2 {
+    if std::thread::available_parallelism().map_or(1, usize::from) < 2 {
         bail!("needs 2 online CPUs: sysrq 'l' sends NMIs only to the other CPUs");
     }
 
