@@ -19,7 +19,9 @@
 //!    ([`zero_cost`]), with the bench's code table;
 //! 5. guest: each kernel boots and runs the kernel's own `test_progs -t
 //!    rust_task_kfuncs`, built from the same tree ([`selftests`] says how),
-//!    one case per subtest, and its kernel log is judged.
+//!    one case per subtest, and its kernel log is judged;
+//! 6. hygiene: `make rustfmtcheck`, clippy on the kernel crate and the
+//!    sample, and `make rustdoc` are clean ([`hygiene`]).
 //!
 //! The kernels are built with `LLVM=-22`: clang and rustc (1.96, LLVM 22)
 //! must share an LLVM for `CONFIG_RUST_INLINE_HELPERS`. Everything lives in
@@ -291,6 +293,13 @@ pub fn rfc(env: &Env, opts: Options) -> Result<ExitCode> {
             "rfc/btf/btfgen_equal",
             btfgen_equal(env, &work),
         );
+        for (name, args) in HYGIENE {
+            record(
+                &mut report,
+                &format!("rfc/hygiene/{name}"),
+                hygiene(env, &work, name, args),
+            );
+        }
     }
 
     say!("rfc: {} in all", fmt_duration(start.elapsed()));
@@ -301,6 +310,64 @@ pub fn rfc(env: &Env, opts: Options) -> Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// The kernel's own checks of Rust code, run on the module tree after the
+/// series: each `make` target and whether it may print a warning.
+const HYGIENE: [(&str, &[&str]); 3] = [
+    ("rustfmt", &["rustfmtcheck"]),
+    // Rebuilds the kernel crate and the sample with clippy-driver (kbuild
+    // rebuilds an object whose command changed); vmlinux is not relinked.
+    (
+        "clippy",
+        &[
+            "CLIPPY=1",
+            "rust/kernel.o",
+            "samples/rust/rust_task_kfuncs.o",
+        ],
+    ),
+    ("rustdoc", &["rustdoc"]),
+];
+
+/// Runs `make <args>` in the module tree: it must succeed and print no
+/// warning. The verdict is kept in a stamp and replayed by later runs of the
+/// same key (a second clippy run would find its objects up to date and
+/// print nothing).
+fn hygiene(env: &Env, work: &Work, name: &str, args: &[&str]) -> Result<()> {
+    let stamp = work.stamp(&format!("hygiene-{name}"));
+    let verdict = match fs::read_to_string(&stamp) {
+        Ok(verdict) => verdict,
+        Err(_) => {
+            let log = work.log(&format!("hygiene-{name}"));
+            let _ = fs::remove_file(&log);
+            let ran = run_logged(
+                &mut make(env, work, Flavour::Module, args)?,
+                &format!("make {}", args.join(" ")),
+                &log,
+            );
+            let text = fs::read_to_string(&log).unwrap_or_default();
+            let warnings: Vec<&str> = text
+                .lines()
+                .filter(|l| l.starts_with("warning") || l.starts_with("error"))
+                .collect();
+            let verdict = match (ran, warnings.first()) {
+                (Err(e), _) => format!("{e:#} (see {})", log.display()),
+                (Ok(()), Some(first)) => format!(
+                    "{} warning(s), first: {first} (see {})",
+                    warnings.len(),
+                    log.display()
+                ),
+                (Ok(()), None) => String::new(),
+            };
+            fs::write(&stamp, &verdict)?;
+            verdict
+        }
+    };
+    if verdict.is_empty() {
+        Ok(())
+    } else {
+        bail!("{verdict}")
+    }
 }
 
 /// Records a case that passed or failed with an error.
