@@ -230,10 +230,7 @@ int object_acquire_release(void *ctx)
 
 	runs++;
 	obj = kfunc_sample_obj_new(42);
-	if (!obj) {
-		CHECK(false);
-		return 0;
-	}
+	REQUIRE(obj);
 	/* The struct is in the module's BTF: the program reads it directly. */
 	CHECK(obj->value == 42);
 	CHECK(kfunc_sample_obj_live() == before + 1);
@@ -275,10 +272,7 @@ int object_pool_runs_out(void *ctx)
 		return 0;
 	}
 	o0 = kfunc_sample_obj_new(0);
-	if (!o0) {
-		CHECK(false);
-		return 0;
-	}
+	REQUIRE(o0);
 	TAKE(1, 0) TAKE(2, 1) TAKE(3, 2) TAKE(4, 3) TAKE(5, 4) TAKE(6, 5) TAKE(7, 6)
 	TAKE(8, 7) TAKE(9, 8) TAKE(10, 9) TAKE(11, 10) TAKE(12, 11) TAKE(13, 12)
 	TAKE(14, 13) TAKE(15, 14)
@@ -310,15 +304,9 @@ int object_kept_in_a_map(void *ctx)
 
 	runs++;
 	slot = bpf_map_lookup_elem(&objs, &key);
-	if (!slot) {
-		CHECK(false);
-		return 0;
-	}
+	REQUIRE(slot);
 	obj = kfunc_sample_obj_new(7);
-	if (!obj) {
-		CHECK(false);
-		return 0;
-	}
+	REQUIRE(obj);
 	old = bpf_kptr_xchg(&slot->obj, obj);
 	CHECK(!old);
 	if (old)
@@ -336,10 +324,7 @@ int object_kept_in_a_map(void *ctx)
 
 	/* To use the object: take the reference out, use it, put it back. */
 	obj = bpf_kptr_xchg(&slot->obj, NULL);
-	if (!obj) {
-		CHECK(false);
-		return 0;
-	}
+	REQUIRE(obj);
 	CHECK(obj->value == 7);
 	extra = kfunc_sample_obj_acquire(obj);
 	old = bpf_kptr_xchg(&slot->obj, obj);

@@ -13,9 +13,10 @@
  * These are BTF decl tags on the program, read back by the runner. A program
  * the verifier must accept reports through two globals: `runs` (the times its
  * body ran for the runner) and `err` (the line of its first failed CHECK, 0 if
- * none). The runner sets `target_tgid` (itself) and `pid_max` where a program
- * declares them, and test-runs a syscall program with a context of two ints:
- * 0 and its own pid (struct syscall_args of task_kfuncs_success.bpf.c).
+ * none; REQUIRE is a CHECK that also leaves the program). The runner sets
+ * `target_tgid` (itself) and `pid_max` where a program declares them, and
+ * test-runs a syscall program with a context of two ints: 0 and its own pid
+ * (struct syscall_args of task_kfuncs_success.bpf.c).
  */
 
 #ifndef _TASK_KFUNCS_SELFTEST_H
@@ -40,6 +41,14 @@ int pid_max;
 	do {							\
 		if (!(cond) && !err)				\
 			err = __LINE__;				\
+	} while (0)
+
+/* CHECK(cond), and return 0 from the program when it does not hold. */
+#define REQUIRE(cond)						\
+	do {							\
+		CHECK(cond);					\
+		if (!(cond))					\
+			return 0;				\
 	} while (0)
 
 /* True, and counted as a run, when current belongs to the runner. */

@@ -103,9 +103,7 @@ int BPF_PROG(name, struct task_struct *task, u64 clone_flags)			\
 	if (!runner_forked())							\
 		return 0;							\
 	leader = kfunc(task->group_leader);					\
-	CHECK(leader);								\
-	if (!leader)								\
-		return 0;							\
+	REQUIRE(leader);							\
 	found_pid = leader->pid;						\
 	/* A forked child leads its own thread group. */			\
 	CHECK(leader->pid == task->pid);					\
@@ -160,9 +158,7 @@ int BPF_PROG(xchg_out_release, struct task_struct *task, u64 clone_flags)
 	if (!slot)
 		return 0;
 	out = bpf_kptr_xchg(&slot->task, NULL);
-	CHECK(out);
-	if (!out)
-		return 0;
+	REQUIRE(out);
 	CHECK(out->pid == task->pid);
 	rust_task_release(out);
 
@@ -255,9 +251,7 @@ int BPF_PROG(name, struct task_struct *task, u64 clone_flags)			\
 		return 0;							\
 	users_before = task_rcu_users(p);					\
 	got = get;								\
-	CHECK(got);								\
-	if (!got)								\
-		return 0;							\
+	REQUIRE(got);								\
 	users_held = task_rcu_users(p);						\
 	put(got);								\
 	users_after = task_rcu_users(p);					\
@@ -318,18 +312,14 @@ int syscall_from_vpid_new_pidns(struct syscall_args *args)
 
 	runs++;
 	found = rust_task_from_vpid(args->pid);
-	CHECK(found);
-	if (!found)
-		return 0;
+	REQUIRE(found);
 	found_pid = found->pid;
 	CHECK(found->pid == current->pid);
 	rust_task_release(found);
 
 	/* The same number in init_pid_ns is another task (init). */
 	found = rust_task_from_pid(args->pid);
-	CHECK(found);
-	if (!found)
-		return 0;
+	REQUIRE(found);
 	found_tgid = found->pid;
 	CHECK(found->pid != current->pid);
 	rust_task_release(found);
@@ -351,9 +341,7 @@ int syscall_task_slot(struct syscall_args *args)
 	switch (args->op) {
 	case SLOT_STORE:
 		task = rust_task_from_pid(args->pid);
-		CHECK(task);
-		if (!task)
-			return 0;
+		REQUIRE(task);
 		task = bpf_kptr_xchg(&slot->task, task);
 		CHECK(!task);
 		if (task)
@@ -361,9 +349,7 @@ int syscall_task_slot(struct syscall_args *args)
 		break;
 	case SLOT_USERS:
 		task = rust_task_from_pid(args->pid);
-		CHECK(task);
-		if (!task)
-			return 0;
+		REQUIRE(task);
 		users_held = task_rcu_users(task) - 1;
 		rust_task_release(task);
 		break;
@@ -426,9 +412,7 @@ int BPF_PROG(acquire_flavor_relocation, struct task_struct *task, u64 clone_flag
 		return 0;
 	}
 	acquired = task_acquire___one(task);
-	CHECK(acquired);
-	if (!acquired)
-		return 0;
+	REQUIRE(acquired);
 	CHECK(acquired->pid == task->pid);
 	rust_task_release(acquired);
 	return 0;
